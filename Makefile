@@ -1,0 +1,46 @@
+SHELL := /bin/bash
+# Every target does its own set-up: a fresh clone needs only python3 (3.10+) and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+SPEC   ?= examples/spec.yaml
+REPO   ?= model_repository
+PYTEST_ARGS ?=
+
+.PHONY: setup repo test validate bench serve stop perf clean help
+
+help:
+	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
+	@echo "make test     run the test suite (creates the venv)"
+	@echo "make validate check $(REPO)/ with Triton's schema"
+	@echo "make bench    speed table of every variant vs PyTorch eager"
+	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
+	@echo "make perf     build + serve + sweep + report + stop"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+examples/checkpoints/.done: $(STAMP) examples/make_checkpoints.py examples/vit.py examples/cnn.py
+	$(BIN)/python examples/make_checkpoints.py
+	touch $@
+
+repo: examples/checkpoints/.done
+	$(BIN)/tritongen build $(SPEC) -o $(REPO)
+	$(BIN)/tritongen validate $(REPO)
+
+validate: setup
+	$(BIN)/tritongen validate $(REPO)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,183 @@
+"""Stage 1: turn a spec's ``source`` into an eval-mode ``torch.nn.Module``.
+
+Checkpoints load with ``torch.load(weights_only=True)``; a full pickle loads only when the spec
+says ``pickle: {path, trust: true}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .spec import ModelSpec, Source
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_module(model: ModelSpec, root: Path):
+    """The model as an eval-mode module on CPU."""
+    src = model.source
+    where = f"{model.where}.source"
+    for p in src.files():
+        if not p.is_file():
+            field = "checkpoint" if p == src.checkpoint else src.kind
+            raise UserError(f"{where}.{field}: file '{p}' not found; check the path (relative to the spec file)")
+    if src.kind == "factory":
+        module = _from_factory(src, where, root)
+        if src.checkpoint is not None:
+            state = load_state_dict(src, where)
+            apply_state_dict(module, state, where)
+    elif src.kind == "torchscript":
+        module = _torch_call(lambda: _torch().jit.load(str(src.path), map_location="cpu"), where, "torchscript", src.path)
+    elif src.kind == "exported_program":
+        ep = _torch_call(lambda: _torch().export.load(str(src.path)), where, "exported_program", src.path)
+        module = ep.module()
+    else:  # pickle, trusted (checked in the spec)
+        module = _torch_call(
+            lambda: _torch().load(str(src.path), map_location="cpu", weights_only=False), where, "pickle.path", src.path
+        )
+        if not isinstance(module, _torch().nn.Module):
+            raise UserError(f"{where}.pickle.path: '{src.path.name}' holds a {type(module).__name__}, not a torch.nn.Module")
+    if hasattr(module, "eval"):
+        module.eval()
+    return module
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _torch_call(fn, where: str, field: str, path: Path):
+    try:
+        return fn()
+    except Exception as e:  # torch raises many kinds for a bad file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?")
+
+
+def _from_factory(src: Source, where: str, root: Path):
+    mod_name, fn_name = src.factory.split(":")
+    root_s = str(root)
+    added = root_s not in sys.path
+    if added:
+        sys.path.insert(0, root_s)
+    try:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise UserError(
+                f"{where}.factory: cannot import module '{mod_name}' ({e}); it must be importable from {root}"
+            )
+        except Exception as e:
+            raise UserError(f"{where}.factory: importing '{mod_name}' failed: {type(e).__name__}: {e}")
+    finally:
+        if added:
+            sys.path.remove(root_s)
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise UserError(f"{where}.factory: module '{mod_name}' has no callable '{fn_name}'")
+    try:
+        module = fn(**src.kwargs)
+    except TypeError as e:
+        raise UserError(f"{where}.kwargs: {src.factory} rejected them ({e}); fix kwargs")
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise UserError(f"{where}.factory: {src.factory} returned a {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def load_state_dict(src: Source, where: str) -> dict:
+    path = src.checkpoint
+    field = f"{where}.checkpoint"
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        except Exception as e:
+            raise UserError(f"{field}: '{path.name}' is not a readable safetensors file ({str(e)[:150]})")
+    else:
+        import pickle
+
+        import torch
+
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            first = str(e).strip().splitlines()[0][:200]
+            if "weights_only" in str(e) or "Unsupported global" in str(e):
+                raise UserError(
+                    f"{field}: '{path.name}' holds more than tensors ({first}); save model.state_dict() instead, "
+                    "or use source.pickle with trust: true for a file you made yourself"
+                )
+            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({first})")
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({first})")
+    if src.state_dict_key:
+        if not isinstance(state, dict) or src.state_dict_key not in state:
+            keys = ", ".join(list(state)[:8]) if isinstance(state, dict) else type(state).__name__
+            raise UserError(
+                f"{where}.state_dict_key: '{src.state_dict_key}' is not in '{path.name}' (top-level keys: {keys})"
+            )
+        state = state[src.state_dict_key]
+    if not isinstance(state, dict):
+        raise UserError(f"{field}: '{path.name}' does not hold a state_dict (got {type(state).__name__})")
+    nested = [k for k, v in state.items() if isinstance(v, dict)]
+    if nested and not any(hasattr(v, "shape") for v in state.values()):
+        raise UserError(
+            f"{field}: '{path.name}' is a dict of dicts ({', '.join(nested[:5])}); set state_dict_key to the one holding weights"
+        )
+    if src.strip_prefix:
+        p = src.strip_prefix
+        state = {k[len(p):] if k.startswith(p) else k: v for k, v in state.items()}
+    return state
+
+
+def apply_state_dict(module, state: dict, where: str) -> None:
+    """Strict loading with a readable diff of missing/unexpected keys and shape mismatches."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected:
+        hint = _prefix_hint(missing, unexpected)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise UserError(f"{where}.checkpoint: state_dict keys do not match the model: {'; '.join(parts)}; {hint}")
+    if shapes:
+        raise UserError(
+            f"{where}.checkpoint: {len(shapes)} tensor shape(s) differ: {'; '.join(shapes[:3])}; check source.kwargs"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _prefix_hint(missing: list[str], unexpected: list[str]) -> str:
+    if unexpected and missing:
+        for k in unexpected:
+            for m in missing:
+                if k.endswith(m) and k != m:
+                    return f"set source.strip_prefix: \"{k[: len(k) - len(m)]}\""
+            break
+    if unexpected and not missing and all("." in k for k in unexpected):
+        return "the checkpoint has extra weights: is it the right model or kwargs?"
+    return "check source.factory/kwargs match the checkpoint"

@@ -1,0 +1,333 @@
+"""The orchestrator: spec -> (load, export, variants, verify, render, validate) -> repository.
+
+Reads top to bottom: for each model, a model key (checkpoint sha256 + spec + tool versions);
+for each variant, an artifact cached under ``build/<model>/<variant>/`` with that key, so a
+re-run with nothing changed rebuilds nothing and never loads torch. Configs are rendered every
+run (cheap), parsed with Triton's schema and checked against the artifact. The repository is
+staged and swapped in whole (see repository.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import UserError, VariantFailed
+from .inputs import Point, make_inputs, torch_forward, verification_points
+from .loading import load_module, sha256_file
+from .render import config_context, render, template_for, triton_model_name
+from .repository import Staging, copy_tree, digest, file_entries, tool_versions, write_json
+from .spec import ModelSpec, Spec, VariantSpec
+from .validate import check_config, check_model_dir, parse_config
+from .variants import REGISTRY, BuildContext, Skip, Variant
+from .verify import verify
+
+STAMP = "stamp.json"
+
+
+@dataclass
+class VariantResult:
+    model: str
+    variant: str
+    triton_name: str
+    status: str  # built | cached | failed | skipped
+    reason: str = ""
+    verification: dict | None = None
+    info: dict = field(default_factory=dict)
+    bytes: int = 0
+    build_s: float = 0.0
+    verify_s: float = 0.0
+
+    @property
+    def written(self) -> bool:
+        return self.status in ("built", "cached")
+
+    @property
+    def max_abs(self) -> float | None:
+        return (self.verification or {}).get("max_abs")
+
+
+@dataclass
+class BuildReport:
+    output: Path
+    results: list[VariantResult]
+    changed: bool
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[VariantResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+class Events:
+    """What the pipeline tells the outside world (the CLI draws it with rich)."""
+
+    def stage(self, model: str, text: str) -> None: ...
+
+    def log(self, model: str, text: str) -> None: ...
+
+    def done(self, result: VariantResult) -> None: ...
+
+
+def _quiet_exporters() -> None:
+    for name in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript", "torch._dynamo",
+                 "torch.export", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class ModelBuild:
+    """Lazy per-model state shared by its variants: module, exported ONNX, references."""
+
+    def __init__(self, spec: Spec, model: ModelSpec, build_dir: Path, events: Events, force: bool):
+        self.spec, self.model, self.events, self.force = spec, model, events, force
+        self.dir = build_dir / model.name
+        self._module = None
+        self._onnx: Path | None = None
+        self._refs: dict[Point, dict] = {}
+        self._checked = False
+        self.timings: dict[str, float] = {}
+        hashes = {}
+        for p in model.source.files():
+            if not p.is_file():
+                field_ = "checkpoint" if p == model.source.checkpoint else model.source.kind
+                raise UserError(f"{model.where}.source.{field_}: file '{p}' not found; check the path "
+                                "(relative to the spec file)")
+            hashes[str(p.name)] = sha256_file(p)
+        self.checkpoint_sha256 = hashes
+        self.key = digest("model", model.spec_hash(), hashes, tool_versions())
+
+    def module(self):
+        if self._module is None:
+            self.events.stage(self.model.name, "loading PyTorch model")
+            t = time.perf_counter()
+            self._module = load_module(self.model, self.spec.root)
+            self.timings["load_s"] = time.perf_counter() - t
+            self._check_forward()
+        return self._module
+
+    def _check_forward(self) -> None:
+        """The module must accept the declared inputs and return the declared outputs at every point."""
+        for point in verification_points(self.model):
+            self.reference(make_inputs(self.model, point, seed=0), point)
+        self._checked = True
+
+    def reference(self, feeds: dict, point: Point) -> dict:
+        return torch_forward(self.module(), self.model, feeds, point)
+
+    def onnx(self) -> Path:
+        if self._onnx is not None:
+            return self._onnx
+        from .export import export_onnx
+
+        d = self.dir / "export"
+        out = d / "model.onnx"
+        stamp = d / STAMP
+        if not self.force and out.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == self.key:
+            self._onnx = out
+            return out
+        module = self.module()
+        self.events.stage(self.model.name, "exporting ONNX")
+        t = time.perf_counter()
+        tmp = self.dir / "export.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        info = export_onnx(module, self.model, tmp / "model.onnx", lambda s: self.events.log(self.model.name, s))
+        info["export_s"] = time.perf_counter() - t
+        self.timings["export_s"] = info["export_s"]
+        write_json(tmp / STAMP, {"key": self.key, "info": info})
+        shutil.rmtree(d, ignore_errors=True)
+        tmp.rename(d)
+        self._onnx = out
+        return out
+
+    def calibration(self) -> list[dict]:
+        from .calibration import calibration_samples
+
+        return calibration_samples(self.model, self.spec.root, lambda s: self.events.log(self.model.name, s))
+
+
+def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
+    return digest("variant", mb.key, variant.key, vspec.options, vspec.verify)
+
+
+def _check_options(model: ModelSpec, variant: Variant, vspec: VariantSpec, index: int) -> None:
+    for k in vspec.options:
+        if k not in variant.options:
+            allowed = ", ".join(variant.options) or "none"
+            raise UserError(f"{model.where}.variants[{index}].options.{k}: unknown option for {variant.key}; "
+                            f"allowed: {allowed}")
+
+
+def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_failed: bool = False) -> VariantResult:
+    model = mb.model
+    name = triton_model_name(model.name, variant.key)
+    vdir = mb.dir / variant.key
+    key = _variant_key(mb, variant, vspec)
+    stamp_path = vdir / STAMP
+    if not mb.force and stamp_path.is_file():
+        stamp = json.loads(stamp_path.read_text())
+        if stamp.get("key") == key and (stamp["status"] != "built" or (vdir / "artifact").is_dir()):
+            r = VariantResult(**{**stamp["result"], "status": "cached" if stamp["status"] == "built" else stamp["status"]})
+            return r
+    tmp = mb.dir / f"{variant.key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "artifact").mkdir(parents=True)
+    (tmp / "work").mkdir()
+    log_lines: list[str] = []
+
+    def log(s: str) -> None:
+        log_lines.append(s)
+        mb.events.log(model.name, f"{variant.key}: {s}")
+
+    ctx = BuildContext(
+        model=model, variant=vspec, artifact_dir=tmp / "artifact", work_dir=tmp / "work",
+        base_onnx=mb.onnx, torch_module=mb.module, calibration=mb.calibration, log=log,
+    )
+    result = VariantResult(model=model.name, variant=variant.key, triton_name=name, status="built")
+    mb.events.stage(model.name, f"building {variant.key}")
+    t = time.perf_counter()
+    try:
+        mb.module()  # checks forward() against the declared outputs before any variant is built
+        variant.build(ctx)
+        result.build_s = time.perf_counter() - t
+        mb.events.stage(model.name, f"verifying {variant.key}")
+        t = time.perf_counter()
+        run = variant.runner(ctx.artifact_dir, model, vspec.options)
+        tol = variant.tolerance_for(model, vspec)
+        v = verify(run, mb.reference, model, tol)
+        result.verify_s = time.perf_counter() - t
+        result.verification = v.to_dict()
+        if not v.passed:
+            result.status = "failed"
+            result.reason = f"over tolerance ({v.summary}; atol {tol.atol}, rtol {tol.rtol})"
+    except Skip as e:
+        result.status, result.reason = "skipped", str(e)
+    except VariantFailed as e:
+        result.status, result.reason = "failed", str(e)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.info = ctx.info
+    result.bytes = sum(p.stat().st_size for p in (tmp / "artifact").rglob("*") if p.is_file())
+    if result.status == "failed" and not keep_failed:
+        shutil.rmtree(tmp / "artifact", ignore_errors=True)
+    (tmp / "build.log").write_text("\n".join(log_lines) + "\n")
+    (tmp / "reproduce.sh").write_text(_reproduce(mb, variant, vspec, ctx.reproduce))
+    stamp_result = {k: v for k, v in result.__dict__.items()}
+    write_json(tmp / STAMP, {"key": key, "status": result.status, "result": stamp_result})
+    shutil.rmtree(vdir, ignore_errors=True)
+    tmp.rename(vdir)
+    return result
+
+
+def _reproduce(mb: ModelBuild, variant: Variant, vspec: VariantSpec, lines: list[str]) -> str:
+    spec = mb.spec.path
+    body = "\n".join(lines) if lines else "# (no separate command: see the build step in generator/variants/)"
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# Reproduce variant '{variant.key}' of model '{mb.model.name}'.\n"
+        "# The whole build, exactly as tritongen ran it:\n"
+        f"#   tritongen build {spec} --only {mb.model.name} --force\n"
+        "# The equivalent individual steps (inputs from ../export/model.onnx):\n"
+        "set -euo pipefail\n"
+        f"cd \"$(dirname \"$0\")/work\"\n{body}\n"
+    )
+
+
+def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: VariantSpec, result: VariantResult,
+                     target: str, templates: Path | None) -> None:
+    model = mb.model
+    ctx = config_context(model, variant, vspec, target=target, spec_name=mb.spec.path.name)
+    text = render(ctx, template_for(variant, target), templates)
+    where = f"{result.triton_name}/config.pbtxt"
+    cfg, problem = parse_config(text, where)
+    if problem:
+        raise UserError(f"{problem} (rendered from template {template_for(variant, target)}; fix the template)")
+    problems = check_config(cfg, text, where, result.triton_name)
+    mdir = staging.dir / result.triton_name
+    vdir_out = mdir / "1"
+    copy_tree(mb.dir / variant.key / "artifact", vdir_out)
+    if target == "embedded":
+        from .render import DEFAULT_TEMPLATES
+
+        runner = (templates / "runner" / "model.py") if templates and (templates / "runner" / "model.py").is_file() \
+            else DEFAULT_TEMPLATES / "runner" / "model.py"
+        shutil.copy2(runner, vdir_out / "model.py")
+    (mdir / "config.pbtxt").write_text(text)
+    problems += check_model_dir(mdir).problems
+    if problems:
+        raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
+    manifest = {
+        "model": model.name,
+        "variant": variant.key,
+        "triton_name": result.triton_name,
+        "target": target,
+        "status": result.status if result.status != "cached" else "built",
+        "gate": "passed" if result.status in ("built", "cached") else result.status,
+        "reason": result.reason,
+        "precision": variant.precision,
+        "devices": list(variant.devices),
+        "spec": str(mb.spec.path),
+        "spec_hash": model.spec_hash(),
+        "checkpoint_sha256": mb.checkpoint_sha256,
+        "tool_versions": tool_versions(),
+        "verification": result.verification,
+        "info": result.info,
+        "files": file_entries(vdir_out),
+    }
+    write_json(mdir / "manifest.json", manifest)
+
+
+def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), target: str = "triton",
+          templates: Path | None = None, force: bool = False, keep_failed: bool = False,
+          events: Events | None = None) -> BuildReport:
+    _quiet_exporters()
+    events = events or Events()
+    if templates is not None and not Path(templates).is_dir():
+        raise UserError(f"--templates {templates}: not a folder; pass a folder holding your *.pbtxt.j2 templates")
+    models = [spec.model(n) for n in only] if only else list(spec.models)
+    for m in models:
+        for i, vs in enumerate(m.variants):
+            _check_options(m, REGISTRY[vs.name], vs, i)
+    build_dir = Path(build_dir).resolve()
+    out = Path(out).resolve()
+    if out == spec.root or out in spec.root.parents:
+        raise UserError(f"-o {out}: would replace the folder holding the spec; choose a dedicated output folder")
+    owned = None
+    if only:
+        owned = {triton_model_name(m.name, v) for m in models for v in REGISTRY}
+    staging = Staging(out, owned)
+    results: list[VariantResult] = []
+    timings: dict = {}
+    try:
+        for m in models:
+            mb = ModelBuild(spec, m, build_dir, events, force)
+            for vs in m.variants:
+                variant = REGISTRY[vs.name]
+                r = build_variant(mb, variant, vs, keep_failed=keep_failed)
+                results.append(r)
+                if r.written or (keep_failed and r.status == "failed" and (mb.dir / vs.name / "artifact").is_dir()):
+                    _stage_model_dir(staging, mb, variant, vs, r, target, templates)
+                events.done(r)
+            timings[m.name] = mb.timings
+            write_json(mb.dir / "manifest.json", {
+                "model": m.name, "spec": str(spec.path), "spec_hash": m.spec_hash(),
+                "checkpoint_sha256": mb.checkpoint_sha256, "tool_versions": tool_versions(),
+                "variants": [r.__dict__ for r in results if r.model == m.name],
+            })
+        changed = not staging.unchanged()
+        if changed:
+            staging.commit()
+        else:
+            staging.discard()
+    except BaseException:
+        staging.discard()
+        raise
+    return BuildReport(output=out, results=results, changed=changed, timings=timings)

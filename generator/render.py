@@ -1,0 +1,155 @@
+"""One rendering path for every config.pbtxt: values computed here, laid out by jinja2 templates.
+
+Templates live in ``templates/`` (or ``--templates DIR``; a file missing there falls back to ours)
+and are rendered with ``StrictUndefined``: a template that names a value we do not compute fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+from .spec import ModelSpec, VariantSpec
+from .variants import Variant
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TARGETS = ("triton", "embedded")
+
+
+def triton_model_name(model: str, variant: str) -> str:
+    """The naming scheme: ``<model>__<variant>`` (variant keys keep their dashes)."""
+    return f"{model}__{variant}"
+
+
+def environment(templates: Path | None = None):
+    import jinja2
+
+    dirs = [str(templates)] if templates else []
+    dirs.append(str(DEFAULT_TEMPLATES))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        autoescape=False,
+    )
+
+
+def _tensor(t, *, data_type=None) -> dict:
+    return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": t.triton_dims()}
+
+
+def warmup_entries(model: ModelSpec) -> list[dict]:
+    opt = model.dims_at("opt")
+    sizes = [1]
+    if model.max_batch_size > 0:
+        db = model.triton.dynamic_batching
+        pref = max(db.preferred_batch_size) if db and db.preferred_batch_size else None
+        if pref and pref > 1:
+            sizes.append(pref)
+    else:
+        sizes = [0]
+    out = []
+    for b in sizes:
+        out.append({
+            "name": f"warmup_batch_{b}" if b else "warmup",
+            "batch_size": max(b, 1),
+            "inputs": [
+                {
+                    "name": t.name,
+                    "data_type": t.dtype.triton,
+                    "dims": list(t.concrete(opt)),
+                    # token ids and masks must stay in range: zeros are always valid
+                    "fill": "random_data" if t.dtype.is_float else "zero_data",
+                }
+                for t in model.inputs
+            ],
+        })
+    return out
+
+
+def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str = "triton",
+                   spec_name: str = "spec.yaml") -> dict:
+    if target not in TARGETS:
+        raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
+    tr = model.triton
+    params = dict(variant.extra_parameters(model, vspec.options))
+    groups = [
+        {"count": g.count, "kind": g.kind, "gpus": list(g.gpus), "profile": list(g.profile)}
+        for g in tr.instance_group
+    ]
+    optimization = None
+    if target == "embedded":
+        platform, backend = None, "python"
+        params.update({
+            "runtime": variant.runtime,
+            "artifact": variant.filename,
+            "intra_op_threads": str(tr.intra_op_threads),
+        })
+        for g in groups:  # the embedded server has no GPU backends: its runners take the CPU
+            g.update(kind="KIND_CPU", gpus=[], profile=[])
+        if not groups:
+            groups = [{"count": 1, "kind": "KIND_CPU", "gpus": [], "profile": []}]
+    else:
+        platform, backend = variant.platform, variant.backend
+        if variant.runtime == "onnxruntime" and tr.intra_op_threads:
+            params["intra_op_thread_count"] = str(tr.intra_op_threads)
+        if variant.runtime == "onnxruntime" and variant.precision == "fp16":
+            # fp16 graphs crash ORT's NchwcTransformer at ALL: cap the server's level at EXTENDED (1)
+            optimization = {"graph_level": 1, "gpu_accelerators": [], "cpu_accelerators": []}
+    params.update(tr.parameters)
+    db = tr.dynamic_batching if model.max_batch_size > 0 else None
+    return {
+        "tool_version": __version__,
+        "spec_name": spec_name,
+        "model_name": model.name,
+        "variant": variant.key,
+        "name": triton_model_name(model.name, variant.key),
+        "platform": platform,
+        "backend": backend,
+        "max_batch_size": model.max_batch_size,
+        "default_model_filename": None,
+        "inputs": [_tensor(t) for t in model.inputs],
+        "outputs": [_tensor(t) for t in model.outputs],
+        "version_policy": tr.version_policy,
+        "dynamic_batching": None if db is None else {
+            "preferred_batch_size": list(db.preferred_batch_size),
+            "max_queue_delay_microseconds": db.max_queue_delay_microseconds,
+            "preserve_ordering": db.preserve_ordering,
+        },
+        "instance_groups": groups,
+        "warmup": warmup_entries(model) if tr.warmup else [],
+        "parameters": params,
+        "optimization": optimization,
+    }
+
+
+def render(context: dict, template: str, templates: Path | None = None) -> str:
+    import jinja2
+
+    env = environment(templates)
+    try:
+        text = env.get_template(template).render(**context)
+    except jinja2.TemplateNotFound as e:
+        raise UserError(f"--templates: template '{e.name}' not found in {templates or DEFAULT_TEMPLATES}")
+    except jinja2.TemplateError as e:
+        where = getattr(e, "filename", None) or template
+        line = getattr(e, "lineno", None)
+        raise UserError(f"{where}{':' + str(line) if line else ''}: template error: {e}; fix the template")
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    out, blank = [], False
+    for ln in lines:  # collapse the blank runs left by skipped blocks
+        if not ln:
+            if blank or not out:
+                continue
+            blank = True
+        else:
+            blank = False
+        out.append(ln)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def template_for(variant: Variant, target: str) -> str:
+    return "python.pbtxt.j2" if target == "embedded" else variant.template

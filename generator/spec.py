@@ -1,0 +1,563 @@
+"""The spec file: what the user asked for, validated into frozen dataclasses.
+
+Every error names the field path (``models[0].inputs[1].dtype``) and says what to do.
+Unknown keys are errors. ``defaults:`` at top level may hold any model key; a model's own
+value wins (dicts are merged one level deep, so ``triton: {warmup: false}`` in a model keeps
+the default's ``dynamic_batching``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dtypes
+from .errors import UserError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: dtypes.DType
+    shape: tuple  # ints and named-dim strings, no batch dim
+    range: tuple | None = None  # (low, high) for integer inputs, high exclusive
+
+    def concrete(self, dims: dict[str, int]) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else dims[d] for d in self.shape)
+
+    def triton_dims(self) -> list[int]:
+        return [d if isinstance(d, int) else -1 for d in self.shape]
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # factory | torchscript | exported_program | pickle
+    factory: str | None = None
+    kwargs: dict = field(default_factory=dict)
+    checkpoint: Path | None = None
+    state_dict_key: str | None = None
+    strip_prefix: str | None = None
+    path: Path | None = None  # torchscript / exported_program / pickle file
+    trust: bool = False
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.checkpoint, self.path) if p is not None]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+
+    def over(self, base: "Tolerance") -> "Tolerance":
+        """This tolerance with unset fields taken from ``base``."""
+        return Tolerance(
+            atol=self.atol if self.atol is not None else base.atol,
+            rtol=self.rtol if self.rtol is not None else base.rtol,
+            min_cosine=self.min_cosine if self.min_cosine is not None else base.min_cosine,
+        )
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    verify: Tolerance = Tolerance()
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    samples: int = 32
+    data: Path | None = None
+    method: str = "minmax"
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    preferred_batch_size: tuple[int, ...] = ()
+    max_queue_delay_microseconds: int = 0
+    preserve_ordering: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceGroup:
+    count: int = 1
+    kind: str = "KIND_CPU"
+    gpus: tuple[int, ...] = ()
+    profile: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TritonSpec:
+    dynamic_batching: DynamicBatching | None = DynamicBatching()
+    instance_group: tuple[InstanceGroup, ...] = ()
+    warmup: bool = True
+    version_policy: dict | None = None  # {"latest": {"num_versions": n}} | {"all": {}} | {"specific": {...}}
+    parameters: dict = field(default_factory=dict)
+    intra_op_threads: int = 0  # 0 = runtime default
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: Source
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    dims: dict  # name -> (min, opt, max)
+    max_batch_size: int
+    variants: tuple[VariantSpec, ...]
+    calibration: Calibration
+    verify: Tolerance
+    triton: TritonSpec
+    opset: int | None
+    raw: dict  # the merged, validated model mapping (for hashing)
+    index: int
+
+    @property
+    def where(self) -> str:
+        return f"models[{self.index}]"
+
+    def dims_at(self, which: str) -> dict[str, int]:
+        """Named dims at 'min' | 'opt' | 'max'."""
+        i = {"min": 0, "opt": 1, "max": 2}[which]
+        return {k: v[i] for k, v in self.dims.items()}
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models)
+        raise UserError(f"--only {name}: no model of that name in {self.path.name}; known: {known}")
+
+
+# --------------------------------------------------------------------------- reading helpers
+
+
+class _Fields:
+    """A mapping being read at ``where``: typed getters and an unknown-key check."""
+
+    def __init__(self, value: Any, where: str, allowed: tuple[str, ...]):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {_kind(value)}")
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise UserError(
+                f"{where}.{unknown[0]}: unknown key; allowed keys here: {', '.join(allowed)}"
+            )
+        self.value = value
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.value.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.value
+
+    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        if key not in self.value:
+            if required:
+                raise UserError(f"{self.path(key)}: missing; add it")
+            return default
+        v = self.value[key]
+        if not isinstance(v, str) or not v:
+            raise UserError(f"{self.path(key)}: expected a non-empty string, got {_kind(v)}")
+        return v
+
+    def int(self, key: str, default: int | None = None, minimum: int | None = None, required=False):
+        if key not in self.value:
+            if required:
+                raise UserError(f"{self.path(key)}: missing; add it")
+            return default
+        return _int(self.value[key], self.path(key), minimum)
+
+    def float(self, key: str, default: float | None = None) -> float | None:
+        if key not in self.value:
+            return default
+        v = self.value[key]
+        if isinstance(v, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise UserError(f"{self.path(key)}: expected a non-negative number, got {v!r}")
+        return float(v)
+
+    def bool(self, key: str, default: bool) -> bool:
+        if key not in self.value:
+            return default
+        v = self.value[key]
+        if not isinstance(v, bool):
+            raise UserError(f"{self.path(key)}: expected true or false, got {v!r}")
+        return v
+
+    def list(self, key: str, default=None, required=False) -> list:
+        if key not in self.value:
+            if required:
+                raise UserError(f"{self.path(key)}: missing; add it")
+            return [] if default is None else default
+        v = self.value[key]
+        if not isinstance(v, list):
+            raise UserError(f"{self.path(key)}: expected a list, got {_kind(v)}")
+        return v
+
+    def dict(self, key: str) -> dict:
+        v = self.value.get(key, {})
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise UserError(f"{self.path(key)}: expected a mapping, got {_kind(v)}")
+        return v
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"the string {v!r}"}.get(type(v), repr(v))
+
+
+def _int(v: Any, where: str, minimum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise UserError(f"{where}: expected an integer, got {_kind(v)}")
+    if minimum is not None and v < minimum:
+        raise UserError(f"{where}: must be >= {minimum}, got {v}")
+    return v
+
+
+# --------------------------------------------------------------------------- the parser
+
+MODEL_KEYS = (
+    "name", "source", "inputs", "outputs", "dims", "max_batch_size", "variants",
+    "calibration", "verify", "triton", "opset",
+)
+SOURCE_KEYS = (
+    "factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix",
+    "torchscript", "exported_program", "pickle",
+)
+
+
+def load_spec(path: str | Path, known_variants: tuple[str, ...] | None = None) -> Spec:
+    """Read and validate a YAML spec. Raises UserError naming the field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: spec file not found; pass the path to your spec YAML")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise UserError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax")
+    return parse_spec(data, path.resolve(), known_variants)
+
+
+def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = None) -> Spec:
+    if known_variants is None:
+        from .variants import REGISTRY
+
+        known_variants = tuple(REGISTRY)
+    top = _Fields(data if data is not None else {}, "spec", ("models", "defaults"))
+    defaults = top.dict("defaults")
+    bad = [k for k in defaults if k not in MODEL_KEYS or k == "name"]
+    if bad:
+        raise UserError(
+            f"defaults.{bad[0]}: not a model key that can have a default; "
+            f"allowed: {', '.join(k for k in MODEL_KEYS if k != 'name')}"
+        )
+    raw_models = top.list("models", required=True)
+    if not raw_models:
+        raise UserError("models: empty; add at least one model")
+    models = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_models):
+        where = f"models[{i}]"
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: expected a mapping, got {_kind(raw)}")
+        merged = _merge(defaults, raw)
+        m = _model(merged, where, i, path.parent, known_variants)
+        if m.name in seen:
+            raise UserError(
+                f"{where}.name: '{m.name}' is already used by models[{seen[m.name]}]; names must be unique"
+            )
+        seen[m.name] = i
+        models.append(m)
+    return Spec(path=path, models=tuple(models))
+
+
+def _merge(defaults: dict, model: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for k, v in model.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> ModelSpec:
+    f = _Fields(raw, where, MODEL_KEYS)
+    name = f.str("name", required=True)
+    if not NAME_RE.match(name):
+        raise UserError(
+            f"{where}.name: '{name}' is not a valid Triton model name; use only letters, digits, '_' and '-'"
+        )
+    if "__" in name:
+        raise UserError(f"{where}.name: '{name}' contains '__', which tritongen uses to join model and variant; use a single '_'")
+    dims = _dims(f.dict("dims"), f.path("dims"))
+    mbs = f.int("max_batch_size", default=None, minimum=0)
+    if mbs is None:
+        raise UserError(f"{where}.max_batch_size: missing; set it (0 disables batching)")
+    inputs = _tensors(f.list("inputs", required=True), f.path("inputs"), dims, is_input=True)
+    outputs = _tensors(f.list("outputs", required=True), f.path("outputs"), dims, is_input=False)
+    names = [t.name for t in inputs + outputs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise UserError(f"{where}: tensor name '{dup}' is used twice; input and output names must be unique")
+    used = {d for t in inputs for d in t.shape if isinstance(d, str)}
+    unused = [d for d in dims if d not in used]
+    if unused:
+        raise UserError(f"{where}.dims.{unused[0]}: declared but no input shape uses it; use it in a shape or remove it")
+    variants = _variants(f.list("variants", default=["onnx"]), f.path("variants"), known_variants)
+    triton = _triton(f.dict("triton"), f.path("triton"), mbs)
+    opset = f.int("opset", default=None, minimum=7)
+    return ModelSpec(
+        name=name,
+        source=_source(f.get("source"), f.path("source"), root),
+        inputs=inputs,
+        outputs=outputs,
+        dims=dims,
+        max_batch_size=mbs,
+        variants=variants,
+        calibration=_calibration(f.dict("calibration"), f.path("calibration"), root),
+        verify=_tolerance(f.dict("verify"), f.path("verify")),
+        triton=triton,
+        opset=opset,
+        raw=raw,
+        index=index,
+    )
+
+
+def _source(raw: Any, where: str, root: Path) -> Source:
+    if raw is None:
+        raise UserError(f"{where}: missing; give one of factory (+checkpoint), torchscript, exported_program, pickle")
+    f = _Fields(raw, where, SOURCE_KEYS)
+    kinds = [k for k in ("factory", "torchscript", "exported_program", "pickle") if f.has(k)]
+    if len(kinds) != 1:
+        got = " and ".join(kinds) if kinds else "none"
+        raise UserError(f"{where}: give exactly one of factory, torchscript, exported_program, pickle (got {got})")
+    kind = kinds[0]
+    if kind != "factory":
+        extra = [k for k in ("kwargs", "checkpoint", "state_dict_key", "strip_prefix") if f.has(k)]
+        if extra:
+            raise UserError(f"{where}.{extra[0]}: only used with factory; remove it for a {kind} source")
+    if kind == "factory":
+        fac = f.str("factory")
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", fac):
+            raise UserError(f"{where}.factory: '{fac}' is not 'module:callable' (e.g. examples.vit:vit_b16)")
+        ckpt = None
+        if f.has("checkpoint"):
+            ckpt = _file(f.str("checkpoint"), f.path("checkpoint"), root, must_exist=False)
+            if ckpt.suffix not in CHECKPOINT_SUFFIXES:
+                raise UserError(
+                    f"{where}.checkpoint: '{ckpt.name}' has an unknown suffix; use one of {', '.join(CHECKPOINT_SUFFIXES)}"
+                )
+        kwargs = f.dict("kwargs")
+        return Source(
+            kind="factory",
+            factory=fac,
+            kwargs=kwargs,
+            checkpoint=ckpt,
+            state_dict_key=f.str("state_dict_key"),
+            strip_prefix=f.str("strip_prefix"),
+        )
+    if kind == "pickle":
+        p = _Fields(f.get("pickle"), f.path("pickle"), ("path", "trust"))
+        trust = p.bool("trust", False)
+        if not trust:
+            raise UserError(
+                f"{where}.pickle.trust: loading a full pickle runs arbitrary code; set trust: true only for files "
+                "you made yourself, or save a state_dict and use factory + checkpoint"
+            )
+        return Source(kind="pickle", path=_file(p.str("path", required=True), p.path("path"), root), trust=True)
+    return Source(kind=kind, path=_file(f.str(kind), f.path(kind), root, must_exist=False))
+
+
+def _file(value: str, where: str, root: Path, must_exist: bool = True) -> Path:
+    p = (root / value).resolve()
+    if must_exist and not p.is_file():
+        raise UserError(f"{where}: file '{value}' not found (paths are relative to the spec file's folder)")
+    return p
+
+
+def _dims(raw: dict, where: str) -> dict:
+    out = {}
+    for name, v in raw.items():
+        w = f"{where}.{name}"
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_]\w*$", name) or name == "batch":
+            raise UserError(f"{w}: dim names are identifiers and 'batch' is reserved for the batch dim")
+        if not isinstance(v, list) or len(v) != 3:
+            raise UserError(f"{w}: expected [min, opt, max], got {_kind(v)}")
+        lo, opt, hi = (_int(x, f"{w}[{j}]", minimum=1) for j, x in enumerate(v))
+        if not lo <= opt <= hi:
+            raise UserError(f"{w}: need min <= opt <= max, got [{lo}, {opt}, {hi}]")
+        out[name] = (lo, opt, hi)
+    return out
+
+
+def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorSpec, ...]:
+    if not raw:
+        raise UserError(f"{where}: empty; declare at least one tensor")
+    out = []
+    for i, t in enumerate(raw):
+        w = f"{where}[{i}]"
+        f = _Fields(t, w, ("name", "dtype", "shape", "range") if is_input else ("name", "dtype", "shape"))
+        name = f.str("name", required=True)
+        if not TENSOR_NAME_RE.match(name):
+            raise UserError(f"{w}.name: '{name}' is not a valid tensor name; start with a letter or '_'")
+        dt = f.str("dtype", required=True)
+        if dt not in dtypes.BY_NAME:
+            raise UserError(f"{w}.dtype: '{dt}' is not one of {', '.join(dtypes.NAMES)}")
+        dtype = dtypes.BY_NAME[dt]
+        shape = f.list("shape", required=True)
+        norm = []
+        for j, d in enumerate(shape):
+            if isinstance(d, str):
+                if d not in dims:
+                    raise UserError(f"{w}.shape[{j}]: dim '{d}' is not declared; add it under dims: {{{d}: [min, opt, max]}}")
+                norm.append(d)
+            else:
+                norm.append(_int(d, f"{w}.shape[{j}]", minimum=1))
+        rng = None
+        if f.has("range"):
+            r = f.get("range")
+            if dtype.is_float:
+                raise UserError(f"{w}.range: only integer inputs take a range; remove it")
+            if not isinstance(r, list) or len(r) != 2 or not all(isinstance(x, int) for x in r) or r[0] >= r[1]:
+                raise UserError(f"{w}.range: expected [low, high] integers with low < high (high exclusive)")
+            rng = (r[0], r[1])
+        out.append(TensorSpec(name=name, dtype=dtype, shape=tuple(norm), range=rng))
+    return tuple(out)
+
+
+def _tolerance(raw: dict, where: str) -> Tolerance:
+    f = _Fields(raw, where, ("atol", "rtol", "min_cosine"))
+    return Tolerance(atol=f.float("atol"), rtol=f.float("rtol"), min_cosine=f.float("min_cosine"))
+
+
+def _variants(raw: list, where: str, known: tuple[str, ...]) -> tuple[VariantSpec, ...]:
+    if not raw:
+        raise UserError(f"{where}: empty; list at least one of {', '.join(known)}")
+    out = []
+    for i, v in enumerate(raw):
+        w = f"{where}[{i}]"
+        if isinstance(v, str):
+            v = {"name": v}
+        f = _Fields(v, w, ("name", "verify", "options"))
+        name = f.str("name", required=True)
+        if name not in known:
+            raise UserError(f"{w}: unknown variant '{name}'; known variants: {', '.join(known)}")
+        if any(o.name == name for o in out):
+            raise UserError(f"{w}: variant '{name}' is listed twice")
+        out.append(VariantSpec(name=name, verify=_tolerance(f.dict("verify"), f.path("verify")), options=f.dict("options")))
+    return tuple(out)
+
+
+def _calibration(raw: dict, where: str, root: Path) -> Calibration:
+    f = _Fields(raw, where, ("samples", "data", "method"))
+    data = None
+    if f.has("data"):
+        data = (root / f.str("data")).resolve()
+    method = f.str("method", "minmax").lower()
+    if method not in ("minmax", "entropy", "percentile"):
+        raise UserError(f"{where}.method: '{method}' is not one of minmax, entropy, percentile")
+    return Calibration(samples=f.int("samples", 32, minimum=1), data=data, method=method)
+
+
+def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
+    f = _Fields(raw, where, ("dynamic_batching", "instance_group", "warmup", "version_policy", "parameters", "intra_op_threads"))
+    db: DynamicBatching | None = None
+    if f.get("dynamic_batching") is not False and mbs > 0:
+        d = _Fields(f.dict("dynamic_batching"), f.path("dynamic_batching"),
+                    ("preferred_batch_size", "max_queue_delay_microseconds", "preserve_ordering"))
+        pref = tuple(_int(x, f"{d.path('preferred_batch_size')}[{j}]", minimum=1)
+                     for j, x in enumerate(d.list("preferred_batch_size")))
+        for j, p in enumerate(pref):
+            if p > mbs:
+                raise UserError(
+                    f"{d.path('preferred_batch_size')}[{j}]: {p} > max_batch_size {mbs}; lower it or raise max_batch_size"
+                )
+        db = DynamicBatching(
+            preferred_batch_size=pref,
+            max_queue_delay_microseconds=d.int("max_queue_delay_microseconds", 0, minimum=0),
+            preserve_ordering=d.bool("preserve_ordering", False),
+        )
+    elif f.has("dynamic_batching") and f.get("dynamic_batching") not in (False, None, {}) and mbs == 0:
+        raise UserError(f"{where}.dynamic_batching: needs max_batch_size > 0; set max_batch_size or remove dynamic_batching")
+    groups = []
+    for j, g in enumerate(f.list("instance_group")):
+        gf = _Fields(g, f"{f.path('instance_group')}[{j}]", ("count", "kind", "gpus", "profile"))
+        kind = gf.str("kind", "KIND_CPU")
+        if kind not in INSTANCE_KINDS:
+            raise UserError(f"{gf.path('kind')}: '{kind}' is not one of {', '.join(INSTANCE_KINDS)}")
+        gpus = tuple(_int(x, f"{gf.path('gpus')}[{k}]", minimum=0) for k, x in enumerate(gf.list("gpus")))
+        profile = tuple(str(x) for x in gf.list("profile"))
+        groups.append(InstanceGroup(count=gf.int("count", 1, minimum=1), kind=kind, gpus=gpus, profile=profile))
+    vp = None
+    if f.has("version_policy"):
+        v = f.get("version_policy")
+        vw = f.path("version_policy")
+        if not isinstance(v, dict) or len(v) != 1 or next(iter(v)) not in ("latest", "all", "specific"):
+            raise UserError(f"{vw}: expected one of {{latest: N}}, {{all: true}}, {{specific: [versions]}}")
+        (k, val), = v.items()
+        if k == "latest":
+            vp = {"latest": {"num_versions": _int(val, f"{vw}.latest", minimum=1)}}
+        elif k == "all":
+            vp = {"all": {}}
+        else:
+            if not isinstance(val, list) or not val:
+                raise UserError(f"{vw}.specific: expected a non-empty list of version numbers")
+            vp = {"specific": {"versions": [_int(x, f"{vw}.specific[{j}]", minimum=1) for j, x in enumerate(val)]}}
+    params = {}
+    for k, v in f.dict("parameters").items():
+        if isinstance(v, (dict, list)) or v is None:
+            raise UserError(f"{f.path('parameters')}.{k}: parameter values are strings, numbers or booleans")
+        params[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    return TritonSpec(
+        dynamic_batching=db,
+        instance_group=tuple(groups),
+        warmup=f.bool("warmup", True),
+        version_policy=vp,
+        parameters=params,
+        intra_op_threads=f.int("intra_op_threads", 0, minimum=0),
+    )

@@ -1,0 +1,255 @@
+"""Check configs with Triton's own schema, then the semantics the schema cannot see.
+
+``tritongen validate DIR`` runs the same checks as the build on any repository, hand-written
+ones too. Each problem is one line: ``<model>/config.pbtxt[:line:col]: what is wrong; the fix``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import dtypes
+
+DEFAULT_FILENAMES = {
+    "onnxruntime_onnx": "model.onnx",
+    "onnxruntime": "model.onnx",
+    "pytorch_libtorch": "model.pt",
+    "pytorch": "model.pt",
+    "tensorrt_plan": "model.plan",
+    "tensorrt": "model.plan",
+    "openvino": "model.xml",
+    "python": "model.py",
+}
+
+
+@dataclass
+class ModelReport:
+    name: str
+    config: object | None = None  # model_config_pb2.ModelConfig
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_config(text: str, where: str):
+    """Parse with ``tritonclient.grpc.model_config_pb2`` (Triton's schema). Returns (config, problem)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    cfg = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(text, cfg)
+    except text_format.ParseError as e:
+        msg = str(e)
+        m = re.match(r"^(\d+):(\d+) ?: ?(.*)$", msg, re.S)
+        if m:
+            return None, f"{where}:{m.group(1)}:{m.group(2)}: {m.group(3).strip()} (Triton's model_config schema)"
+        return None, f"{where}: {msg} (Triton's model_config schema)"
+    return cfg, None
+
+
+def engine_of(cfg) -> str:
+    if cfg.platform == "ensemble":
+        return "ensemble"
+    return cfg.backend or cfg.platform
+
+
+def check_config(cfg, text: str, where: str, dir_name: str | None = None) -> list[str]:
+    """Semantic checks on a parsed config."""
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    p: list[str] = []
+    if dir_name is not None and cfg.name and cfg.name != dir_name:
+        p.append(f"{where}: name \"{cfg.name}\" differs from its folder '{dir_name}'; make them equal")
+    if not cfg.platform and not cfg.backend:
+        p.append(f"{where}: neither platform nor backend is set; add one (e.g. platform: \"onnxruntime_onnx\")")
+    if not re.search(r"^\s*max_batch_size\s*:", text, re.M):
+        p.append(f"{where}: max_batch_size is not written; write it explicitly (0 disables batching)")
+    mbs = cfg.max_batch_size
+    if mbs < 0:
+        p.append(f"{where}: max_batch_size {mbs} is negative; use 0 or more")
+    if cfg.HasField("dynamic_batching"):
+        if mbs == 0:
+            p.append(f"{where}: dynamic_batching needs max_batch_size > 0; raise max_batch_size or remove dynamic_batching")
+        for s in cfg.dynamic_batching.preferred_batch_size:
+            if s <= 0:
+                p.append(f"{where}: dynamic_batching.preferred_batch_size {s} must be positive")
+            elif mbs > 0 and s > mbs:
+                p.append(f"{where}: dynamic_batching.preferred_batch_size {s} > max_batch_size {mbs}; "
+                         "lower it or raise max_batch_size")
+    if engine_of(cfg) != "ensemble" and not cfg.input:
+        p.append(f"{where}: no input declared; declare the model's inputs")
+    if not cfg.output:
+        p.append(f"{where}: no output declared; declare the model's outputs")
+    names = [t.name for t in cfg.input] + [t.name for t in cfg.output]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        p.append(f"{where}: tensor name '{n}' is declared twice")
+    for kind, tensors in (("input", cfg.input), ("output", cfg.output)):
+        for t in tensors:
+            if t.data_type == pb.TYPE_INVALID:
+                p.append(f"{where}: {kind} '{t.name}' has no data_type; set one (e.g. TYPE_FP32)")
+            if not t.dims and not t.HasField("reshape"):
+                p.append(f"{where}: {kind} '{t.name}' has no dims; give its shape without the batch dim")
+            for d in t.dims:
+                if d == 0 or d < -1:
+                    p.append(f"{where}: {kind} '{t.name}' dim {d} is invalid; use -1 (dynamic) or a positive size")
+    inputs = {t.name: t for t in cfg.input}
+    for w in cfg.model_warmup:
+        if mbs > 0 and w.batch_size > mbs:
+            p.append(f"{where}: model_warmup '{w.name}' batch_size {w.batch_size} > max_batch_size {mbs}; lower it")
+        if w.batch_size < 1:
+            p.append(f"{where}: model_warmup '{w.name}' batch_size must be >= 1")
+        for key, v in w.inputs.items():
+            if key not in inputs:
+                p.append(f"{where}: model_warmup '{w.name}' names input '{key}' which is not declared")
+            elif any(d < 0 for d in v.dims):
+                p.append(f"{where}: model_warmup '{w.name}' input '{key}' has dynamic dims {list(v.dims)}; give sizes")
+            elif v.data_type != inputs[key].data_type:
+                p.append(f"{where}: model_warmup '{w.name}' input '{key}' data_type differs from the input's")
+    for g in cfg.instance_group:
+        if g.count < 0:
+            p.append(f"{where}: instance_group count {g.count} is negative")
+    return p
+
+
+def _onnx_problems(cfg, onnx_path: Path, where: str) -> list[str]:
+    from .export import onnx_io
+
+    try:
+        io = onnx_io(onnx_path)
+    except Exception as e:
+        return [f"{where}: cannot read {onnx_path.name} ({str(e).splitlines()[0][:150]}); rebuild the artifact"]
+    p = []
+    batched = cfg.max_batch_size > 0
+    for kind, declared, real in (("input", cfg.input, io["inputs"]), ("output", cfg.output, io["outputs"])):
+        graph = {n: (et, dims) for n, et, dims in real}
+        for t in declared:
+            if t.name not in graph:
+                p.append(f"{where}: {kind} '{t.name}' is not in {onnx_path.name} (it has {', '.join(graph) or 'none'}); "
+                         "use the graph's names")
+                continue
+            et, dims = graph[t.name]
+            want = dtypes.BY_TRITON.get(_dtype_name(t.data_type))
+            if want is None or want.onnx != et:
+                got = dtypes.BY_ONNX.get(et)
+                p.append(f"{where}: {kind} '{t.name}' data_type {_dtype_name(t.data_type)} but the graph has "
+                         f"{got.triton if got else et}; make them equal")
+                continue
+            if batched:
+                if not dims or isinstance(dims[0], int) and dims[0] != -1:
+                    p.append(f"{where}: {kind} '{t.name}' has a fixed first dim {dims[:1]} in the graph but "
+                             f"max_batch_size is {cfg.max_batch_size}; export with a dynamic batch dim or set max_batch_size 0")
+                    continue
+                dims = dims[1:]
+            cdims = list(t.dims)
+            if len(dims) != len(cdims):
+                p.append(f"{where}: {kind} '{t.name}' dims {cdims} but the graph has rank {len(dims)} {dims}"
+                         f"{' after the batch dim' if batched else ''}; fix dims")
+                continue
+            for cd, gd in zip(cdims, dims):
+                if isinstance(gd, int) and gd > 0 and cd != gd:
+                    p.append(f"{where}: {kind} '{t.name}' dims {cdims} but the graph has {dims}; fix dims")
+                    break
+        if kind == "input":
+            missing = [n for n in graph if n not in {t.name for t in declared}]
+            if missing:
+                p.append(f"{where}: graph input '{missing[0]}' is not declared; add it to input")
+    return p
+
+
+def _dtype_name(v: int) -> str:
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    return pb.DataType.Name(v)
+
+
+def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = None) -> ModelReport:
+    """Parse and check one model folder, including its artifact when tritongen knows the format."""
+    rep = ModelReport(name=model_dir.name)
+    cfg_path = model_dir / "config.pbtxt"
+    where = f"{model_dir.name}/config.pbtxt"
+    if not cfg_path.is_file():
+        rep.problems.append(f"{model_dir.name}: no config.pbtxt; write one (tritongen always does)")
+        return rep
+    text = cfg_path.read_text()
+    cfg, problem = parse_config(text, where)
+    if problem:
+        rep.problems.append(problem)
+        return rep
+    rep.config = cfg
+    rep.problems += check_config(cfg, text, where, model_dir.name)
+    versions = sorted(int(d.name) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit())
+    engine = engine_of(cfg)
+    if not versions:
+        rep.problems.append(f"{model_dir.name}: no version folder (e.g. 1/); put the model file in {model_dir.name}/1/")
+        return rep
+    if engine == "ensemble":
+        return rep
+    fname = cfg.default_model_filename or DEFAULT_FILENAMES.get(engine)
+    for v in versions:
+        vdir = model_dir / str(v)
+        if fname and not (vdir / fname).is_file():
+            rep.problems.append(f"{model_dir.name}/{v}: {fname} is missing; the {engine} backend loads that file")
+            continue
+        artifact = None
+        if engine in ("onnxruntime_onnx", "onnxruntime"):
+            artifact = vdir / fname
+        elif engine == "python" and "artifact" in cfg.parameters:
+            a = cfg.parameters["artifact"].string_value
+            if not (vdir / a).is_file():
+                rep.problems.append(f"{model_dir.name}/{v}: runner artifact {a} is missing; rebuild the variant")
+            elif a.endswith(".onnx"):
+                artifact = vdir / a
+        if artifact is not None:
+            rep.problems += _onnx_problems(cfg, artifact, f"{model_dir.name}/{v}/{artifact.name}")
+    return rep
+
+
+def check_ensemble(rep: ModelReport, configs: dict[str, object]) -> None:
+    cfg = rep.config
+    where = f"{rep.name}/config.pbtxt"
+    if cfg is None or engine_of(cfg) != "ensemble":
+        return
+    steps = cfg.ensemble_scheduling.step
+    if not steps:
+        rep.problems.append(f"{where}: ensemble_scheduling has no step; add the models to run")
+    produced = {t.name for t in cfg.input}
+    for i, s in enumerate(steps):
+        sub = configs.get(s.model_name)
+        if sub is None:
+            rep.problems.append(f"{where}: step {i} names model '{s.model_name}', which is not in the repository")
+            continue
+        sub_in = {t.name for t in sub.input}
+        sub_out = {t.name for t in sub.output}
+        for k, v in s.input_map.items():
+            if k not in sub_in:
+                rep.problems.append(f"{where}: step {i} input_map key '{k}' is not an input of '{s.model_name}'")
+            if v not in produced:
+                rep.problems.append(f"{where}: step {i} reads '{v}', which no earlier step or ensemble input produces")
+        for k, v in s.output_map.items():
+            if k not in sub_out:
+                rep.problems.append(f"{where}: step {i} output_map key '{k}' is not an output of '{s.model_name}'")
+            produced.add(v)
+    for t in cfg.output:
+        if t.name not in produced:
+            rep.problems.append(f"{where}: ensemble output '{t.name}' is produced by no step")
+
+
+def validate_repository(repo: Path) -> list[ModelReport]:
+    from .errors import UserError
+
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise UserError(f"{repo}: not a folder; pass a Triton model repository")
+    reports = [check_model_dir(d) for d in sorted(repo.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if not reports:
+        raise UserError(f"{repo}: holds no model folder; build one with `tritongen build SPEC -o {repo}`")
+    configs = {r.name: r.config for r in reports if r.config is not None}
+    for r in reports:
+        check_ensemble(r, configs)
+    return reports

@@ -1,0 +1,64 @@
+"""What a variant is: a typed declaration plus one build stage and one runner.
+
+A variant module defines ``VARIANT = Variant(...)``; ``generator/variants/__init__.py`` lists them.
+The variant's key is also its path on disk: ``<model>__<key>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..spec import ModelSpec, Tolerance, VariantSpec
+
+Feeds = dict[str, np.ndarray]
+Runner = Callable[[Feeds], Feeds]
+
+
+class Skip(Exception):
+    """The variant cannot be built on this machine (no GPU, no TensorRT...): reported, not an error."""
+
+
+@dataclass
+class BuildContext:
+    """What a build stage gets. Heavy things are lazy: a cached variant never loads torch."""
+
+    model: ModelSpec
+    variant: VariantSpec
+    artifact_dir: Path  # write the files of the version folder here
+    work_dir: Path  # scratch space for this variant (kept in build/ for inspection)
+    base_onnx: Callable[[], Path]  # the exported fp32 ONNX (exported once per model)
+    torch_module: Callable[[], object]  # the eval-mode PyTorch module
+    calibration: Callable[[], list[Feeds]]  # calibration samples (from spec data or random)
+    log: Callable[[str], None]
+    reproduce: list[str] = field(default_factory=list)  # shell lines for reproduce.sh
+    info: dict = field(default_factory=dict)  # numbers to keep in the manifest
+
+    @property
+    def options(self) -> dict:
+        return self.variant.options
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str  # "onnx-int8"
+    filename: str  # Triton's default model file name in the version folder
+    platform: str | None  # config `platform`
+    backend: str | None  # config `backend`
+    precision: str  # fp32 | fp16 | int8 | bf16 | mixed
+    devices: tuple[str, ...]  # "cpu", "gpu": where the variant runs in Triton
+    tolerance: Tolerance  # default verification tolerance
+    template: str  # child template in templates/
+    build: Callable[[BuildContext], None]
+    runner: Callable[[Path, ModelSpec, dict], Runner]  # (artifact_dir, model, options) -> runner
+    runtime: str  # what the embedded runner uses: onnxruntime | torchscript | openvino | tensorrt
+    options: tuple[str, ...] = ()  # allowed keys in the spec's variant `options`
+    description: str = ""
+    extra_parameters: Callable[[ModelSpec, dict], dict] = lambda model, options: {}
+
+    def tolerance_for(self, model: ModelSpec, spec: VariantSpec) -> Tolerance:
+        """Variant spec > model spec > variant default."""
+        return spec.verify.over(model.verify).over(self.tolerance)

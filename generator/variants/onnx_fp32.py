@@ -1,0 +1,68 @@
+"""Variant ``onnx``: the graph-optimised fp32 ONNX model for Triton's onnxruntime backend.
+
+Two passes, both portable to every execution provider (CPU, CUDA, TensorRT):
+1. onnxslim: constant folding, dead-node elimination, shape simplification, pattern fusions;
+2. ONNX Runtime's offline BASIC level: conv-bn fusion, more constant folding, redundant nodes.
+(EXTENDED/ALL would bake in CPU-only contrib ops, so the server applies those itself at load.)
+Node counts before and after each pass are recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..export import finalize_onnx, onnx_io
+from ..runtimes import ort_runner, ort_session
+from ..spec import ModelSpec, Tolerance
+from .base import BuildContext, Variant
+
+
+def optimize_onnx(src: Path, out: Path, work: Path, log) -> dict:
+    import onnx
+    import onnxslim
+
+    before = onnx_io(src)["nodes"]
+    slimmed = work / "slim.onnx"
+    try:
+        model = onnxslim.slim(str(src))
+        onnx.save_model(model, str(slimmed))
+    except Exception as e:  # onnxslim is best-effort: keep going with the exported graph
+        log(f"onnxslim skipped: {str(e).splitlines()[0][:200]}")
+        shutil.copy(src, slimmed)
+    after_slim = onnx_io(slimmed)["nodes"]
+    ort_out = work / "ort_basic.onnx"
+    ort_session(slimmed, level="basic", optimized_out=ort_out)
+    info = finalize_onnx(ort_out, out)
+    return {"nodes_exported": before, "nodes_after_onnxslim": after_slim, "nodes_optimized": info["nodes"]}
+
+
+def build(ctx: BuildContext) -> None:
+    out = ctx.artifact_dir / "model.onnx"
+    ctx.info.update(optimize_onnx(ctx.base_onnx(), out, ctx.work_dir, ctx.log))
+    ctx.reproduce.append(f"onnxslim {ctx.base_onnx()} slim.onnx")
+    ctx.reproduce.append(
+        "python -c \"import onnxruntime as o; s=o.SessionOptions(); "
+        "s.graph_optimization_level=o.GraphOptimizationLevel.ORT_ENABLE_BASIC; "
+        "s.optimized_model_filepath='model.onnx'; o.InferenceSession('slim.onnx', s)\""
+    )
+
+
+def runner(artifact_dir: Path, model: ModelSpec, options: dict):
+    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="all")
+
+
+VARIANT = Variant(
+    key="onnx",
+    filename="model.onnx",
+    platform="onnxruntime_onnx",
+    backend=None,
+    precision="fp32",
+    devices=("cpu", "gpu"),
+    tolerance=Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
+    template="onnxruntime.pbtxt.j2",
+    build=build,
+    runner=runner,
+    runtime="onnxruntime",
+    description="graph-optimised fp32 ONNX (onnxslim + ORT basic: constant folding, conv-bn fusion)",
+)

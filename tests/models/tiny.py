@@ -1,0 +1,90 @@
+"""Tiny models for tests, one per shape of problem: image ViT, conv-bn CNN, two-input text model
+with a named dynamic dim and two outputs, and models that break on purpose."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TextModel(nn.Module):
+    """token ids + attention mask (int64, [seq]) -> (pooled [16], per-token logits [seq, 5])."""
+
+    def __init__(self, vocab: int = 50, dim: int = 16):
+        super().__init__()
+        torch.manual_seed(3)
+        self.emb = nn.Embedding(vocab, dim)
+        self.layer = nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True)
+        self.tok = nn.Linear(dim, 5)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        h = self.layer(self.emb(input_ids))
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return pooled, self.tok(h)
+
+
+def text_model(vocab: int = 50):
+    return TextModel(vocab).eval()
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y * 2
+
+
+def two_outputs():
+    torch.manual_seed(0)
+    return TwoOutputs().eval()
+
+
+class Linear(nn.Module):
+    def __init__(self, n_in: int = 4, n_out: int = 3):
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def linear(n_in: int = 4, n_out: int = 3):
+    torch.manual_seed(0)
+    return Linear(n_in, n_out).eval()
+
+
+def not_a_module():
+    return {"weights": 1}
+
+
+def raising_factory():
+    raise RuntimeError("factory exploded")
+
+
+# --- an op no ONNX exporter can translate: a custom operator with no ONNX translation
+@torch.library.custom_op("tritongen_test::mystery", mutates_args=())
+def mystery(x: torch.Tensor) -> torch.Tensor:
+    return x.sin() * 2
+
+
+@mystery.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class Unexportable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return mystery(self.fc(x))
+
+
+def unexportable():
+    torch.manual_seed(0)
+    return Unexportable().eval()

@@ -1,0 +1,163 @@
+"""Bad input during a build: one line naming the field or file and the fix, exit code 1 from the
+CLI, and nothing written to the output (the old repository stays exactly as it was)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from generator.errors import UserError
+from generator.pipeline import build
+from generator.spec import load_spec
+from specs import linear_model, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _fails(workdir, model, match):
+    spec = load_spec(write_spec(workdir, {"models": [model]}))
+    out = workdir / "model_repository"
+    with pytest.raises(UserError) as e:
+        build(spec, out, workdir / "build")
+    msg = str(e.value)
+    assert match in msg, msg
+    assert "\n" not in msg
+    assert not out.exists(), "nothing may be written to the output"
+    assert not list(workdir.glob(".model_repository.*")), "no staging folder may be left"
+    return msg
+
+
+def test_missing_checkpoint(workdir):
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "nope.pt"}),
+           "models[0].source.checkpoint: file")
+
+
+def test_corrupt_checkpoint(workdir):
+    (workdir / "bad.pt").write_bytes(b"this is not a zip file" * 10)
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "bad.pt"}),
+           "models[0].source.checkpoint: 'bad.pt' is corrupt or not a torch checkpoint")
+
+
+def test_corrupt_safetensors(workdir):
+    (workdir / "bad.safetensors").write_bytes(b"\x00" * 20)
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "bad.safetensors"}),
+           "'bad.safetensors' is not a readable safetensors file")
+
+
+def test_factory_module_not_importable(workdir):
+    _fails(workdir, linear_model(source={"factory": "nosuchpkg.models:make"}),
+           "models[0].source.factory: cannot import module 'nosuchpkg.models'")
+
+
+def test_factory_callable_missing(workdir):
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:nothing_here"}), "has no callable 'nothing_here'")
+
+
+def test_factory_returns_no_module(workdir):
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:not_a_module"}), "not a torch.nn.Module")
+
+
+def test_factory_rejects_kwargs(workdir):
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "kwargs": {"colour": 1}}),
+           "models[0].source.kwargs: tinymodels.tiny:linear rejected them")
+
+
+def test_state_dict_key_mismatch_suggests_strip_prefix(workdir):
+    from tinymodels.tiny import linear
+
+    torch.save({f"model.{k}": v for k, v in linear().state_dict().items()}, workdir / "w.pt")
+    msg = _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "w.pt"}),
+                 "state_dict keys do not match the model")
+    assert "2 missing (e.g. fc.weight" in msg and 'strip_prefix: "model."' in msg
+
+
+def test_strip_prefix_and_state_dict_key_load_lightning_style_checkpoints(workdir):
+    from tinymodels.tiny import linear
+
+    sd = {f"model.{k}": v * 0 + 0.5 for k, v in linear().state_dict().items()}
+    torch.save({"state_dict": sd, "epoch": 3}, workdir / "w.ckpt")
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(source={
+        "factory": "tinymodels.tiny:linear", "checkpoint": "w.ckpt", "state_dict_key": "state_dict",
+        "strip_prefix": "model."})]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    assert report.results[0].status == "built"
+
+
+def test_state_dict_shape_mismatch(workdir):
+    from tinymodels.tiny import linear
+
+    torch.save(linear(n_out=7).state_dict(), workdir / "w.pt")
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "w.pt"}),
+           "tensor shape(s) differ: fc.weight (7, 4) vs model (3, 4)")
+
+
+def test_checkpoint_holding_a_pickled_module_is_refused_without_trust(workdir):
+    from tinymodels.tiny import linear
+
+    torch.save(linear(), workdir / "full.pt")
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "full.pt"}),
+           "holds more than tensors")
+
+
+def test_trusted_pickle_loads(workdir):
+    from tinymodels.tiny import linear
+
+    torch.save(linear(), workdir / "full.pt")
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(source={"pickle": {"path": "full.pt", "trust": True}})]}))
+    assert build(spec, workdir / "model_repository", workdir / "build").results[0].status == "built"
+
+
+def test_forward_fails_on_declared_inputs(workdir):
+    _fails(workdir, linear_model(inputs=[{"name": "x", "dtype": "float32", "shape": [5]}]),
+           "models[0].inputs: forward() failed on the declared inputs (x[1, 5]:float32)")
+
+
+def test_output_count_mismatch(workdir):
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:two_outputs"}),
+           "models[0].outputs: the model returns 2 tensor(s) but the spec declares 1")
+
+
+def test_output_shape_mismatch(workdir):
+    _fails(workdir, linear_model(outputs=[{"name": "y", "dtype": "float32", "shape": [4]}]),
+           "models[0].outputs[0].shape: declared [4]")
+
+
+def test_output_dtype_mismatch(workdir):
+    _fails(workdir, linear_model(outputs=[{"name": "y", "dtype": "float16", "shape": [3]}]),
+           "models[0].outputs[0].dtype: declared float16 but the model returns float32")
+
+
+def test_export_failure_names_the_operator(workdir):
+    msg = _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:unexportable"}), "ONNX export failed")
+    assert "tritongen_test::mystery" in msg or "tritongen_test.mystery" in msg
+
+
+def test_unknown_variant_option(workdir):
+    _fails(workdir, linear_model(variants=[{"name": "torchscript", "options": {"colour": 1}}]),
+           "models[0].variants[0].options.colour: unknown option for torchscript")
+
+
+def test_failed_build_leaves_previous_repository_intact(workdir):
+    spec = load_spec(write_spec(workdir, {"models": [linear_model()]}))
+    out = workdir / "model_repository"
+    build(spec, out, workdir / "build")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(), linear_model(
+        name="broken", source={"factory": "tinymodels.tiny:two_outputs"})]}))
+    with pytest.raises(UserError):
+        build(spec, out, workdir / "build")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_cli_prints_one_line_and_exits_1_without_traceback(workdir):
+    p = write_spec(workdir, {"models": [linear_model(source={"factory": "nosuchpkg.models:make"})]})
+    r = subprocess.run([sys.executable, "-m", "generator.cli", "build", str(p), "-o", str(workdir / "out"),
+                        "--build-dir", str(workdir / "build")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: models[0].source.factory: cannot import module")
+    assert not (workdir / "out").exists()

@@ -1,0 +1,76 @@
+"""Every registered variant builds on tiny models and matches PyTorch; a registered variant without
+an entry here fails `test_every_registered_variant_has_a_test`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generator.pipeline import build
+from generator.spec import load_spec
+from generator.variants import REGISTRY
+from specs import cnn_model, text_model, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _run_onnx(path, feeds):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _run_torchscript(path, feeds):
+    out = torch.jit.load(str(path))(*[torch.from_numpy(v) for v in feeds.values()])
+    return [o.detach().numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+# variant -> (how to run its artifact in the test, atol vs torch on the CNN, artifact file)
+VARIANT_TESTS = {
+    "onnx": (_run_onnx, 1e-4, "model.onnx"),
+    "torchscript": (_run_torchscript, 1e-5, "model.pt"),
+}
+
+
+def test_every_registered_variant_has_a_test():
+    missing = sorted(set(REGISTRY) - set(VARIANT_TESTS))
+    assert not missing, f"registered variants without a test in tests/test_variants.py: {missing}"
+
+
+def test_every_variant_declares_what_the_config_needs():
+    for key, v in REGISTRY.items():
+        assert v.key == key
+        assert v.platform or v.backend, key
+        assert v.filename and v.template and v.runtime and v.devices, key
+        assert v.tolerance.atol is not None or v.tolerance.min_cosine is not None, key
+
+
+@pytest.mark.parametrize("key", sorted(VARIANT_TESTS))
+def test_variant_builds_and_matches_pytorch(workdir, key):
+    run, atol, filename = VARIANT_TESTS[key]
+    spec = load_spec(write_spec(workdir, {"models": [cnn_model(variants=[key])]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    r = report.results[0]
+    if r.status == "skipped":
+        pytest.skip(f"{key} cannot run on this machine: {r.reason}")
+    assert r.status == "built", r.reason
+    artifact = workdir / "model_repository" / f"cnn__{key}" / "1" / filename
+    from examples.cnn import small_cnn
+
+    x = np.random.default_rng(5).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    ref = small_cnn(width=8)(torch.from_numpy(x)).detach().numpy()
+    got = run(artifact, {"images": x})[0]
+    np.testing.assert_allclose(got, ref, atol=atol, rtol=1e-2)
+
+
+@pytest.mark.parametrize("key", sorted(VARIANT_TESTS))
+def test_variant_handles_named_dims_and_int_inputs(workdir, key):
+    spec = load_spec(write_spec(workdir, {"models": [text_model(variants=[key])]}))
+    r = build(spec, workdir / "model_repository", workdir / "build").results[0]
+    if r.status == "skipped":
+        pytest.skip(f"{key} cannot run on this machine: {r.reason}")
+    assert r.status == "built", r.reason
+    assert {c["point"] for c in r.verification["checks"]} >= {"batch=1,seq=1", "batch=1,seq=16", "batch=4,seq=8"}
