@@ -57,19 +57,29 @@ class Source:
         return [p for p in (self.checkpoint, self.path) if p is not None]
 
 
+TASKS = ("generic", "classification", "embedding")
+
+
 @dataclass(frozen=True)
 class Tolerance:
+    """Accuracy gate. Element-wise (atol/rtol), cosine, and task metrics over the verification set:
+    classification -> top-1 agreement and top-5 overlap with PyTorch; embedding -> mean cosine."""
+
     atol: float | None = None
     rtol: float | None = None
     min_cosine: float | None = None
+    task: str | None = None
+    min_top1: float | None = None  # fraction of samples whose top-1 class equals PyTorch's
+    min_top5: float | None = None  # mean overlap of the top-5 sets
+    min_mean_cosine: float | None = None
+    samples: int | None = None  # size of the task-metric set (calibration data or random)
 
     def over(self, base: "Tolerance") -> "Tolerance":
         """This tolerance with unset fields taken from ``base``."""
-        return Tolerance(
-            atol=self.atol if self.atol is not None else base.atol,
-            rtol=self.rtol if self.rtol is not None else base.rtol,
-            min_cosine=self.min_cosine if self.min_cosine is not None else base.min_cosine,
-        )
+        return Tolerance(**{
+            f: getattr(self, f) if getattr(self, f) is not None else getattr(base, f)
+            for f in self.__dataclass_fields__
+        })
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,17 @@ class Calibration:
     samples: int = 32
     data: Path | None = None
     method: str = "minmax"
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """CPU image preprocessing: decode JPEG/PNG bytes, RGB, resize, scale to [0,1], normalise."""
+
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    layout: str = "NCHW"
+    input: str = ""  # the model input it feeds (the first input by default)
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,7 @@ class ModelSpec:
     verify: Tolerance
     triton: TritonSpec
     opset: int | None
+    preprocess: "ImagePreprocess | None"
     raw: dict  # the merged, validated model mapping (for hashing)
     index: int
 
@@ -258,7 +280,7 @@ def _int(v: Any, where: str, minimum: int | None = None) -> int:
 
 MODEL_KEYS = (
     "name", "source", "inputs", "outputs", "dims", "max_batch_size", "variants",
-    "calibration", "verify", "triton", "opset",
+    "calibration", "verify", "triton", "opset", "preprocess",
 )
 SOURCE_KEYS = (
     "factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix",
@@ -363,6 +385,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         verify=_tolerance(f.dict("verify"), f.path("verify")),
         triton=triton,
         opset=opset,
+        preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs),
         raw=raw,
         index=index,
     )
@@ -471,8 +494,18 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
 
 
 def _tolerance(raw: dict, where: str) -> Tolerance:
-    f = _Fields(raw, where, ("atol", "rtol", "min_cosine"))
-    return Tolerance(atol=f.float("atol"), rtol=f.float("rtol"), min_cosine=f.float("min_cosine"))
+    f = _Fields(raw, where, ("atol", "rtol", "min_cosine", "task", "min_top1", "min_top5", "min_mean_cosine", "samples"))
+    task = f.str("task")
+    if task is not None and task not in TASKS:
+        raise UserError(f"{where}.task: '{task}' is not one of {', '.join(TASKS)}")
+    fractions = {}
+    for k in ("min_cosine", "min_top1", "min_top5", "min_mean_cosine"):
+        v = f.float(k)
+        if v is not None and v > 1:
+            raise UserError(f"{where}.{k}: {v} is above 1; give a fraction (e.g. 0.99)")
+        fractions[k] = v
+    return Tolerance(atol=f.float("atol"), rtol=f.float("rtol"), task=task,
+                     samples=f.int("samples", None, minimum=1), **fractions)
 
 
 def _variants(raw: list, where: str, known: tuple[str, ...]) -> tuple[VariantSpec, ...]:
@@ -561,3 +594,37 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
         parameters=params,
         intra_op_threads=f.int("intra_op_threads", 0, minimum=0),
     )
+
+
+def _preprocess(raw: dict, where: str, inputs) -> ImagePreprocess | None:
+    if not raw:
+        return None
+    f = _Fields(raw, where, ("image",))
+    img = _Fields(f.dict("image"), f.path("image"), ("size", "mean", "std", "layout", "input"))
+    size = img.list("size", required=True)
+    if len(size) != 2:
+        raise UserError(f"{img.path('size')}: expected [height, width]")
+    size = tuple(_int(v, f"{img.path('size')}[{j}]", minimum=1) for j, v in enumerate(size))
+
+    def floats(key, default):
+        v = img.list(key, default=list(default))
+        if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise UserError(f"{img.path(key)}: expected three numbers (one per RGB channel)")
+        return tuple(float(x) for x in v)
+
+    mean = floats("mean", (0.485, 0.456, 0.406))
+    std = floats("std", (0.229, 0.224, 0.225))
+    if any(x == 0 for x in std):
+        raise UserError(f"{img.path('std')}: must not contain 0")
+    layout = img.str("layout", "NCHW")
+    if layout not in ("NCHW", "NHWC"):
+        raise UserError(f"{img.path('layout')}: '{layout}' is not NCHW or NHWC")
+    name = img.str("input", inputs[0].name)
+    target = next((t for t in inputs if t.name == name), None)
+    if target is None:
+        raise UserError(f"{img.path('input')}: '{name}' is not a declared input")
+    want = (3, *size) if layout == "NCHW" else (*size, 3)
+    if tuple(target.shape) != want or not target.dtype.is_float:
+        raise UserError(f"{where}.image: input '{name}' is {list(target.shape)} {target.dtype.name} but "
+                        f"{layout} preprocessing to {list(size)} makes {list(want)} float32; make them agree")
+    return ImagePreprocess(size=size, mean=mean, std=std, layout=layout, input=name)
