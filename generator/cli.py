@@ -12,9 +12,13 @@ from .errors import UserError
 
 
 def _console(stderr: bool = False):
+    import shutil
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else max(shutil.get_terminal_size((140, 24)).columns, 140)
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 class _Group(click.Group):
