@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf clean help
+.PHONY: setup repo test validate bench serve stop perf plans clean help
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench    speed table of every variant vs PyTorch eager"
 	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
 	@echo "make perf     build + serve + sweep + report + stop"
+	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,15 @@ validate: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# TensorRT plans need TensorRT and a GPU: build them inside the NGC TensorRT container matching the
+# tritonserver release you deploy (TRITON_RELEASE). Needs Docker with the NVIDIA runtime; not run in CI.
+TRITON_RELEASE ?= 24.10
+plans:
+	@command -v docker >/dev/null || { echo "make plans needs Docker with GPU support (NGC container)"; exit 1; }
+	docker run --gpus all --rm -v "$(CURDIR)":/w -w /w nvcr.io/nvidia/tensorrt:$(TRITON_RELEASE)-py3 bash -c \
+	  "pip install -q -r requirements.txt -e . && python examples/make_checkpoints.py && \
+	   tritongen build $(SPEC) -o $(REPO) --target triton --require-all"
 
 clean:
 	rm -rf build .pytest_cache

@@ -67,7 +67,9 @@ def cli():
               help="Folder with your own *.pbtxt.j2 templates (files missing there fall back to ours).")
 @click.option("--force", is_flag=True, help="Rebuild even what is cached.")
 @click.option("--keep-failed", is_flag=True, help="Write variants that failed verification too (marked in manifest).")
-def build(spec, output, only, build_dir, target, templates, force, keep_failed):
+@click.option("--require-all", is_flag=True,
+              help="Treat a skipped variant (no GPU, no TensorRT on this machine) as a failure.")
+def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all):
     """Build the model repository described by SPEC."""
     from .pipeline import build as run_build
     from .spec import load_spec
@@ -81,8 +83,10 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed):
     console.print(summary_table(report))
     state = "written" if report.changed else "unchanged (nothing to rebuild)"
     console.print(f"repository {report.output} {state} in {time.perf_counter() - t0:.1f}s")
-    if report.failed:
-        console.print(f"[red]{len(report.failed)} variant(s) failed; see the table and build/<model>/<variant>/build.log")
+    skipped = [r for r in report.results if r.status == "skipped"]
+    if report.failed or (require_all and skipped):
+        n = len(report.failed) + (len(skipped) if require_all else 0)
+        console.print(f"[red]{n} variant(s) failed or were skipped; see the table and build/<model>/<variant>/build.log")
         sys.exit(3)
 
 
@@ -144,7 +148,12 @@ def _size(n: int) -> str:
 
 @cli.command()
 @click.argument("repository", type=click.Path(path_type=Path))
-def validate(repository):
+@click.option("--triton-version", "triton_release", metavar="RELEASE", default=None,
+              help="Target tritonserver release (e.g. 24.10): warn when a TensorRT plan was built with another "
+                   "TensorRT than that release bundles.")
+@click.option("--compute-capability", "target_cc", metavar="CC", default=None,
+              help="Target GPU compute capability (e.g. 9.0): warn when a plan was built for another.")
+def validate(repository, triton_release, target_cc):
     """Check every config.pbtxt in REPOSITORY with Triton's schema and tritongen's semantic checks.
 
     Works on any repository, hand-written ones too: parses each config with
@@ -156,7 +165,11 @@ def validate(repository):
 
     from .validate import validate_repository
 
-    reports = validate_repository(repository)
+    if triton_release:
+        from .tensorrt import trt_version_for_triton
+
+        trt_version_for_triton(triton_release, where="--triton-version")
+    reports = validate_repository(repository, triton_release, target_cc)
     console = _console()
     t = Table(title=f"{repository}", title_justify="left")
     t.add_column("model")
@@ -167,6 +180,8 @@ def validate(repository):
     for r in reports:
         t.add_row(r.name, engine_of(r.config) if r.config else "?", "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
     console.print(t)
+    for w in (w for r in reports for w in r.warnings):
+        _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     bad = [p for r in reports for p in r.problems]
     for p in bad:
         _console(stderr=True).print(f"[red]error:[/] {p}", soft_wrap=True)

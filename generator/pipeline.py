@@ -158,9 +158,10 @@ def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
 
 
 def _check_options(model: ModelSpec, variant: Variant, vspec: VariantSpec, index: int) -> None:
+    allowed_keys = variant.options + (("trt_accelerator",) if variant.runtime == "onnxruntime" else ())
     for k in vspec.options:
-        if k not in variant.options:
-            allowed = ", ".join(variant.options) or "none"
+        if k not in allowed_keys:
+            allowed = ", ".join(allowed_keys) or "none"
             raise UserError(f"{model.where}.variants[{index}].options.{k}: unknown option for {variant.key}; "
                             f"allowed: {allowed}")
 
@@ -219,7 +220,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     if result.status == "failed" and not keep_failed:
         shutil.rmtree(tmp / "artifact", ignore_errors=True)
     (tmp / "build.log").write_text("\n".join(log_lines) + "\n")
-    (tmp / "reproduce.sh").write_text(_reproduce(mb, variant, vspec, ctx.reproduce))
+    (tmp / "reproduce.sh").write_text(ctx.reproduce_script or _reproduce(mb, variant, vspec, ctx.reproduce))
     stamp_result = {k: v for k, v in result.__dict__.items()}
     write_json(tmp / STAMP, {"key": key, "status": result.status, "result": stamp_result})
     shutil.rmtree(vdir, ignore_errors=True)

@@ -101,7 +101,7 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
             optimization = {"graph_level": 1, "gpu_accelerators": [], "cpu_accelerators": []}
     params.update(tr.parameters)
     db = tr.dynamic_batching if model.max_batch_size > 0 else None
-    return {
+    ctx = {
         "tool_version": __version__,
         "spec_name": spec_name,
         "model_name": model.name,
@@ -124,6 +124,41 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
         "parameters": params,
         "optimization": optimization,
     }
+    if target == "triton":
+        accel = vspec.options.get("trt_accelerator")
+        if accel is not None and variant.runtime == "onnxruntime":
+            ctx["optimization"] = ctx["optimization"] or {"graph_level": None, "cpu_accelerators": []}
+            ctx["optimization"]["gpu_accelerators"] = [ort_trt_accelerator_values(model, vspec, accel)]
+        variant.adjust_config(model, vspec, ctx)
+    return ctx
+
+
+def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> dict:
+    """``options.trt_accelerator: {precision: fp16, workspace_mb: 1024, engine_cache_path: /tmp}`` (or true)
+    on an ONNX variant: ONNX Runtime's TensorRT execution provider inside Triton's onnxruntime
+    backend. Needs no TensorRT at generation time; the profile comes from the spec."""
+    from . import tensorrt as trt
+
+    where = f"{model.where}.variants.{vspec.name}.options.trt_accelerator"
+    if accel is True:
+        accel = {}
+    if not isinstance(accel, dict):
+        raise UserError(f"{where}: expected true or a mapping {{precision, workspace_mb, engine_cache_path}}")
+    unknown = [k for k in accel if k not in ("precision", "workspace_mb", "engine_cache_path")]
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown key; allowed: precision, workspace_mb, engine_cache_path")
+    precision = str(accel.get("precision", "fp16")).lower()
+    if precision not in ("fp32", "fp16", "int8"):
+        raise UserError(f"{where}.precision: '{precision}' is not one of fp32, fp16, int8")
+    profiles = trt.profiles_for(model)
+    values = trt.ort_trt_accelerator(
+        precision=precision,
+        workspace_bytes=int(accel.get("workspace_mb", 1024)) * 1024 * 1024,
+        engine_cache=True,
+        engine_cache_path=str(accel.get("engine_cache_path", "/tmp")),
+        profile=profiles[0] if profiles and profiles[0].dynamic else None,
+    )
+    return values
 
 
 def render(context: dict, template: str, templates: Path | None = None) -> str:

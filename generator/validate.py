@@ -240,7 +240,30 @@ def check_ensemble(rep: ModelReport, configs: dict[str, object]) -> None:
             rep.problems.append(f"{where}: ensemble output '{t.name}' is produced by no step")
 
 
-def validate_repository(repo: Path) -> list[ModelReport]:
+def check_plan_provenance(rep: ModelReport, model_dir: Path, triton_release: str, target_cc: str | None) -> None:
+    """Warn when a TensorRT plan was built with another TensorRT or GPU than the target server's."""
+    import json
+
+    from .tensorrt import check_provenance
+
+    cfg = rep.config
+    if cfg is None or engine_of(cfg) not in ("tensorrt_plan", "tensorrt"):
+        return
+    manifest = model_dir / "manifest.json"
+    prov = None
+    if manifest.is_file():
+        try:
+            prov = (json.loads(manifest.read_text()).get("info") or {}).get("tensorrt")
+        except ValueError:
+            prov = None
+    if not prov:
+        rep.warnings.append(f"{rep.name}: no TensorRT provenance (manifest.json info.tensorrt); cannot check that the "
+                            f"plan matches tritonserver {triton_release}; rebuild it with tritongen")
+        return
+    rep.warnings += [f"{rep.name}: {w}" for w in check_provenance(prov, triton_release, target_cc)]
+
+
+def validate_repository(repo: Path, triton_release: str | None = None, target_cc: str | None = None) -> list[ModelReport]:
     from .errors import UserError
 
     repo = Path(repo)
@@ -252,4 +275,6 @@ def validate_repository(repo: Path) -> list[ModelReport]:
     configs = {r.name: r.config for r in reports if r.config is not None}
     for r in reports:
         check_ensemble(r, configs)
+        if triton_release:
+            check_plan_provenance(r, repo / r.name, triton_release, target_cc)
     return reports

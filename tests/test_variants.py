@@ -28,10 +28,23 @@ def _run_torchscript(path, feeds):
     return [o.detach().numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
+def _run_trt(path, feeds):
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    with TrtRunner(EngineFromBytes(BytesFromPath(str(path)))) as r:
+        return list(r.infer(feeds).values())
+
+
 # variant -> (how to run its artifact in the test, atol vs torch on the CNN, artifact file)
 VARIANT_TESTS = {
     "onnx": (_run_onnx, 1e-4, "model.onnx"),
     "torchscript": (_run_torchscript, 1e-5, "model.pt"),
+    # TensorRT variants skip here (no TensorRT in this workplace); tests/gpu/ builds real plans
+    "trt-fp32": (_run_trt, 1e-3, "model.plan"),
+    "trt-fp16": (_run_trt, 5e-2, "model.plan"),
+    "trt-int8": (_run_trt, 2e-1, "model.plan"),
+    "trt-best": (_run_trt, 2e-1, "model.plan"),
 }
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import onnx_fp32, torchscript
+from . import onnx_fp32, tensorrt_plan, torchscript
 from .base import BuildContext, Runner, Skip, Variant
 
-_ALL = [onnx_fp32.VARIANT, torchscript.VARIANT]
+_ALL = [onnx_fp32.VARIANT, torchscript.VARIANT, *tensorrt_plan.VARIANTS]
 
 REGISTRY: dict[str, Variant] = {v.key: v for v in _ALL}
 

@@ -35,7 +35,11 @@ class BuildContext:
     calibration: Callable[[], list[Feeds]]  # calibration samples (from spec data or random)
     log: Callable[[str], None]
     reproduce: list[str] = field(default_factory=list)  # shell lines for reproduce.sh
+    reproduce_script: str | None = None  # or the whole script, when the variant writes its own
     info: dict = field(default_factory=dict)  # numbers to keep in the manifest
+    # PyTorch reference (feeds, point) -> outputs, for stages that verify before they finish (the INT8
+    # fallback); None: such a stage builds one from torch_module
+    reference: Callable | None = None
 
     @property
     def options(self) -> dict:
@@ -58,7 +62,13 @@ class Variant:
     options: tuple[str, ...] = ()  # allowed keys in the spec's variant `options`
     description: str = ""
     extra_parameters: Callable[[ModelSpec, dict], dict] = lambda model, options: {}
+    # last word on the rendered values (instance groups, optimization...) for the triton target
+    adjust_config: Callable[[ModelSpec, VariantSpec, dict], None] = lambda model, vspec, ctx: None
+    # a default tolerance that depends on the model and options (OpenVINO bf16 vs f32; INT8 with real
+    # calibration data or random inputs); None: ``tolerance``
+    default_tolerance: Callable[[ModelSpec, dict], Tolerance] | None = None
 
     def tolerance_for(self, model: ModelSpec, spec: VariantSpec) -> Tolerance:
-        """Variant spec > model spec > variant default."""
-        return spec.verify.over(model.verify).over(self.tolerance)
+        """Variant spec > model spec > variant default (for these options)."""
+        default = self.default_tolerance(model, spec.options) if self.default_tolerance else self.tolerance
+        return spec.verify.over(model.verify).over(default)
