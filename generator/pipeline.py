@@ -286,6 +286,38 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
     write_json(mdir / "manifest.json", manifest)
 
 
+def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:
+    """``<model>__preprocess`` (python backend, CPU) and ``<model>__ensemble`` (bytes -> logits)."""
+    from .render import DEFAULT_TEMPLATES, ensemble_context, preprocess_context
+
+    model = mb.model
+    keys = [r.variant for r in written]
+    chosen = model.preprocess.variant or (keys[0] if keys else None)
+    if chosen not in keys:
+        mb.events.log(model.name, f"no ensemble: variant '{chosen}' was not written")
+        return
+    for ctx, template in ((preprocess_context(model, mb.spec.path.name), "preprocess.pbtxt.j2"),
+                          (ensemble_context(model, chosen, mb.spec.path.name), "ensemble.pbtxt.j2")):
+        text = render(ctx, template, templates)
+        where = f"{ctx['name']}/config.pbtxt"
+        cfg, problem = parse_config(text, where)
+        if problem:
+            raise UserError(f"{problem} (rendered from template {template}; fix the template)")
+        mdir = staging.dir / ctx["name"]
+        (mdir / "1").mkdir(parents=True, exist_ok=True)
+        (mdir / "config.pbtxt").write_text(text)
+        if template == "preprocess.pbtxt.j2":
+            src = (templates / "preprocess" / "model.py") if templates and (templates / "preprocess" / "model.py").is_file() \
+                else DEFAULT_TEMPLATES / "preprocess" / "model.py"
+            shutil.copy2(src, mdir / "1" / "model.py")
+        problems = check_config(cfg, text, where, ctx["name"]) + check_model_dir(mdir).problems
+        if problems:
+            raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
+        write_json(mdir / "manifest.json", {"model": model.name, "variant": ctx["variant"], "triton_name": ctx["name"],
+                                            "feeds": triton_model_name(model.name, chosen), "status": "built",
+                                            "spec_hash": model.spec_hash(), "tool_versions": tool_versions()})
+
+
 def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), target: str = "triton",
           templates: Path | None = None, force: bool = False, keep_failed: bool = False,
           events: Events | None = None) -> BuildReport:
@@ -303,7 +335,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
         raise UserError(f"-o {out}: would replace the folder holding the spec; choose a dedicated output folder")
     owned = None
     if only:
-        owned = {triton_model_name(m.name, v) for m in models for v in REGISTRY}
+        owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble")}
     staging = Staging(out, owned)
     results: list[VariantResult] = []
     timings: dict = {}
@@ -317,6 +349,8 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
                 if r.written or (keep_failed and r.status == "failed" and (mb.dir / vs.name / "artifact").is_dir()):
                     _stage_model_dir(staging, mb, variant, vs, r, target, templates)
                 events.done(r)
+            if m.preprocess is not None:
+                _stage_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written], templates)
             timings[m.name] = mb.timings
             write_json(mb.dir / "manifest.json", {
                 "model": m.name, "spec": str(spec.path), "spec_hash": m.spec_hash(),

@@ -188,3 +188,51 @@ def render(context: dict, template: str, templates: Path | None = None) -> str:
 
 def template_for(variant: Variant, target: str) -> str:
     return "python.pbtxt.j2" if target == "embedded" else variant.template
+
+
+def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
+    """The python-backend preprocessing model: image bytes -> the model's image input."""
+    pre = model.preprocess
+    target = next(t for t in model.inputs if t.name == pre.input)
+    db = model.triton.dynamic_batching if model.max_batch_size > 0 else None
+    return {
+        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "preprocess",
+        "name": triton_model_name(model.name, "preprocess"), "platform": None, "backend": "python",
+        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        "inputs": [{"name": "image", "data_type": "TYPE_STRING", "dims": [1]}],
+        "outputs": [_tensor(target)],
+        "version_policy": None,
+        "dynamic_batching": None if db is None else {
+            "preferred_batch_size": list(db.preferred_batch_size),
+            "max_queue_delay_microseconds": db.max_queue_delay_microseconds, "preserve_ordering": False},
+        "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
+        "warmup": [],
+        "parameters": {
+            "size": ",".join(map(str, pre.size)), "mean": ",".join(map(str, pre.mean)),
+            "std": ",".join(map(str, pre.std)), "layout": pre.layout, "output_name": target.name,
+        },
+        "optimization": None,
+    }
+
+
+def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict:
+    """image bytes -> <model>__preprocess -> <model>__<variant>; other inputs pass straight through."""
+    pre = model.preprocess
+    target = triton_model_name(model.name, variant_key)
+    feeds = {t.name: t.name for t in model.inputs}
+    feeds[pre.input] = "preprocessed"
+    return {
+        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
+        "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
+        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        "inputs": [{"name": "image", "data_type": "TYPE_STRING", "dims": [1]}]
+                  + [_tensor(t) for t in model.inputs if t.name != pre.input],
+        "outputs": [_tensor(t) for t in model.outputs],
+        "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
+        "parameters": {}, "optimization": None,
+        "steps": [
+            {"model_name": triton_model_name(model.name, "preprocess"), "input_map": {"image": "image"},
+             "output_map": {pre.input: "preprocessed"}},
+            {"model_name": target, "input_map": feeds, "output_map": {t.name: t.name for t in model.outputs}},
+        ],
+    }

@@ -105,6 +105,8 @@ class ImagePreprocess:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     layout: str = "NCHW"
     input: str = ""  # the model input it feeds (the first input by default)
+    variant: str | None = None  # the variant the ensemble feeds (default: the first one written)
+    instances: int = 2  # preprocessing instances (KIND_CPU)
 
 
 @dataclass(frozen=True)
@@ -372,6 +374,9 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         raise UserError(f"{where}.dims.{unused[0]}: declared but no input shape uses it; use it in a shape or remove it")
     variants = _variants(f.list("variants", default=["onnx"]), f.path("variants"), known_variants)
     triton = _triton(f.dict("triton"), f.path("triton"), mbs)
+    pre_variant = f.dict("preprocess").get("variant")
+    if pre_variant is not None and pre_variant not in [v.name for v in variants]:
+        raise UserError(f"{where}.preprocess.variant: '{pre_variant}' is not in this model's variants")
     opset = f.int("opset", default=None, minimum=7)
     return ModelSpec(
         name=name,
@@ -599,7 +604,7 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
 def _preprocess(raw: dict, where: str, inputs) -> ImagePreprocess | None:
     if not raw:
         return None
-    f = _Fields(raw, where, ("image",))
+    f = _Fields(raw, where, ("image", "variant", "instances"))
     img = _Fields(f.dict("image"), f.path("image"), ("size", "mean", "std", "layout", "input"))
     size = img.list("size", required=True)
     if len(size) != 2:
@@ -627,4 +632,5 @@ def _preprocess(raw: dict, where: str, inputs) -> ImagePreprocess | None:
     if tuple(target.shape) != want or not target.dtype.is_float:
         raise UserError(f"{where}.image: input '{name}' is {list(target.shape)} {target.dtype.name} but "
                         f"{layout} preprocessing to {list(size)} makes {list(want)} float32; make them agree")
-    return ImagePreprocess(size=size, mean=mean, std=std, layout=layout, input=name)
+    return ImagePreprocess(size=size, mean=mean, std=std, layout=layout, input=name,
+                           variant=f.str("variant"), instances=f.int("instances", 2, minimum=1))
