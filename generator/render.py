@@ -191,7 +191,11 @@ def template_for(variant: Variant, target: str) -> str:
 
 
 def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
-    """The python-backend preprocessing model: image bytes -> the model's image input."""
+    """The python-backend preprocessing model: image bytes -> the model's image input.
+
+    The encoded file travels as TYPE_UINT8 ``[-1]`` (one row per image, zero-padded to one length
+    within a request), not TYPE_STRING: the python-backend stub of tritonserver <= 2.51 running
+    numpy >= 2 corrupts string tensors, and uint8 works on every server."""
     pre = model.preprocess
     target = next(t for t in model.inputs if t.name == pre.input)
     db = model.triton.dynamic_batching if model.max_batch_size > 0 else None
@@ -199,7 +203,7 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
         "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "preprocess",
         "name": triton_model_name(model.name, "preprocess"), "platform": None, "backend": "python",
         "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": "image", "data_type": "TYPE_STRING", "dims": [1]}],
+        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}],
         "outputs": [_tensor(target)],
         "version_policy": None,
         "dynamic_batching": None if db is None else {
@@ -225,7 +229,7 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
         "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
         "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
         "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": "image", "data_type": "TYPE_STRING", "dims": [1]}]
+        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}]
                   + [_tensor(t) for t in model.inputs if t.name != pre.input],
         "outputs": [_tensor(t) for t in model.outputs],
         "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],

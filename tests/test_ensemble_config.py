@@ -27,7 +27,7 @@ def test_ensemble_and_preprocess_configs(workdir):
     build(spec, workdir / "model_repository", workdir / "build")
     repo = workdir / "model_repository"
     pre = _cfg(repo / "vit__preprocess" / "config.pbtxt")
-    assert pre.backend == "python" and pre.input[0].data_type == model_config_pb2.TYPE_STRING
+    assert pre.backend == "python" and pre.input[0].data_type == model_config_pb2.TYPE_UINT8 and list(pre.input[0].dims) == [-1]
     assert pre.output[0].name == "pixel_values" and list(pre.output[0].dims) == [3, 32, 32]
     assert pre.parameters["mean"].string_value == "0.5,0.5,0.5"
     assert pre.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU

@@ -1,0 +1,139 @@
+"""tritongen preprocess: a Triton python-backend model that turns encoded images into model input.
+
+Static file; tritongen copies it to ``<model>/<version>/model.py``. Config (``args["model_config"]``):
+
+    input  [ { name: "image" data_type: TYPE_UINT8 dims: [ -1 ] } ]    # the file's bytes, one row per image
+    output [ { name: "pixel_values" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+    parameters { key: "size"   value: { string_value: "224,224" } }          # height,width
+    parameters { key: "mean"   value: { string_value: "0.485,0.456,0.406" } }
+    parameters { key: "std"    value: { string_value: "0.229,0.224,0.225" } }
+    parameters { key: "layout" value: { string_value: "NCHW" } }             # NCHW | NHWC
+    parameters { key: "resize" value: { string_value: "bilinear" } }         # bilinear | nearest | bicubic
+    parameters { key: "output_name" value: { string_value: "pixel_values" } }  # optional, default: the only output
+
+The image input is TYPE_UINT8 (the encoded bytes; rows of one request may be zero-padded to one length,
+the decoders ignore trailing bytes) and is read by DLPack. TYPE_STRING is accepted too, but only where the
+python backend stub reads it correctly: the stub in tritonserver <= 2.51 running numpy >= 2 corrupts
+``as_numpy()`` (and so every TYPE_STRING input), which this model detects at load and refuses.
+
+``preprocess_image`` below is a copy of ``generator.preprocess.preprocess_image`` (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Sequence
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def preprocess_image(
+    data: bytes,
+    size: Sequence[int] = (224, 224),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    layout: str = "NCHW",
+    resize: str = "bilinear",
+) -> np.ndarray:
+    """Encoded image bytes (JPEG/PNG/...) -> float32 (3, H, W) for NCHW or (H, W, 3) for NHWC.
+
+    Decode with Pillow, convert to RGB, resize to ``size`` = (height, width) with ``resize``
+    (bilinear | nearest | bicubic), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel.
+    Trailing bytes after the image (zero padding in a batch) are ignored by the decoders.
+    """
+    from PIL import Image
+
+    modes = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+    with Image.open(io.BytesIO(bytes(data))) as img:
+        rgb = img.convert("RGB").resize((int(size[1]), int(size[0])), modes[resize])
+    x = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    if layout.upper() == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _param(config, key, default):
+    value = config.get("parameters", {}).get(key)
+    if isinstance(value, dict):
+        value = value.get("string_value", "")
+    return value if value else default
+
+
+def _floats(text):
+    return tuple(float(v) for v in str(text).replace(" ", "").split(","))
+
+
+def _as_numpy_works():
+    """Whether this stub's ``Tensor.as_numpy()`` is sound (not under numpy 2 with an old stub)."""
+    try:
+        # from_dlpack leaves no ndarray behind, so as_numpy() takes the same path as a request's input.
+        probe = np.arange(1, 9, dtype=np.uint8)
+        return bool(np.array_equal(pb_utils.Tensor.from_dlpack("probe", probe).as_numpy(), probe))
+    except Exception:
+        return False
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        name = args.get("model_name", config.get("name", "?"))
+        if len(config["input"]) != 1:
+            raise pb_utils.TritonModelException(f"{name}: preprocess takes exactly one input (the encoded image)")
+        self.input_name = config["input"][0]["name"]
+        self.input_type = config["input"][0]["data_type"]
+        if self.input_type not in ("TYPE_UINT8", "TYPE_STRING"):
+            raise pb_utils.TritonModelException(
+                f"{name}: input {self.input_name} is {self.input_type}; declare it TYPE_UINT8 dims [-1]"
+            )
+        if self.input_type == "TYPE_STRING" and not _as_numpy_works():
+            raise pb_utils.TritonModelException(
+                f"{name}: this python backend stub corrupts TYPE_STRING inputs under numpy {np.__version__}; "
+                f"declare {self.input_name} as TYPE_UINT8 dims [-1] (the encoded bytes) or run the stub with numpy<2"
+            )
+        outputs = [o["name"] for o in config["output"]]
+        self.output_name = _param(config, "output_name", outputs[0])
+        if self.output_name not in outputs:
+            raise pb_utils.TritonModelException(f"{name}: parameters.output_name {self.output_name!r} is not an output")
+        self.size = tuple(int(v) for v in _floats(_param(config, "size", "224,224")))
+        self.mean = _floats(_param(config, "mean", ",".join(map(str, IMAGENET_MEAN))))
+        self.std = _floats(_param(config, "std", ",".join(map(str, IMAGENET_STD))))
+        self.layout = _param(config, "layout", "NCHW").upper()
+        self.resize = _param(config, "resize", "bilinear").lower()
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+
+    def _images(self, request):
+        tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
+        if tensor is None:
+            raise ValueError(f"input {self.input_name!r} is missing")
+        if self.input_type == "TYPE_STRING":
+            rows = [bytes(v) for v in np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)]
+        else:
+            raw = np.from_dlpack(tensor)
+            rows = [r.tobytes() for r in raw.reshape(-1, raw.shape[-1])] if self.batched else [raw.tobytes()]
+        return rows
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                images = [
+                    preprocess_image(b, self.size, self.mean, self.std, self.layout, self.resize)
+                    for b in self._images(request)
+                ]
+                out = np.stack(images) if self.batched else images[0]
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        output_tensors=[pb_utils.Tensor.from_dlpack(self.output_name, np.ascontiguousarray(out))]
+                    )
+                )
+            except Exception as exc:
+                responses.append(
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+                )
+        return responses
