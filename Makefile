@@ -37,6 +37,14 @@ repo: examples/checkpoints/.done
 	$(BIN)/tritongen build $(SPEC) -o $(REPO)
 	$(BIN)/tritongen validate $(REPO)
 
+EMBEDDED ?= build/embedded_repository
+serve: examples/checkpoints/.done
+	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
+	$(BIN)/tritongen serve $(EMBEDDED)
+
+stop: setup
+	$(BIN)/tritongen stop
+
 validate: setup
 	$(BIN)/tritongen validate $(REPO)
 

@@ -190,6 +190,85 @@ def validate(repository, triton_release, target_cc):
     console.print(f"{len(reports)} model(s) valid")
 
 
+DEFAULT_PIDFILE = Path("build/tritonserver.json")
+
+
+@cli.command()
+@click.argument("repository", type=click.Path(path_type=Path))
+@click.option("--http-port", type=int, default=None, help="Default: a free port.")
+@click.option("--grpc-port", type=int, default=None, help="Default: a free port.")
+@click.option("--metrics-port", type=int, default=None, help="Default: a free port.")
+@click.option("--pidfile", type=click.Path(path_type=Path), default=DEFAULT_PIDFILE, show_default=True,
+              help="Where the running server is recorded (for `tritongen stop`).")
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
+@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for every model to be READY.")
+def serve(repository, http_port, grpc_port, metrics_port, pidfile, foreground, timeout_s):
+    """Serve REPOSITORY with the embedded tritonserver (CPU, python backend), bound to 127.0.0.1.
+
+    \b
+    Installs the server into .tools/ on first use, waits until every model is
+    READY and prints the endpoints. Build the repository with
+    `tritongen build SPEC --target embedded` (the NGC tritonserver loads the
+    default `--target triton` repository; see README "Serving it").
+    If a model fails to load, exits 1 naming the model with the server's own error.
+    """
+    from .server import TritonServer, serve_background
+
+    if not Path(repository).is_dir():
+        raise UserError(f"{repository}: not a folder; build one with `tritongen build SPEC -o {repository} --target embedded`")
+    _refuse_native_repository(Path(repository))
+    console = _console()
+    kwargs = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, startup_timeout_s=timeout_s)
+    if foreground:
+        with TritonServer(repository, **kwargs) as server:
+            _print_endpoints(console, server)
+            try:
+                server.process.wait()
+            except KeyboardInterrupt:
+                console.print("stopping")
+        return
+    server = serve_background(repository, pidfile, **kwargs)
+    _print_endpoints(console, server)
+    console.print(f"stop it with: tritongen stop --pidfile {pidfile}")
+
+
+def _refuse_native_repository(repo: Path) -> None:
+    """The embedded server has only the python backend: say so before it fails on a native config."""
+    from .validate import parse_config
+
+    native = []
+    for cfg_path in sorted(repo.glob("*/config.pbtxt")):
+        cfg, problem = parse_config(cfg_path.read_text(), str(cfg_path))
+        if cfg is not None and cfg.platform not in ("", "ensemble") and cfg.backend != "python":
+            native.append(f"{cfg_path.parent.name} ({cfg.platform or cfg.backend})")
+    if native:
+        raise UserError(f"{repo}: {native[0]} needs a native backend the embedded CPU server lacks (it has only python); "
+                        "rebuild with `tritongen build SPEC --target embedded`, or serve it with the NGC tritonserver")
+
+
+def _print_endpoints(console, server) -> None:
+    index = server.repository_index()
+    console.print(f"tritonserver ready in {server.ready_time_s:.1f}s (pid {server.pid}, log {server.log_path})")
+    console.print(f"  gRPC    {server.urls.grpc}")
+    console.print(f"  HTTP    {server.urls.http}")
+    console.print(f"  metrics {server.urls.metrics}")
+    for m in index:
+        console.print(f"  {m.get('state', '?'):6} {m['name']}")
+
+
+@cli.command()
+@click.option("--pidfile", type=click.Path(path_type=Path), default=DEFAULT_PIDFILE, show_default=True)
+def stop(pidfile):
+    """Stop the server `tritongen serve` started (by the pid in PIDFILE)."""
+    from .server import stop_from_pidfile
+
+    if not Path(pidfile).is_file():
+        raise UserError(f"{pidfile}: no running server recorded; start one with `tritongen serve REPOSITORY`")
+    running = stop_from_pidfile(pidfile)
+    _console().print("stopped" if running else "it was not running (stale pid file removed)")
+
+
 def main():
     cli(prog_name="tritongen")
 

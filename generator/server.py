@@ -259,6 +259,10 @@ class TritonServer:
             from generator.tools import ensure_tritonserver
 
             self._install = ensure_tritonserver()
+        binary = Path(self._install.binary)
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise UserError(f"tritonserver not found at {binary}; delete {self._install.root} and run "
+                            "`tritongen serve` again to reinstall it (or set TRITONGEN_TOOLS to another tools folder)")
         for what, port in self._ports.items():
             if port is not None:
                 _check_port_free(port, what)
