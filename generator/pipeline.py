@@ -101,7 +101,7 @@ class ModelBuild:
                                 "(relative to the spec file)")
             hashes[str(p.name)] = sha256_file(p)
         self.checkpoint_sha256 = hashes
-        self.key = digest("model", model.spec_hash(), hashes, tool_versions())
+        self.key = digest("model", model.artifact_hash(), hashes, tool_versions())
 
     def module(self):
         if self._module is None:

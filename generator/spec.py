@@ -163,6 +163,12 @@ class ModelSpec:
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
+    def artifact_hash(self) -> str:
+        """What the artifacts depend on: not `triton:` or `preprocess:` (those only change configs)."""
+        keys = ("source", "inputs", "outputs", "dims", "max_batch_size", "opset", "calibration", "verify")
+        part = {k: self.raw.get(k) for k in keys}
+        return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
+
 
 @dataclass(frozen=True)
 class Spec:

@@ -168,3 +168,11 @@ def test_custom_templates_override_and_fall_back(workdir):
     _build(workdir, [linear_model()], templates=tdir)
     cfg = _config(workdir / "model_repository" / "lin__onnx" / "config.pbtxt")
     assert cfg.parameters["team"].string_value == "vision"
+
+
+def test_changing_only_triton_settings_rerenders_configs_without_rebuilding(workdir):
+    _build(workdir, [linear_model()])
+    _, report = _build(workdir, [linear_model(triton={"instance_group": [{"count": 3, "kind": "KIND_CPU"}]})])
+    assert [r.status for r in report.results] == ["cached"]
+    assert report.changed
+    assert _config(workdir / "model_repository" / "lin__onnx" / "config.pbtxt").instance_group[0].count == 3
