@@ -47,7 +47,7 @@ def load_module(model: ModelSpec, root: Path):
         )
         if not isinstance(module, _torch().nn.Module):
             raise UserError(f"{where}.pickle.path: '{src.path.name}' holds a {type(module).__name__}, not a torch.nn.Module")
-    if hasattr(module, "eval"):
+    if src.kind != "exported_program":  # an ExportedProgram's module is already in inference form
         module.eval()
     return module
 

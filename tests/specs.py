@@ -9,6 +9,25 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _register_tinymodels() -> None:
+    """Make tests/models importable as `tinymodels`, the name specs use (one module object only:
+    tiny.py registers a custom torch op, which must not be registered twice)."""
+    import importlib.util
+    import sys
+
+    if "tinymodels" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "tinymodels", ROOT / "tests" / "models" / "__init__.py",
+        submodule_search_locations=[str(ROOT / "tests" / "models")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tinymodels"] = module
+    spec.loader.exec_module(module)
+
+
+_register_tinymodels()
+
+
 def write_spec(folder: Path, data: dict, name: str = "spec.yaml") -> Path:
     """Write a spec into ``folder`` with the repo's examples/ and tests/models/ importable from it."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -176,3 +176,33 @@ def test_changing_only_triton_settings_rerenders_configs_without_rebuilding(work
     assert [r.status for r in report.results] == ["cached"]
     assert report.changed
     assert _config(workdir / "model_repository" / "lin__onnx" / "config.pbtxt").instance_group[0].count == 3
+
+
+def test_torchscript_and_exported_program_sources(workdir):
+    from tinymodels.tiny import linear
+
+    m = linear()
+    x = torch.randn(2, 4)
+    torch.jit.save(torch.jit.trace(m, (x,)), str(workdir / "lin.ts.pt"))
+    batch = torch.export.Dim("batch", min=1, max=8)
+    torch.export.save(torch.export.export(m, (x,), dynamic_shapes=({0: batch},)), str(workdir / "lin.pt2"))
+    _, report = _build(workdir, [
+        linear_model(name="from_ts", source={"torchscript": "lin.ts.pt"}, variants=["onnx", "torchscript"]),
+        linear_model(name="from_ep", source={"exported_program": "lin.pt2"}, variants=["onnx"]),
+    ])
+    assert [(r.model, r.variant, r.status) for r in report.results] == [
+        ("from_ts", "onnx", "built"), ("from_ts", "torchscript", "built"), ("from_ep", "onnx", "built")]
+    ref = m(torch.from_numpy(np.ones((3, 4), np.float32))).detach().numpy()
+    for name in ("from_ts__onnx", "from_ep__onnx"):
+        sess = ort.InferenceSession(str(workdir / "model_repository" / name / "1" / "model.onnx"),
+                                    providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, {"x": np.ones((3, 4), np.float32)})[0], ref, atol=1e-5)
+
+
+def test_corrupt_torchscript_source_is_a_one_line_error(workdir):
+    from generator.errors import UserError
+
+    (workdir / "bad.pt").write_bytes(b"garbage")
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(source={"torchscript": "bad.pt"})]}))
+    with pytest.raises(UserError, match=r"models\[0\].source.torchscript: cannot load 'bad.pt'"):
+        build(spec, workdir / "model_repository", workdir / "build")
