@@ -37,6 +37,9 @@ repo: examples/checkpoints/.done
 	$(BIN)/tritongen build $(SPEC) -o $(REPO)
 	$(BIN)/tritongen validate $(REPO)
 
+bench: repo
+	$(BIN)/tritongen bench $(SPEC) --repo $(REPO)
+
 EMBEDDED ?= build/embedded_repository
 serve: examples/checkpoints/.done
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded

@@ -190,6 +190,32 @@ def validate(repository, triton_release, target_cc):
     console.print(f"{len(reports)} model(s) valid")
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True,
+              help="The repository `tritongen build` wrote (variants whose gate passed are timed).")
+@click.option("--batches", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=int, default=2, show_default=True, help="Intra-op threads, the same for every runtime.")
+@click.option("--warmup", type=int, default=3, show_default=True)
+@click.option("--iters", type=int, default=10, show_default=True)
+@click.option("--only", multiple=True, metavar="NAME", help="Only this model (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("perf/results"), show_default=True)
+def bench(spec, repo, batches, threads, warmup, iters, only, out):
+    """Speed table: every verified variant in-process vs PyTorch eager fp32.
+
+    Each runtime is timed in its own process (no thread pool disturbs another), warm-up
+    first, threads pinned and equal for all. Writes CSV + Markdown under
+    perf/results/bench-<time>/. A benchmark, not a test: numbers vary with machine load.
+    """
+    from perf.bench import run_bench
+
+    try:
+        sizes = tuple(int(b) for b in batches.split(","))
+    except ValueError:
+        raise UserError(f"--batches {batches}: give comma-separated integers, e.g. 1,8")
+    run_bench(spec, repo, batches=sizes, threads=threads, warmup=warmup, iters=iters, out_dir=out, only=tuple(only))
+
+
 DEFAULT_PIDFILE = Path("build/tritonserver.json")
 
 

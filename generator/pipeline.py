@@ -189,7 +189,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
 
     ctx = BuildContext(
         model=model, variant=vspec, artifact_dir=tmp / "artifact", work_dir=tmp / "work",
-        base_onnx=mb.onnx, torch_module=mb.module, calibration=mb.calibration, log=log,
+        base_onnx=mb.onnx, torch_module=mb.module, calibration=mb.calibration, log=log, reference=mb.reference,
     )
     result = VariantResult(model=model.name, variant=variant.key, triton_name=name, status="built")
     mb.events.stage(model.name, f"building {variant.key}")

@@ -88,6 +88,10 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
             "artifact": variant.filename,
             "intra_op_threads": str(tr.intra_op_threads),
         })
+        if variant.runtime == "onnxruntime" and variant.precision == "fp16":
+            params["ort_graph_optimization_level"] = "extended"  # ORT's NchwcTransformer crashes on fp16 graphs
+        if variant.runtime == "openvino" and vspec.options.get("inference_precision"):
+            params["openvino_inference_precision"] = str(vspec.options["inference_precision"])
         for g in groups:  # the embedded server has no GPU backends: its runners take the CPU
             g.update(kind="KIND_CPU", gpus=[], profile=[])
         if not groups:

@@ -56,3 +56,53 @@ def torchscript_runner(path: Path, input_names: list[str], output_names: list[st
         return {n: o.numpy() for n, o in zip(output_names, out)}
 
     return run
+
+
+def openvino_available() -> str | None:
+    """None when OpenVINO imports, else why not (for a Skip)."""
+    try:
+        import openvino  # noqa: F401
+    except Exception as e:  # ImportError, or a broken native library
+        return f"openvino is not importable here ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); pip install openvino"
+    return None
+
+
+def openvino_supports(precision: str) -> bool:
+    """Whether this CPU runs ``precision`` (bf16 needs avx512_bf16 or AMX; f32 always)."""
+    if precision == "f32":
+        return True
+    import openvino as ov
+
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return precision.upper() in [str(c).upper() for c in caps]
+
+
+def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", threads: int = 0,
+                     streams: int | None = None):
+    """Compile an IR (or ONNX) file for CPU with an explicit inference precision (f32 | bf16)."""
+    import openvino as ov
+
+    core = ov.Core()
+    cfg = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = threads
+    if streams is not None:
+        cfg["NUM_STREAMS"] = streams
+    return core.compile_model(core.read_model(str(path)), "CPU", cfg)
+
+
+def openvino_runner(path: Path, input_names: list[str], output_names: list[str], precision: str = "f32",
+                    threads: int = 0):
+    """Feeds in, outputs out, through one OpenVINO infer request (ports matched by tensor name)."""
+    compiled = openvino_compile(path, precision=precision, threads=threads)
+    request = compiled.create_infer_request()
+    ports = {}
+    for name in output_names:
+        hit = [p for p in compiled.outputs if name in p.get_names()]
+        ports[name] = hit[0] if hit else compiled.outputs[output_names.index(name)]
+
+    def run(feeds):
+        result = request.infer({n: np.ascontiguousarray(feeds[n]) for n in input_names})
+        return {n: np.array(result[p]) for n, p in ports.items()}
+
+    return run

@@ -1,17 +1,32 @@
 """Stage: compare a variant's outputs with PyTorch's on fresh inputs at every verification point.
 
 Metrics per output: max abs error, max relative error, cosine similarity. A point passes when
-``|y - ref| <= atol + rtol * |ref|`` everywhere and cosine >= min_cosine.
+``|y - ref| <= atol + rtol * |ref|`` everywhere (checked only when atol or rtol is set: INT8 gates leave
+both unset) and cosine >= min_cosine.
+
+Task metrics (when ``verify.task`` is set) over a verification set of ``verify.samples`` inputs (default
+64): the spec's calibration data when it has some, else random inputs from the declared shapes, run in
+batches of up to 8. On the first output:
+- classification: top-1 agreement with PyTorch (fraction of samples) >= min_top1, and the mean overlap of
+  the top-5 sets >= min_top5;
+- embedding: the mean per-sample cosine similarity >= min_mean_cosine.
+A metric whose threshold is unset is measured and reported but does not gate. PyTorch's outputs on the
+verification set are computed once per model and reused by every variant.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .inputs import Point, make_inputs, verification_points
 from .spec import ModelSpec, Tolerance
+
+DEFAULT_TASK_SAMPLES = 64
+TASK_BATCH = 8
 
 
 @dataclass
@@ -33,6 +48,8 @@ class Verification:
     min_cosine: float = 1.0
     checks: list = field(default_factory=list)
     error: str | None = None
+    task: dict | None = None  # task metrics: {task, samples, data, top1, top5, mean_cosine}
+    failed: list = field(default_factory=list)  # which gates failed, in words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +58,14 @@ class Verification:
     def summary(self) -> str:
         if self.error:
             return self.error
-        return f"max|Δ| {self.max_abs:.2e}  rel {self.max_rel:.2e}  cos {self.min_cosine:.6f}"
+        text = f"max|Δ| {self.max_abs:.2e}  rel {self.max_rel:.2e}  cos {self.min_cosine:.6f}"
+        if self.task:
+            t = self.task
+            parts = [f"{k} {t[k]:.4f}" for k in ("top1", "top5", "mean_cosine") if t.get(k) is not None]
+            text += f"  {t['task']} on {t['samples']} {t['data']} samples: " + "  ".join(parts)
+        if self.failed:
+            text += "  FAILED: " + "; ".join(self.failed)
+        return text
 
 
 def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[float, float, float, bool]:
@@ -58,7 +82,9 @@ def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[float, fl
     max_rel = float((diff / np.maximum(np.abs(r), 1e-6)).max())
     nr, ng = np.linalg.norm(r), np.linalg.norm(g)
     cosine = float(np.dot(r, g) / (nr * ng)) if nr > 0 and ng > 0 else float(nr == ng)
-    ok = bool(np.all(diff <= (tol.atol or 0.0) + (tol.rtol or 0.0) * np.abs(r)))
+    ok = True
+    if tol.atol is not None or tol.rtol is not None:
+        ok = bool(np.all(diff <= (tol.atol or 0.0) + (tol.rtol or 0.0) * np.abs(r)))
     if tol.min_cosine is not None and cosine < tol.min_cosine:
         ok = False
     return max_abs, max_rel, cosine, ok
@@ -88,4 +114,101 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
             result.max_rel = max(result.max_rel, max_rel)
             result.min_cosine = min(result.min_cosine, cos)
             result.passed = result.passed and ok
+            if not ok:
+                result.failed.append(f"{t.name} at {point.label}: max|Δ| {max_abs:.2e}, cos {cos:.6f}"
+                                     f" (atol {tol.atol}, rtol {tol.rtol}, min_cosine {tol.min_cosine})")
+    if tol.task in ("classification", "embedding"):
+        try:
+            result.task = task_metrics(run, reference, model, tol)
+        except Exception as e:
+            result.passed = False
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            result.error = f"runtime error on the {tol.task} verification set: {first}"
+            return result
+        for metric, limit in (("top1", tol.min_top1), ("top5", tol.min_top5), ("mean_cosine", tol.min_mean_cosine)):
+            value = result.task.get(metric)
+            if value is not None and limit is not None and value < limit:
+                result.passed = False
+                result.failed.append(f"{metric} {value:.4f} < min_{metric} {limit}")
     return result
+
+
+# --------------------------------------------------------------------------- task metrics
+
+_REFERENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def task_set(model: ModelSpec, n: int, seed: int = 4321) -> tuple[list[dict], str]:
+    """``n`` verification samples (batch 1 each) and where they came from: 'calibration' or 'random'."""
+    if model.calibration.data is not None:
+        from .calibration import calibration_samples
+
+        m = dataclasses.replace(model, calibration=dataclasses.replace(model.calibration, samples=n))
+        return calibration_samples(m, None, lambda s: None), "calibration"
+    opt = tuple(sorted(model.dims_at("opt").items()))
+    point = Point(1 if model.max_batch_size > 0 else 0, opt)
+    return [make_inputs(model, point, seed=seed + i) for i in range(n)], "random"
+
+
+def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
+    """Consecutive samples of equal shapes concatenated into batches of up to TASK_BATCH."""
+    if model.max_batch_size <= 0:
+        return [(s, Point(0, ())) for s in samples]
+    size = max(1, min(TASK_BATCH, model.max_batch_size))
+    out, group = [], []
+
+    def flush():
+        if group:
+            feeds = {k: np.concatenate([g[k] for g in group]) for k in group[0]}
+            dims = {}
+            for t in model.inputs:
+                for d, v in zip(t.shape, feeds[t.name].shape[1:]):
+                    if isinstance(d, str):
+                        dims[d] = v
+            out.append((feeds, Point(len(group), tuple(sorted(dims.items())))))
+            group.clear()
+
+    for s in samples:
+        if group and (len(group) == size or any(s[k].shape != group[0][k].shape for k in s)):
+            flush()
+        group.append(s)
+    flush()
+    return out
+
+
+def _reference_outputs(reference, model: ModelSpec, n: int):
+    """(batches, PyTorch outputs, data source), computed once per reference owner (one per model build)."""
+    key = (model.name, n, str(model.calibration.data))
+    owner = getattr(reference, "__self__", reference)
+    try:
+        store = _REFERENCES.setdefault(owner, {})
+    except TypeError:
+        store = {}
+    if key not in store:
+        samples, source = task_set(model, n)
+        batches = _batches(model, samples)
+        store[key] = (batches, [reference(feeds, point) for feeds, point in batches], source)
+    return store[key]
+
+
+def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
+    n = tol.samples or DEFAULT_TASK_SAMPLES
+    batches, refs, source = _reference_outputs(reference, model, n)
+    name = model.outputs[0].name
+    ref = np.concatenate([r[name].reshape(len(r[name]) if p.batch else 1, -1) for (_, p), r in zip(batches, refs)])
+    got = np.concatenate([np.asarray(run(feeds)[name]).reshape(len(ref_b[name]) if p.batch else 1, -1)
+                          for (feeds, p), ref_b in zip(batches, refs)]).astype(np.float64)
+    ref = ref.astype(np.float64)
+    out = {"task": tol.task, "samples": int(ref.shape[0]), "data": source, "output": name}
+    if tol.task == "classification":
+        k = min(5, ref.shape[1])
+        out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
+        top_r = np.argsort(-ref, axis=1)[:, :k]
+        top_g = np.argsort(-got, axis=1)[:, :k]
+        out["top5"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]))
+    else:
+        num = np.sum(ref * got, axis=1)
+        den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+        cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        out["mean_cosine"] = float(np.mean(cos))
+    return out

@@ -31,7 +31,9 @@ def test_documented_example_spec_parses():
     assert vit.max_batch_size == 16
     assert vit.triton.dynamic_batching.preferred_batch_size == (4, 8, 16)
     assert vit.triton.instance_group[0].count == 2  # from defaults
-    assert [v.name for v in vit.variants] == ["onnx", "torchscript"]
+    assert [v.name for v in vit.variants] == ["onnx", "torchscript", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
+                                              "openvino"]
+    assert vit.verify.task == "classification"
 
 
 def test_defaults_merge_one_level_and_model_wins():

@@ -36,6 +36,15 @@ def _run_trt(path, feeds):
         return list(r.infer(feeds).values())
 
 
+def _run_openvino(path, feeds):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled.create_infer_request().infer(feeds)
+    return [result[p] for p in compiled.outputs]
+
+
 # variant -> (how to run its artifact in the test, atol vs torch on the CNN, artifact file)
 VARIANT_TESTS = {
     "onnx": (_run_onnx, 1e-4, "model.onnx"),
@@ -45,6 +54,11 @@ VARIANT_TESTS = {
     "trt-fp16": (_run_trt, 5e-2, "model.plan"),
     "trt-int8": (_run_trt, 2e-1, "model.plan"),
     "trt-best": (_run_trt, 2e-1, "model.plan"),
+    "onnx-fp16": (_run_onnx, 2e-2, "model.onnx"),
+    "onnx-int8": (_run_onnx, 1e-1, "model.onnx"),
+    "onnx-int8-dynamic": (_run_onnx, 1e-1, "model.onnx"),
+    "openvino": (_run_openvino, 1e-4, "model.xml"),
+    "openvino-int8": (_run_openvino, 1e-1, "model.xml"),
 }
 
 

@@ -1,0 +1,231 @@
+"""Stages for INT8 ONNX with ONNX Runtime's quantization tools: file in, file out.
+
+- ``quantize_static_onnx``: QDQ format, activations calibrated on the spec's calibration samples
+  (minmax | entropy | percentile), weights int8 (per-tensor or per-channel);
+- ``quantize_dynamic_onnx``: weights int8, activation ranges computed at run time (no calibration).
+
+By default only MatMul, Gemm and Conv are quantized: they hold the compute, and quantizing every op
+(Add, Softmax, LayerNorm...) multiplied the error ~30x on the ViT for no speed. ``nodes_to_exclude`` keeps
+named nodes in fp32. A quantization that raises, or whose result ONNX Runtime cannot load, becomes
+``VariantFailed`` naming the node and op type found in the error (or the op types asked for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UserError, VariantFailed
+from .export import finalize_onnx
+
+STATIC_OPS = ("MatMul", "Gemm", "Conv")
+DYNAMIC_OPS = ("MatMul", "Gemm")
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+ACTIVATION_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+
+
+def graph_nodes(path: Path) -> list[tuple[str, str]]:
+    """(name, op_type) of every node, in graph (topological) order."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return [(n.name, n.op_type) for n in proto.graph.node]
+
+
+def check_selection(nodes: list[tuple[str, str]], op_types: list[str], exclude: list[str], where: str) -> None:
+    """Op types that match no node and excluded names that are not nodes are spec errors."""
+    present = sorted({op for _, op in nodes})
+    if not any(op in op_types for _, op in nodes):
+        raise UserError(f"{where}.op_types: no node of the graph has op type {', '.join(op_types)}; "
+                        f"the graph has {', '.join(present)}")
+    names = {n for n, _ in nodes}
+    for i, name in enumerate(exclude):
+        if name not in names:
+            some = ", ".join([n for n, op in nodes if op in op_types][:5])
+            raise UserError(f"{where}.nodes_to_exclude[{i}]: '{name}' is not a node of the graph; "
+                            f"quantizable nodes are e.g. {some}")
+
+
+def failure(variant: str, e: BaseException, nodes: list[tuple[str, str]], op_types: list[str]) -> VariantFailed:
+    """A VariantFailed naming the node (and op type) the error talks about, or the op types asked for."""
+    text = str(e).strip() or type(e).__name__
+    hit = next(((n, op) for n, op in sorted(nodes, key=lambda x: -len(x[0])) if n and n in text), None)
+    first = text.splitlines()[0][:200]
+    if hit:
+        return VariantFailed(f"{variant}: quantization failed at node '{hit[0]}' (op {hit[1]}): {first}; "
+                             f"exclude it with options.nodes_to_exclude: [{hit[0]}]")
+    return VariantFailed(f"{variant}: quantization of op types {', '.join(op_types)} failed: "
+                         f"{type(e).__name__}: {first}; narrow options.op_types or exclude nodes")
+
+
+def diagnose(src: Path, samples: list[dict], op_types) -> tuple[str, str, str] | None:
+    """The first node (graph order) of ``op_types`` whose float input is not finite on the calibration
+    samples: (node, op type, what is wrong). Run only after a failure (one fp32 pass per sample)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from .runtimes import ort_session
+
+    proto = onnx.load(str(src), load_external_data=True)
+    inits = {i.name for i in proto.graph.initializer}
+    watch = []
+    for n in proto.graph.node:
+        if n.op_type in op_types:
+            for t in n.input:
+                if t and t not in inits and t not in watch:
+                    watch.append(t)
+    have = {o.name for o in proto.graph.output}
+    proto.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in watch if t not in have])
+    tmp = src.with_name("diagnose.onnx")
+    onnx.save_model(proto, str(tmp))
+    try:
+        sess = ort_session(tmp, level="disable")
+        outs = [o.name for o in sess.get_outputs()]
+        bad: dict[str, str] = {}
+        for feeds in samples:
+            for name, value in zip(outs, sess.run(outs, feeds)):
+                if name in watch and name not in bad and np.issubdtype(value.dtype, np.floating):
+                    if not np.all(np.isfinite(value)):
+                        bad[name] = "nan" if np.isnan(value).any() else "inf"
+    except Exception:
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+    for n in proto.graph.node:
+        if n.op_type in op_types:
+            for t in n.input:
+                if t in bad:
+                    return n.name, n.op_type, f"its input '{t}' is {bad[t]} on the calibration data"
+    return None
+
+
+def _reader(samples: list[dict]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FeedsReader(CalibrationDataReader):
+        """Hands ONNX Runtime's calibrator one feeds dict at a time, then None."""
+
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+        def rewind(self):
+            self.it = iter(samples)
+
+    return FeedsReader()
+
+
+def _load_check(variant: str, path: Path, nodes, op_types) -> None:
+    from .runtimes import ort_session
+
+    try:
+        ort_session(path, level="all")
+    except Exception as e:
+        raise failure(variant, e, nodes, op_types) from None
+
+
+def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=STATIC_OPS, per_channel=False,
+                         method="minmax", reduce_range=False, activation_type="uint8", exclude=(),
+                         variant="onnx-int8") -> dict:
+    """fp32 ONNX -> QDQ int8 ONNX calibrated on ``samples`` (feeds dicts). Returns what was quantized."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    nodes = graph_nodes(src)
+    raw = out.with_suffix(".raw.onnx")
+    try:
+        quantize_static(
+            str(src), str(raw), _reader(samples),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=getattr(QuantType, ACTIVATION_TYPES[activation_type]),
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            # symmetric int8 activations where asked; weights are always symmetric int8
+            extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
+        )
+    except (UserError, VariantFailed):
+        raise
+    except Exception as e:
+        found = diagnose(src, samples, op_types)
+        if found:
+            node, op, why = found
+            raise VariantFailed(f"{variant}: quantization failed at node '{node}' (op {op}): {why} "
+                                f"({type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}); "
+                                "fix the calibration data or exclude the node with options.nodes_to_exclude") from None
+        raise failure(variant, e, nodes, list(op_types)) from None
+    info = finalize_onnx(raw, out)
+    raw.unlink(missing_ok=True)
+    _load_check(variant, out, nodes, list(op_types))
+    quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
+    return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
+            "calibration_samples": len(samples), "method": method, "per_channel": per_channel,
+            "activation_type": activation_type, "op_types": list(op_types)}
+
+
+def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_channel=False, reduce_range=False,
+                          exclude=(), variant="onnx-int8-dynamic") -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = graph_nodes(src)
+    raw = out.with_suffix(".raw.onnx")
+    try:
+        quantize_dynamic(str(src), str(raw), op_types_to_quantize=list(op_types), per_channel=per_channel,
+                         reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+    except Exception as e:
+        raise failure(variant, e, nodes, list(op_types)) from None
+    info = finalize_onnx(raw, out)
+    raw.unlink(missing_ok=True)
+    _load_check(variant, out, nodes, list(op_types))
+    quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
+    return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
+            "per_channel": per_channel, "op_types": list(op_types)}
+
+
+def sensitive_nodes(nodes: list[tuple[str, str]], op_types, already=()) -> list[str]:
+    """The fallback's choice: the first and the last quantizable node in graph order -- the input stem
+    (patch embedding / first conv) and the classifier head, the layers int8 hurts most in practice."""
+    cands = [n for n, op in nodes if op in op_types and n not in set(already)]
+    picked = []
+    for n in (cands[:1] + cands[-1:]):
+        if n not in picked:
+            picked.append(n)
+    return picked
+
+
+def options(ctx, ops_default, *, static: bool) -> dict:
+    """The variant's options, validated; every error names the field."""
+    where = f"{ctx.model.where}.variants.{ctx.variant.name}.options"
+    o = dict(ctx.options)
+
+    def flag(key, default):
+        v = o.get(key, default)
+        if not isinstance(v, bool):
+            raise UserError(f"{where}.{key}: expected true or false, got {v!r}")
+        return v
+
+    def names(key, default):
+        v = o.get(key, default)
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+            raise UserError(f"{where}.{key}: expected a list of names, got {v!r}")
+        return list(v)
+
+    out = {
+        "per_channel": flag("per_channel", static),
+        "reduce_range": flag("reduce_range", False),
+        "op_types": names("op_types", list(ops_default)),
+        "exclude": names("nodes_to_exclude", []),
+    }
+    if static:
+        method = str(o.get("calibration_method", ctx.model.calibration.method)).lower()
+        if method not in METHODS:
+            raise UserError(f"{where}.calibration_method: '{method}' is not one of {', '.join(METHODS)}")
+        act = str(o.get("activation_type", "uint8")).lower()
+        if act not in ACTIVATION_TYPES:
+            raise UserError(f"{where}.activation_type: '{act}' is not one of {', '.join(ACTIVATION_TYPES)}")
+        out.update(method=method, activation_type=act, fallback=flag("fallback", True))
+    return out

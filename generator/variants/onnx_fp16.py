@@ -1,0 +1,103 @@
+"""Variant ``onnx-fp16``: the optimised fp32 graph converted to float16, inputs and outputs kept fp32.
+
+A GPU variant: built and verified here on ONNX Runtime's CPU provider, served by Triton's onnxruntime
+backend on the GPU (fp16 on x86 CPUs is no faster than fp32). Stages:
+1. the ``onnx`` variant's optimisation (onnxslim + ORT basic), so constant folding happens in fp32;
+2. ``onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)``: weights and compute in
+   fp16, Cast nodes at the fp32 inputs/outputs (Triton's config keeps TYPE_FP32);
+Option ``op_block_list``: op types kept in fp32 (default: the converter's list of ops without fp16
+kernels). Verified at ORT's EXTENDED level: ALL crashes fp16 graphs in the NchwcTransformer, so the
+config caps the server's level too (render.py writes ``optimization { graph { level: 1 } }``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError, VariantFailed
+from ..export import finalize_onnx
+from ..runtimes import ort_runner
+from ..spec import ModelSpec, Tolerance
+from .base import BuildContext, Variant
+from .derived import optimized_fp32
+
+
+def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, log=lambda s: None) -> dict:
+    """fp32 ONNX file -> fp16 ONNX file (fp32 I/O). Returns node counts and the op types kept in fp32.
+
+    The converter sometimes leaves an op with mixed fp16/fp32 inputs (e.g. Clip after an int->float Cast);
+    ONNX's checker names the op type, which is then kept in fp32 and the conversion redone (at most 5 times).
+    """
+    import re
+
+    import onnx
+    from onnxconverter_common import float16
+
+    blocked = list(op_block_list) if op_block_list is not None else list(float16.DEFAULT_OP_BLOCK_LIST)
+    added: list[str] = []
+    for _ in range(6):
+        model = onnx.load(str(src), load_external_data=True)
+        try:
+            half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+        except Exception as e:
+            raise VariantFailed(f"onnx-fp16: float16 conversion failed: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200]}")
+        # the converter leaves stale fp32 value_info behind the Casts it inserts: drop it, finalize re-infers
+        del half.graph.value_info[:]
+        tmp = out.with_suffix(".raw.onnx")
+        onnx.save_model(half, str(tmp))
+        try:
+            info = finalize_onnx(tmp, out)
+            break
+        except Exception as e:
+            m = re.search(r"op_type:\s*(\w+)", str(e))
+            node = re.search(r"node name:\s*([^)]+)\)", str(e))
+            if not m or m.group(1) in blocked:
+                raise VariantFailed(f"onnx-fp16: the fp16 graph is invalid at node '{node.group(1) if node else '?'}'"
+                                    f" (op {m.group(1) if m else '?'}): {str(e).splitlines()[0][:200]}; "
+                                    "add the op type to options.op_block_list")
+            blocked.append(m.group(1))
+            added.append(m.group(1))
+            log(f"{m.group(1)} kept in fp32 (the fp16 graph did not type-check at node {node.group(1) if node else '?'})")
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:
+        raise VariantFailed(f"onnx-fp16: the fp16 graph did not type-check after keeping {', '.join(added)} in fp32")
+    casts = sum(1 for n in half.graph.node if n.op_type == "Cast")
+    return {"nodes_fp16": info["nodes"], "casts": casts, "kept_fp32_op_types": added}
+
+
+def build(ctx: BuildContext) -> None:
+    blocked = ctx.options.get("op_block_list")
+    if blocked is not None and (not isinstance(blocked, list) or not all(isinstance(x, str) for x in blocked)):
+        raise UserError(f"{ctx.model.where}.variants.onnx-fp16.options.op_block_list: expected a list of ONNX op "
+                        "types (e.g. [Softmax, LayerNormalization])")
+    fp32 = optimized_fp32(ctx)
+    ctx.info.update(convert_fp16(fp32, ctx.artifact_dir / "model.onnx", blocked, ctx.log))
+    ctx.reproduce.append(f"onnxslim {ctx.base_onnx()} slim.onnx  # then ORT basic -> fp32.onnx (see the onnx variant)")
+    ctx.reproduce.append(
+        "python -c \"import onnx; from onnxconverter_common import float16; "
+        "onnx.save(float16.convert_float_to_float16(onnx.load('fp32.onnx'), keep_io_types=True), 'model.onnx')\""
+    )
+
+
+def runner(artifact_dir: Path, model: ModelSpec, options: dict):
+    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="extended")
+
+
+VARIANT = Variant(
+    key="onnx-fp16",
+    filename="model.onnx",
+    platform="onnxruntime_onnx",
+    backend=None,
+    precision="fp16",
+    devices=("gpu",),
+    # fp16 keeps ~3 significant digits: about 1e-2 relative on logits, cosine well above 0.999
+    tolerance=Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999),
+    template="onnxruntime.pbtxt.j2",
+    build=build,
+    runner=runner,
+    runtime="onnxruntime",
+    options=("op_block_list",),
+    description="fp16 ONNX (fp32 I/O) for the GPU: onnxconverter-common on the optimised fp32 graph",
+)

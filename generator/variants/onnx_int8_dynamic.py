@@ -1,0 +1,56 @@
+"""Variant ``onnx-int8-dynamic``: dynamic INT8 ONNX (weights int8, activation ranges at run time).
+
+No calibration data needed. Stages: the optimised fp32 graph -> ``quantize_dynamic`` on MatMul/Gemm
+(ONNX Runtime rewrites them to MatMulInteger / DynamicQuantizeMatMul) -> the accuracy gate (the INT8
+default: see onnx_int8.int8_tolerance). Options: ``per_channel`` (default false), ``op_types``,
+``nodes_to_exclude``, ``reduce_range``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import quantize as q
+from ..runtimes import ort_runner
+from ..spec import ModelSpec, Tolerance
+from .base import BuildContext, Variant
+from .derived import optimized_fp32
+from .onnx_int8 import int8_tolerance
+
+
+def build(ctx: BuildContext) -> None:
+    opts = q.options(ctx, q.DYNAMIC_OPS, static=False)
+    src = optimized_fp32(ctx)
+    nodes = q.graph_nodes(src)
+    q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
+    ctx.info.update(q.quantize_dynamic_onnx(
+        src, ctx.artifact_dir / "model.onnx", op_types=opts["op_types"], per_channel=opts["per_channel"],
+        reduce_range=opts["reduce_range"], exclude=opts["exclude"], variant=VARIANT.key))
+    ctx.reproduce.append(
+        "python -c \"from onnxruntime.quantization import quantize_dynamic, QuantType; "
+        f"quantize_dynamic('{src}', 'model.onnx', op_types_to_quantize={opts['op_types']}, "
+        f"per_channel={opts['per_channel']}, reduce_range={opts['reduce_range']}, weight_type=QuantType.QInt8, "
+        f"nodes_to_exclude={opts['exclude']})\""
+    )
+
+
+def runner(artifact_dir: Path, model: ModelSpec, options: dict):
+    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="all")
+
+
+VARIANT = Variant(
+    key="onnx-int8-dynamic",
+    filename="model.onnx",
+    platform="onnxruntime_onnx",
+    backend=None,
+    precision="int8",
+    devices=("cpu",),
+    tolerance=Tolerance(min_cosine=0.98, min_mean_cosine=0.98),
+    default_tolerance=int8_tolerance,
+    template="onnxruntime.pbtxt.j2",
+    build=build,
+    runner=runner,
+    runtime="onnxruntime",
+    options=("per_channel", "op_types", "nodes_to_exclude", "reduce_range"),
+    description="dynamic INT8 ONNX (ONNX Runtime, MatMul/Gemm weights int8, no calibration)",
+)

@@ -1,0 +1,137 @@
+"""Variant ``openvino``: OpenVINO IR (``model.xml`` + ``model.bin``, fp32 weights) for Triton's openvino
+backend (CPU only).
+
+Stages: the optimised fp32 ONNX -> ``openvino.convert_model`` -> ``openvino.save_model(compress_to_fp16=False)``.
+Options:
+- ``inference_precision``: f32 (default) | bf16 -- bf16 needs avx512_bf16 or AMX (Skip elsewhere);
+- ``performance_hint``: LATENCY (default) | THROUGHPUT -- THROUGHPUT pays off only with concurrent requests;
+- ``num_streams``: an integer, or AUTO.
+They become the backend's config ``parameters`` (PERFORMANCE_HINT, NUM_STREAMS, HINT_BF16,
+INFERENCE_NUM_THREADS from ``triton.intra_op_threads``) plus ENABLE_BATCH_PADDING=YES when batching: the
+backend compiles the model at max_batch_size and rejects smaller batches without it.
+
+Caveat (recorded in the manifest): the backend can force bf16 (HINT_BF16) but has no switch for f32, and
+OpenVINO's CPU plugin defaults to bf16 on CPUs with native bf16 -- there Triton runs the f32 IR in bf16.
+The embedded runner and the verification here set the precision explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError, VariantFailed
+from ..runtimes import openvino_available, openvino_runner, openvino_supports
+from ..spec import ModelSpec, Tolerance
+from .base import BuildContext, Skip, Variant
+from .derived import optimized_fp32
+
+PRECISIONS = ("f32", "bf16")
+HINTS = ("LATENCY", "THROUGHPUT")
+OPTIONS = ("inference_precision", "performance_hint", "num_streams")
+
+
+def ov_options(model: ModelSpec, key: str, options: dict) -> dict:
+    where = f"{model.where}.variants.{key}.options"
+    precision = str(options.get("inference_precision", "f32")).lower()
+    if precision not in PRECISIONS:
+        raise UserError(f"{where}.inference_precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+    hint = str(options.get("performance_hint", "LATENCY")).upper()
+    if hint not in HINTS:
+        raise UserError(f"{where}.performance_hint: '{hint}' is not one of {', '.join(HINTS)}")
+    streams = options.get("num_streams")
+    if streams is not None and not (str(streams).upper() == "AUTO" or (isinstance(streams, int) and streams > 0)):
+        raise UserError(f"{where}.num_streams: expected a positive integer or AUTO, got {streams!r}")
+    return {"precision": precision, "hint": hint, "streams": streams}
+
+
+def check_runnable(model: ModelSpec, key: str, options: dict) -> dict:
+    why = openvino_available()
+    if why:
+        raise Skip(why)
+    opts = ov_options(model, key, options)
+    if not openvino_supports(opts["precision"]):
+        raise Skip(f"inference_precision {opts['precision']}: this CPU has no native {opts['precision']} "
+                   "(needs avx512_bf16 or AMX); use f32")
+    return opts
+
+
+def convert(src: Path, out_xml: Path) -> dict:
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(src))
+    except Exception as e:
+        raise VariantFailed(f"openvino: convert_model failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:200]}")
+    ov.save_model(model, str(out_xml), compress_to_fp16=False)
+    return {"ops": len(model.get_ops()), "openvino": ov.__version__}
+
+
+def plugin_default_note(precision: str) -> dict:
+    import openvino as ov
+
+    default = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
+    note = {"cpu_default_precision": default}
+    if precision == "f32" and "f32" not in default and "float32" not in default:
+        note["triton_precision_note"] = (f"Triton's openvino backend cannot force f32 and this CPU's default is "
+                                         f"{default}: served there, the model runs in {default}")
+    return note
+
+
+def build(ctx: BuildContext) -> None:
+    opts = check_runnable(ctx.model, VARIANT.key, ctx.options)
+    src = optimized_fp32(ctx)
+    ctx.info.update(convert(src, ctx.artifact_dir / "model.xml"))
+    ctx.info.update(plugin_default_note(opts["precision"]))
+    ctx.info["inference_precision"] = opts["precision"]
+    ctx.reproduce.append(
+        f"python -c \"import openvino as ov; ov.save_model(ov.convert_model('{src}'), 'model.xml', compress_to_fp16=False)\""
+    )
+
+
+def runner(artifact_dir: Path, model: ModelSpec, options: dict):
+    opts = ov_options(model, "openvino", options)
+    return openvino_runner(artifact_dir / "model.xml", [t.name for t in model.inputs], [t.name for t in model.outputs],
+                           precision=opts["precision"])
+
+
+def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
+    """Config ``parameters``: the Triton openvino backend's keys, plus the embedded runner's."""
+    opts = ov_options(model, key, options)
+    params = {"PERFORMANCE_HINT": opts["hint"]}
+    if opts["streams"] is not None:
+        params["NUM_STREAMS"] = str(opts["streams"]).upper()
+    if model.triton.intra_op_threads:
+        params["INFERENCE_NUM_THREADS"] = str(model.triton.intra_op_threads)
+    if opts["precision"] == "bf16":
+        params["HINT_BF16"] = "YES"
+    if model.max_batch_size > 0:
+        params["ENABLE_BATCH_PADDING"] = "YES"
+    params["openvino_inference_precision"] = opts["precision"]  # embedded runner (python backend)
+    params["openvino_performance_hint"] = opts["hint"]
+    return params
+
+
+def tolerance(model: ModelSpec, options: dict) -> Tolerance:
+    if str(options.get("inference_precision", "f32")).lower() == "bf16":
+        # bf16 keeps 8 bits of mantissa: ~1e-2 relative per op; judged by cosine (and the task metrics)
+        return Tolerance(min_cosine=0.995, min_top1=None, min_mean_cosine=0.995)
+    return Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999)
+
+
+VARIANT = Variant(
+    key="openvino",
+    filename="model.xml",
+    platform=None,
+    backend="openvino",
+    precision="fp32",
+    devices=("cpu",),
+    tolerance=Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999),
+    default_tolerance=tolerance,
+    template="openvino.pbtxt.j2",
+    build=build,
+    runner=runner,
+    runtime="openvino",
+    options=OPTIONS,
+    description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
+    extra_parameters=parameters,
+)

@@ -1,0 +1,217 @@
+"""Precision variants: accuracy gates (element-wise, task metrics), calibration data (npz and image
+folders), the INT8 fallback, skips and quantization failures -- on tiny models."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from generator.calibration import calibration_samples
+from generator.errors import UserError
+from generator.inputs import Point
+from generator.pipeline import build
+from generator.spec import Tolerance, load_spec
+from generator.variants import REGISTRY
+from generator.verify import verify
+from specs import cnn_model, linear_model, write_spec
+
+
+def _linear_spec(workdir, **over):
+    return load_spec(write_spec(workdir, {"models": [linear_model(**over)]})).models[0]
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_int8_gate_is_cosine_with_random_data_and_task_metrics_with_real_data(workdir):
+    random_data = _linear_spec(workdir)
+    tol = REGISTRY["onnx-int8"].tolerance_for(random_data, random_data.variants[0])
+    assert (tol.atol, tol.rtol, tol.min_cosine, tol.min_top1) == (None, None, 0.98, None)
+    np.savez(workdir / "cal.npz", x=np.zeros((4, 4), np.float32))
+    real = _linear_spec(workdir, calibration={"data": "cal.npz"})
+    tol = REGISTRY["onnx-int8-dynamic"].tolerance_for(real, real.variants[0])
+    assert (tol.min_top1, tol.min_top5, tol.min_cosine) == (0.99, 0.95, 0.98)
+
+
+def test_openvino_bf16_gets_a_looser_default_than_f32(workdir):
+    from generator.spec import VariantSpec
+
+    m = _linear_spec(workdir)
+    f32 = REGISTRY["openvino"].tolerance_for(m, VariantSpec("openvino"))
+    bf16 = REGISTRY["openvino"].tolerance_for(m, VariantSpec("openvino", options={"inference_precision": "bf16"}))
+    assert f32.atol is not None and bf16.atol is None and bf16.min_cosine < f32.min_cosine
+
+
+def _reference(feeds, point):
+    x = feeds["x"].astype(np.float64)
+    return {"y": np.stack([x.sum(1), x[:, 0], -x[:, 1]], 1).astype(np.float32)}
+
+
+def test_classification_gate_measures_top1_and_fails_below_min_top1(workdir):
+    m = _linear_spec(workdir)
+
+    def swapped(feeds):  # swaps two classes: top-1 changes on the samples where one of them wins
+        y = _reference(feeds, None)["y"]
+        return {"y": y[:, [1, 0, 2]]}
+
+    tol = Tolerance(min_cosine=0.0, task="classification", min_top1=0.99, samples=32)
+    v = verify(swapped, _reference, m, tol)
+    assert v.task["samples"] == 32 and v.task["data"] == "random"
+    assert v.task["top1"] < 0.99 and v.task["top5"] == 1.0
+    assert not v.passed and "top1" in v.summary
+    assert verify(lambda f: _reference(f, None), _reference, m, tol).passed
+
+
+def test_embedding_gate_uses_mean_cosine(workdir):
+    m = _linear_spec(workdir)
+    noisy = lambda f: {"y": _reference(f, None)["y"] + np.float32(0.5)}  # noqa: E731
+    tol = Tolerance(min_cosine=0.0, task="embedding", min_mean_cosine=0.9999)
+    v = verify(noisy, _reference, m, tol)
+    assert 0 < v.task["mean_cosine"] < 0.9999 and not v.passed
+
+
+def test_elementwise_check_only_when_atol_or_rtol_is_set(workdir):
+    m = _linear_spec(workdir)
+    off = lambda f: {"y": _reference(f, None)["y"] * np.float32(1.001)}  # noqa: E731
+    assert verify(off, _reference, m, Tolerance(min_cosine=0.99)).passed
+    assert not verify(off, _reference, m, Tolerance(atol=1e-6, min_cosine=0.99)).passed
+
+
+def test_task_set_comes_from_calibration_data_when_given(workdir):
+    np.savez(workdir / "cal.npz", x=np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32))
+    m = _linear_spec(workdir, calibration={"data": "cal.npz", "samples": 5})
+    v = verify(lambda f: _reference(f, None), _reference, m, Tolerance(atol=1e-6, task="classification", samples=8))
+    assert v.passed and v.task["data"] == "calibration" and v.task["samples"] == 8
+
+
+# --------------------------------------------------------------------------- calibration data
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"z": np.zeros((2, 4), np.float32)}, "has no array 'x'"),
+    ({"x": np.zeros((2, 5), np.float32)}, "sample shape [5]"),
+    ({"x": np.zeros((2, 4), np.float64)}, "is float64 but the input is float32"),
+])
+def test_calibration_file_with_wrong_names_shapes_dtypes_is_one_line_error(workdir, arrays, message):
+    np.savez(workdir / "cal.npz", **arrays)
+    m = _linear_spec(workdir, calibration={"data": "cal.npz"})
+    with pytest.raises(UserError, match="models\\[0\\].calibration.data") as e:
+        calibration_samples(m, workdir, print)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _image_model(workdir, folder, preprocess=True):
+    over = {"inputs": [{"name": "images", "dtype": "float32", "shape": [3, 16, 16]}],
+            "calibration": {"data": folder, "samples": 3}}
+    if preprocess:
+        over["preprocess"] = {"image": {"size": [16, 16]}}
+    return load_spec(write_spec(workdir, {"models": [cnn_model(**over)]})).models[0]
+
+
+def _write_images(folder, n):
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+
+
+def test_image_folder_is_preprocessed_like_the_server(workdir):
+    from generator.preprocess import preprocess_image
+
+    _write_images(workdir / "imgs", 4)
+    samples = calibration_samples(_image_model(workdir, "imgs"), workdir, print)
+    assert len(samples) == 3 and samples[0]["images"].shape == (1, 3, 16, 16)
+    want = preprocess_image((workdir / "imgs" / "img0.png").read_bytes(), (16, 16))
+    np.testing.assert_array_equal(samples[0]["images"][0], want)
+
+
+def test_empty_calibration_folder_is_one_line_error(workdir):
+    (workdir / "imgs").mkdir()
+    with pytest.raises(UserError, match=r"calibration.data: folder .* holds no images"):
+        calibration_samples(_image_model(workdir, "imgs"), workdir, print)
+
+
+def test_unreadable_image_names_the_file(workdir):
+    _write_images(workdir / "imgs", 1)
+    (workdir / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="cannot read image 'broken.jpg'"):
+        calibration_samples(_image_model(workdir, "imgs"), workdir, print)
+
+
+def test_image_folder_without_preprocess_image_is_one_line_error(workdir):
+    _write_images(workdir / "imgs", 1)
+    with pytest.raises(UserError, match="declares no preprocess.image"):
+        calibration_samples(_image_model(workdir, "imgs", preprocess=False), workdir, print)
+
+
+# --------------------------------------------------------------------------- variants end to end
+
+
+def _build(workdir, variants, keep_failed=False, **over):
+    spec = load_spec(write_spec(workdir, {"models": [cnn_model(variants=variants, **over)]}))
+    return build(spec, workdir / "model_repository", workdir / "build", keep_failed=keep_failed)
+
+
+def test_int8_fallback_excludes_first_and_last_layer_and_reports_it(workdir):
+    strict = {"name": "onnx-int8", "verify": {"min_cosine": 0.99999999}}
+    r = _build(workdir, [strict], keep_failed=True).results[0]
+    fb = r.info["fallback"]
+    assert len(fb["excluded"]) == 2 and fb["excluded"] == r.info["excluded"]
+    assert r.status == "failed" and "over tolerance" in r.reason  # still over: reported, kept marked
+    import json
+
+    manifest = json.loads((workdir / "model_repository" / "cnn__onnx-int8" / "manifest.json").read_text())
+    assert manifest["gate"] == "failed" and manifest["info"]["fallback"]["excluded"] == fb["excluded"]
+
+
+def test_int8_options_reach_the_quantizer(workdir):
+    v = {"name": "onnx-int8", "options": {"per_channel": False, "calibration_method": "entropy",
+                                          "nodes_to_exclude": []}}
+    r = _build(workdir, [v, {"name": "onnx-int8-dynamic", "options": {"op_types": ["Gemm"]}}]).results
+    assert r[0].status == "built", r[0].reason
+    assert (r[0].info["method"], r[0].info["per_channel"]) == ("entropy", False)
+    assert r[1].info["op_types"] == ["Gemm"]
+
+
+def test_unknown_node_to_exclude_is_a_user_error(workdir):
+    with pytest.raises(UserError, match=r"options.nodes_to_exclude\[0\]: 'nope' is not a node"):
+        _build(workdir, [{"name": "onnx-int8", "options": {"nodes_to_exclude": ["nope"]}}])
+
+
+def test_quantization_failure_names_the_node_and_op(workdir):
+    x = np.full((2, 3, 16, 16), np.nan, np.float32)
+    np.savez(workdir / "cal.npz", images=x)
+    r = _build(workdir, ["onnx-int8"], calibration={"data": "cal.npz"}).results[0]
+    assert r.status == "failed"
+    assert "quantization failed at node" in r.reason and "(op Conv)" in r.reason and "nan" in r.reason
+
+
+def test_variant_that_cannot_run_here_is_skipped_not_crashed(workdir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    report = _build(workdir, ["onnx", "openvino"])
+    by = {r.variant: r for r in report.results}
+    assert by["openvino"].status == "skipped" and "openvino is not importable" in by["openvino"].reason
+    assert by["onnx"].status == "built"
+    assert not (workdir / "model_repository" / "cnn__openvino").exists()
+
+
+def test_fp16_and_openvino_configs_carry_their_settings(workdir):
+    ov = {"name": "openvino", "options": {"inference_precision": "bf16", "performance_hint": "THROUGHPUT",
+                                          "num_streams": 2}}
+    report = _build(workdir, ["onnx-fp16", ov])
+    repo = workdir / "model_repository"
+    fp16 = (repo / "cnn__onnx-fp16" / "config.pbtxt").read_text()
+    assert "graph { level: 1 }" in fp16
+    by = {r.variant: r for r in report.results}
+    if by["openvino"].status == "skipped":
+        pytest.skip(by["openvino"].reason)
+    cfg = (repo / "cnn__openvino" / "config.pbtxt").read_text()
+    assert 'backend: "openvino"' in cfg
+    for key, value in (("PERFORMANCE_HINT", "THROUGHPUT"), ("NUM_STREAMS", "2"), ("HINT_BF16", "YES"),
+                       ("ENABLE_BATCH_PADDING", "YES")):
+        assert f'key: "{key}"\n  value: {{ string_value: "{value}" }}' in cfg
+    assert (repo / "cnn__openvino" / "1" / "model.bin").is_file()
