@@ -48,6 +48,12 @@ serve: examples/checkpoints/.done
 stop: setup
 	$(BIN)/tritongen stop
 
+# build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
+PERF_ARGS ?= --concurrency 1,2,4,8 --measurement-s 10 --latency-budget-ms 5000
+perf: examples/checkpoints/.done
+	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
+	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
+
 validate: setup
 	$(BIN)/tritongen validate $(REPO)
 

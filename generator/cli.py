@@ -216,6 +216,46 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
     run_bench(spec, repo, batches=sizes, threads=threads, warmup=warmup, iters=iters, out_dir=out, only=tuple(only))
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("build/embedded_repository"), show_default=True,
+              help="The repository to measure (served here unless --url is given).")
+@click.option("--url", default=None, metavar="HOST:PORT",
+              help="gRPC endpoint of a running Triton (e.g. an NGC server on a GPU box); default: serve --repo here.")
+@click.option("--http-url", default=None, metavar="HOST:PORT", help="HTTP endpoint of that Triton (--protocol http).")
+@click.option("--models", default=None, help="Comma-separated model names (spec or Triton names); default: all.")
+@click.option("--concurrency", default="1,2,4,8", show_default=True)
+@click.option("--latency-budget-ms", type=float, default=1000.0, show_default=True,
+              help="p99 budget: the best variant is chosen among those within it.")
+@click.option("--driver", type=click.Choice(["loadgen", "perf_analyzer", "both"]), default="loadgen", show_default=True)
+@click.option("--protocol", type=click.Choice(["grpc", "http", "both"]), default="grpc", show_default=True)
+@click.option("--measurement-s", type=float, default=10.0, show_default=True, help="Window per concurrency step.")
+@click.option("--max-requests", type=int, default=2000, show_default=True, help="Request cap per step.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("perf/results"), show_default=True)
+@click.option("--no-baselines", is_flag=True, help="Skip the in-process and PyTorch eager baselines.")
+def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
+         max_requests, out, no_baselines):
+    """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
+
+    \b
+    Drives the server with tritonclient (gRPC/HTTP, bounded windows) and/or
+    perf_analyzer, reads the server's statistics (queue vs compute, batches
+    formed), times each variant in-process and PyTorch eager for the speed-up
+    and the serving overhead, and writes perf/results/<run>/report.md|html,
+    results.csv|json, plots and the exact commands.
+    """
+    from perf.harness import run_perf
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise UserError(f"--concurrency {concurrency}: give integers like 1,2,4,8")
+    run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
+                       out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
+                       baselines=not no_baselines)
+    _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
+
+
 DEFAULT_PIDFILE = Path("build/tritonserver.json")
 
 

@@ -9,10 +9,12 @@ staged and swapped in whole (see repository.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -80,6 +82,21 @@ def _quiet_exporters() -> None:
     for name in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript", "torch._dynamo",
                  "torch.export", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _quiet_libraries():
+    """Converters and quantizers warn on every tensor (fp16 truncation) and log advice to the root
+    logger; what matters reaches the user through the verification table and build.log."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 class ModelBuild:
@@ -196,7 +213,8 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     t = time.perf_counter()
     try:
         mb.module()  # checks forward() against the declared outputs before any variant is built
-        variant.build(ctx)
+        with _quiet_libraries():
+            variant.build(ctx)
         result.build_s = time.perf_counter() - t
         mb.events.stage(model.name, f"verifying {variant.key}")
         t = time.perf_counter()

@@ -228,3 +228,9 @@ def test_cli_serve_and_stop(tmp_path, served):
                            capture_output=True, text=True, timeout=60)
     assert s.returncode == 0 and "stopped" in s.stdout
     assert not pid.exists()
+
+
+def test_server_log_has_no_tracebacks_from_runners(served):
+    """Runners hand outputs over by DLPack; a mishandled capsule prints a traceback per response."""
+    server, _ = served
+    assert "Traceback" not in server.log_text()

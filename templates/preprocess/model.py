@@ -21,6 +21,7 @@ python backend stub reads it correctly: the stub in tritonserver <= 2.51 running
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 from typing import Sequence
@@ -56,6 +57,21 @@ def preprocess_image(
     if layout.upper() == "NCHW":
         x = x.transpose(2, 0, 1)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+_USED_DLTENSOR = ctypes.c_char_p(b"used_dltensor")  # kept alive: PyCapsule_SetName stores the pointer
+_capsule_set_name = ctypes.pythonapi.PyCapsule_SetName
+_capsule_set_name.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_capsule_set_name.restype = ctypes.c_int
+
+
+def _to_triton(name, array):
+    """Output by DLPack. The stub takes ownership but renames the capsule "used_dlpack", which numpy's
+    capsule destructor does not recognise (a traceback per response): name it the standard way."""
+    capsule = np.ascontiguousarray(array).__dlpack__()
+    tensor = pb_utils.Tensor.from_dlpack(name, capsule)
+    _capsule_set_name(capsule, _USED_DLTENSOR)
+    return tensor
 
 
 def _param(config, key, default):
@@ -129,7 +145,7 @@ class TritonPythonModel:
                 out = np.stack(images) if self.batched else images[0]
                 responses.append(
                     pb_utils.InferenceResponse(
-                        output_tensors=[pb_utils.Tensor.from_dlpack(self.output_name, np.ascontiguousarray(out))]
+                        output_tensors=[_to_triton(self.output_name, out)]
                     )
                 )
             except Exception as exc:

@@ -19,6 +19,7 @@ Tensors move by DLPack both ways: in a stub running numpy >= 2, ``Tensor.as_nump
 ``pb_utils.Tensor(name, ndarray)`` outputs arrive empty (the stub's pybind11 predates numpy 2's ABI).
 """
 
+import ctypes
 import json
 import os
 
@@ -58,7 +59,18 @@ def _to_triton(name, array):
     array = np.ascontiguousarray(array)
     if array.ndim == 0:
         array = array.reshape(1)
-    return pb_utils.Tensor.from_dlpack(name, array)
+    capsule = array.__dlpack__()
+    tensor = pb_utils.Tensor.from_dlpack(name, capsule)
+    # The stub takes ownership but renames the capsule "used_dlpack"; numpy's capsule destructor only
+    # recognises "used_dltensor", so it would print a traceback per response. Name it the standard way.
+    _capsule_set_name(capsule, _USED_DLTENSOR)
+    return tensor
+
+
+_USED_DLTENSOR = ctypes.c_char_p(b"used_dltensor")  # kept alive: PyCapsule_SetName stores the pointer
+_capsule_set_name = ctypes.pythonapi.PyCapsule_SetName
+_capsule_set_name.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_capsule_set_name.restype = ctypes.c_int
 
 
 # ------------------------------------------------------------------------------------------- runtimes

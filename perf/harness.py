@@ -1,0 +1,517 @@
+"""The perf harness: serve (or reach) a model repository, sweep concurrency per variant, compare, report.
+
+    run_perf(url=None, repo=Path("/tmp/embedded_repo"), spec_path=Path("examples/spec.yaml"),
+             concurrency=[1, 2, 4, 8], latency_budget_ms=2000) -> Path  # perf/results/<run-id>/
+
+Order of work (each step a plain function, in this file or its own module):
+1. ``discover``: the repository's variant models and their manifests (accuracy gate, precision, runtime).
+2. Baselines, before any server runs: PyTorch eager fp32 per model and the same runtime in-process per
+   variant, each in its own subprocess (``perf.baseline``); the GEMM ceiling (``perf.probe``, cached per
+   machine) and FLOPs per inference from the ONNX graph.
+3. The server: ``url`` given -> that running Triton, nothing started; else ``generator.server.TritonServer``
+   on ``repo`` in explicit model-control mode, loading one model at a time (a model that fails to load is
+   skipped with the server's reason, and only the model under test holds the CPU).
+4. For each model, each driver, each concurrency: server statistics before, one bounded step, statistics
+   after. A step that ends with the server gone stops the sweep: the finished steps are written and a
+   ``UserError`` says what happened.
+5. ``perf.report.write_report``: results.json/csv, plots, report.md/html, commands.txt; the best
+   gate-passed variant under the p99 budget per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator.errors import UserError
+
+from . import baseline as baseline_mod
+from . import loadgen, pa_driver, probe, server_stats
+from .report import write_report
+
+DRIVERS = ("loadgen", "perf_analyzer", "both")
+PROTOCOLS = ("grpc", "http", "both")
+SKIP_VARIANTS = ("preprocess", "ensemble")
+
+
+@dataclass
+class Target:
+    """One served variant model of the repository."""
+
+    name: str  # Triton model name, e.g. vit_b16__onnx
+    model: str  # the spec's model name
+    variant: str
+    gate: str  # passed | failed | skipped | unknown
+    precision: str
+    runtime: str | None  # onnxruntime | torchscript | openvino | tensorrt | None
+    artifact: Path | None
+    params: dict = field(default_factory=dict)
+    skipped: str = ""
+
+    def info(self) -> dict:
+        return {"model": self.model, "variant": self.variant, "gate": self.gate, "precision": self.precision,
+                "runtime": self.runtime, "artifact": str(self.artifact) if self.artifact else None,
+                "skipped": self.skipped}
+
+
+# ------------------------------------------------------------------------------------------- discovery
+
+
+def _config(model_dir: Path):
+    from generator.validate import parse_config
+
+    text = (model_dir / "config.pbtxt").read_text()
+    cfg, problem = parse_config(text, f"{model_dir.name}/config.pbtxt")
+    if problem:
+        raise UserError(problem)
+    return cfg
+
+
+def _runtime_and_artifact(model_dir: Path, cfg, params: dict) -> tuple[str | None, Path | None]:
+    runtime = params.get("runtime")
+    if not runtime:
+        runtime = {"onnxruntime_onnx": "onnxruntime", "pytorch_libtorch": "torchscript",
+                   "tensorrt_plan": "tensorrt"}.get(cfg.platform) or {
+            "onnxruntime": "onnxruntime", "pytorch": "torchscript", "openvino": "openvino",
+            "tensorrt": "tensorrt"}.get(cfg.backend)
+    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        return runtime, None
+    vdir = versions[-1]
+    name = params.get("artifact") or cfg.default_model_filename
+    if name and (vdir / name).exists():
+        return runtime, vdir / name
+    for suffix in (".onnx", ".pt", ".xml", ".plan"):
+        hits = sorted(vdir.glob(f"*{suffix}"))
+        if hits:
+            return runtime, hits[0]
+    return runtime, None
+
+
+def discover(repo: Path, wanted: list[str] | None = None) -> list[Target]:
+    """Variant models in ``repo`` (those with a tritongen manifest), filtered by triton or spec model name."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise UserError(f"--repo {repo}: not a folder; build a model repository first (tritongen build)")
+    out = []
+    for d in sorted(p for p in repo.iterdir() if (p / "config.pbtxt").is_file()):
+        mpath = d / "manifest.json"
+        if not mpath.is_file():
+            continue
+        man = json.loads(mpath.read_text())
+        if man.get("variant") in SKIP_VARIANTS:
+            continue
+        if wanted and d.name not in wanted and man.get("model") not in wanted:
+            continue
+        cfg = _config(d)
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        runtime, artifact = _runtime_and_artifact(d, cfg, params)
+        out.append(Target(name=d.name, model=man.get("model", d.name), variant=man.get("variant", ""),
+                          gate=man.get("gate", "unknown"), precision=man.get("precision", "fp32"),
+                          runtime=runtime, artifact=artifact, params=params))
+    if wanted:
+        missing = [w for w in wanted if not any(w in (t.name, t.model) for t in out)]
+        if missing:
+            raise UserError(f"--models {missing[0]}: no such variant or model in {repo}; "
+                            f"have: {', '.join(t.name for t in out) or 'none'}")
+    if not out:
+        raise UserError(f"{repo} holds no tritongen variant models (no */manifest.json); build it with tritongen build")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- baselines
+
+
+def _threads(t: Target) -> int:
+    v = t.params.get("intra_op_threads") or t.params.get("intra_op_thread_count") or "0"
+    try:
+        return int(v)
+    except ValueError:
+        return 0
+
+
+def baseline_jobs(targets: list[Target], spec_path: Path, concurrency: list[int], measurement_s: float,
+                  max_iters: int) -> tuple[dict, dict]:
+    """(eager jobs by spec model, in-process jobs by triton name)."""
+    common = {"spec": str(spec_path), "batches": list(concurrency), "measurement_s": measurement_s, "max_iters": max_iters}
+    eager = {t.model: {**common, "model": t.model, "kind": "eager", "threads": 0} for t in targets}
+    inproc = {}
+    for t in targets:
+        if t.runtime in ("onnxruntime", "torchscript", "openvino") and t.artifact is not None and not t.skipped:
+            job = {**common, "model": t.model, "kind": t.runtime, "artifact": str(t.artifact), "threads": _threads(t)}
+            if t.params.get("ort_graph_optimization_level"):
+                job["ort_level"] = t.params["ort_graph_optimization_level"].lower()
+            if t.params.get("openvino_inference_precision"):
+                job["ov_precision"] = t.params["openvino_inference_precision"]
+            inproc[t.name] = job
+    return eager, inproc
+
+
+def model_flops(targets: list[Target], spec) -> dict:
+    """FLOPs per inference (batch 1, opt dims) per spec model, from an fp32 ONNX artifact when there is one."""
+    out = {}
+    for model in sorted({t.model for t in targets}):
+        onnx_files = [t for t in targets if t.model == model and t.artifact and t.artifact.suffix == ".onnx"]
+        onnx_files.sort(key=lambda t: (t.precision != "fp32", t.variant))
+        if not onnx_files:
+            out[model] = {"note": "no ONNX artifact to count FLOPs from"}
+            continue
+        try:
+            ms = spec.model(model)
+        except UserError:
+            continue
+        import onnx
+
+        src = onnx_files[0].artifact
+        graph_inputs = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+        opt = ms.dims_at("opt")
+        shapes = {}
+        for pos, t in enumerate(ms.inputs):
+            name = t.name if t.name in graph_inputs else graph_inputs[pos]
+            shapes[name] = ([1] if ms.max_batch_size > 0 else []) + list(t.concrete(opt))
+        try:
+            got = probe.count_flops(src, shapes)
+        except Exception as e:  # shape inference can fail on exotic graphs: report, don't abort
+            out[model] = {"note": f"FLOP count failed: {type(e).__name__}: {str(e)[:150]}"}
+            continue
+        out[model] = {"flops_per_inference": got["flops"], "by_op": got["by_op"], "source": str(src),
+                      "uncounted_nodes": len(got["uncounted"])}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the sweep
+
+
+def _live(url: str, timeout_s: float = 5.0) -> bool:
+    import tritonclient.grpc as grpcclient
+
+    try:
+        c = grpcclient.InferenceServerClient(url)
+        try:
+            return bool(c.is_server_live(client_timeout=timeout_s))
+        finally:
+            c.close()
+    except Exception:
+        return False
+
+
+def _ready_or_reason(url: str, name: str, load: bool, load_timeout_s: float) -> str:
+    """'' when READY, else why not (loading it first when the harness owns the server)."""
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(url)
+    try:
+        if load:
+            try:
+                c.load_model(name, client_timeout=load_timeout_s)
+            except Exception as e:
+                return f"failed to load: {' '.join(str(e).split())[:300]}"
+        try:
+            if c.is_model_ready(name, client_timeout=10):
+                return ""
+        except Exception as e:
+            return f"readiness check failed: {' '.join(str(e).split())[:200]}"
+        try:
+            index = c.get_model_repository_index(as_json=True, client_timeout=10).get("models", [])
+            hit = next((m for m in index if m.get("name") == name), {})
+            return f"not READY (state {hit.get('state', 'unknown')}: {hit.get('reason', 'no reason given')})"
+        except Exception:
+            return "not READY"
+    finally:
+        c.close()
+
+
+def _unload(url: str, name: str) -> None:
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(url)
+    try:
+        c.unload_model(name, client_timeout=60)
+    except Exception:
+        pass
+    finally:
+        c.close()
+
+
+def _server_version(url: str) -> str | None:
+    import tritonclient.grpc as grpcclient
+
+    try:
+        c = grpcclient.InferenceServerClient(url)
+        try:
+            return c.get_server_metadata(client_timeout=10).version
+        finally:
+            c.close()
+    except Exception:
+        return None
+
+
+class ServerGone(Exception):
+    pass
+
+
+def run_perf(
+    url: str | None,
+    repo: Path,
+    spec_path: Path,
+    models: list[str] | None = None,
+    concurrency: list[int] = (1, 2, 4, 8),
+    latency_budget_ms: float = 1000.0,
+    out_root: Path = Path("perf/results"),
+    driver: str = "loadgen",
+    measurement_s: float = 10.0,
+    max_requests: int = 2000,
+    *,
+    protocol: str = "grpc",
+    http_url: str | None = None,
+    warmup_s: float = 3.0,
+    warmup_requests: int = 4,
+    request_timeout_s: float = 60.0,
+    baselines: bool = True,
+    gemm_probe: bool = True,
+    pa_measurement_ms: int | None = None,
+    run_id: str | None = None,
+    install=None,
+    log=print,
+) -> Path:
+    """Sweep every variant of ``repo`` and write a report; returns the run folder ``out_root/<run-id>``.
+
+    ``url``: gRPC ``host:port`` of a running Triton (nothing is started), or None to serve ``repo`` with the
+    embedded tritonserver. ``driver``: loadgen | perf_analyzer | both; ``protocol`` (load generator):
+    grpc | http | both (``http_url`` is needed with ``url``). Each step's window ends at ``max_requests``
+    requests or ``measurement_s`` seconds. Raises ``UserError`` (after writing the partial report) when the
+    server dies mid-sweep.
+    """
+    t_start = time.time()
+    if driver not in DRIVERS:
+        raise UserError(f"--driver {driver}: not one of {', '.join(DRIVERS)}")
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol {protocol}: not one of {', '.join(PROTOCOLS)}")
+    concurrency = sorted({int(c) for c in concurrency})
+    if not concurrency or concurrency[0] < 1:
+        raise UserError("--concurrency: give positive integers, e.g. 1,2,4,8")
+    protocols = ["grpc", "http"] if protocol == "both" else [protocol]
+    if url and "http" in protocols and not http_url:
+        raise UserError("--protocol http with --url: also give --http-url (the server's HTTP host:port)")
+    from generator.spec import load_spec
+
+    spec_path = Path(spec_path).resolve()
+    spec = load_spec(spec_path)
+    repo = Path(repo).resolve()
+    targets = discover(repo, models)
+    for t in targets:
+        try:
+            spec.model(t.model)
+        except UserError:
+            t.skipped = f"model '{t.model}' is not in {spec_path.name}"
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out_root).resolve() / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    prog = Path(sys.argv[0]).name
+    invoked = {"harness.py": [sys.executable, "-m", "perf.harness"], "tritongen": ["tritongen"]}.get(prog)
+    commands = [" ".join(shlex.quote(a) for a in [*invoked, *sys.argv[1:]]) if invoked else
+                f"run_perf(url={url!r}, repo={str(repo)!r}, spec_path={str(spec_path)!r}, models={models!r}, "
+                f"concurrency={concurrency}, latency_budget_ms={latency_budget_ms}, driver={driver!r}, "
+                f"protocol={protocol!r}, measurement_s={measurement_s}, max_requests={max_requests})"]
+    run: dict = {
+        "run_id": run_id, "latency_budget_ms": latency_budget_ms, "steps": [], "baselines": {}, "eager": {},
+        "models": {t.name: t.info() for t in targets}, "commands": commands, "notes": [], "partial": False,
+        "meta": {"repository": str(repo), "spec": str(spec_path), "server": url or "embedded tritonserver (started here)",
+                 "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
+                 "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
+                 "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
+                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+    }
+
+    def save(final: bool = False) -> None:
+        run["meta"]["elapsed_s"] = round(time.time() - t_start, 1)
+        run["meta"]["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        write_report(run, run_dir)
+
+    # 2. baselines and the ceiling, before any server competes for the CPU
+    active = [t for t in targets if not t.skipped]
+    if baselines:
+        eager_jobs, inproc_jobs = baseline_jobs(active, spec_path, concurrency, min(measurement_s, 10.0), 50)
+        for name, job in inproc_jobs.items():
+            log(f"in-process baseline {name} ({job['kind']}, threads {job['threads'] or 'default'})")
+            commands.append(baseline_mod.command_line(job))
+            res = baseline_mod.run_baseline(job)
+            run["baselines"][name] = res
+            if "error" in res:
+                run["notes"].append(f"in-process baseline of {name} failed: {res['error']}")
+        for model, job in eager_jobs.items():
+            log(f"PyTorch eager fp32 baseline {model}")
+            commands.append(baseline_mod.command_line(job))
+            res = baseline_mod.run_baseline(job)
+            run["eager"][model] = res
+            if "error" in res:
+                run["notes"].append(f"eager baseline of {model} failed: {res['error']}")
+    if gemm_probe:
+        log("GEMM probe (cached per machine)")
+        run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")
+        run["flops"] = model_flops(active, spec)
+
+    # 3. the server
+    server = None
+    owned = url is None
+    if owned:
+        from generator.server import TritonServer
+
+        server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
+                              log_path=run_dir / "tritonserver.log")
+        log("starting tritonserver (explicit model control)")
+        server.start()
+        url, http_url = server.urls.grpc, server.urls.http
+        commands.append(" ".join(shlex.quote(a) for a in server.command))
+        run["meta"]["server"] = f"embedded tritonserver at grpc {url} / http {http_url}"
+    try:
+        version = _server_version(url)
+        run["meta"]["server_version"] = version
+        pa = None
+        if driver in ("perf_analyzer", "both"):
+            pa = pa_driver.ensure(log)
+            if pa is None:
+                run["notes"].append("perf_analyzer could not be installed: perf_analyzer steps skipped")
+            else:
+                warn = pa_driver.version_check(pa, version)
+                if warn:
+                    run["notes"].append(warn)
+                    log(f"warning: {warn}")
+        _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
+               max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
+               server)
+    except ServerGone as e:
+        run["partial"] = True
+        run["error"] = str(e)
+        save()
+        raise UserError(f"{e}; the {len(run['steps'])} finished step(s) are in {run_dir}") from None
+    finally:
+        if server is not None:
+            server.stop()
+    save(final=True)
+    log(f"report: {run_dir / 'report.md'}")
+    return run_dir
+
+
+def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
+           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server):
+    def gone(what: str) -> None:
+        alive = _live(url) and (server is None or server.is_running())
+        if not alive:
+            raise ServerGone(f"tritonserver at {url} stopped responding during {what}")
+
+    for t in targets:
+        reason = _ready_or_reason(url, t.name, load=owned, load_timeout_s=600)
+        if reason:
+            gone(f"loading {t.name}")
+            t.skipped = reason
+            run["models"][t.name] = t.info()
+            run["notes"].append(f"{t.name} skipped: {reason}")
+            log(f"skip {t.name}: {reason}")
+            continue
+        ms = spec.model(t.model)
+        outputs = [o.name for o in ms.outputs]
+        feeds = loadgen.samples(ms, spec.root, n=4, batch=1)
+        batch = loadgen.batch_of(feeds[0], ms)
+        input_data = None
+        if pa is not None:
+            input_data = pa_driver.write_input_data(pa_driver.unbatched(feeds, ms), run_dir / f"{t.name}_input_data.json")
+        plan = []
+        if driver in ("loadgen", "both"):
+            plan += [f"loadgen-{p}" for p in protocols]
+        if driver in ("perf_analyzer", "both") and pa is not None:
+            plan.append("perf_analyzer")
+        for drv in plan:
+            for c in concurrency:
+                what = f"{t.name} {drv} concurrency {c}"
+                log(f"measuring {what}")
+                try:
+                    before = server_stats.snapshot(url, t.name)
+                except Exception:
+                    gone(what)
+                    raise
+                if drv == "perf_analyzer":
+                    pa_argvs: list = []
+                    step = pa_driver.run_step(
+                        pa, t.name, url, ms, c, run_dir / "perf_analyzer", input_data, batch=batch,
+                        measurement_ms=pa_measurement_ms or int(measurement_s * 1000),
+                        timeout_s=max(120.0, 6 * measurement_s + 2 * request_timeout_s), log=log,
+                        commands=pa_argvs)
+                    run["commands"] += [f"LD_LIBRARY_PATH={pa.lib_dir} " + " ".join(shlex.quote(a) for a in argv)
+                                        for argv in pa_argvs]
+                    pa_argvs.clear()
+                else:
+                    proto = drv.split("-", 1)[1]
+                    step = loadgen.run_step(proto, url if proto == "grpc" else http_url, t.name, feeds, outputs, c,
+                                            batch=batch, warmup_requests=warmup_requests, warmup_s=warmup_s,
+                                            measurement_s=measurement_s, max_requests=max_requests,
+                                            timeout_s=request_timeout_s)
+                    if c == concurrency[0]:
+                        run["commands"].append(
+                            f"# built-in load generator ({drv}): perf.loadgen.run_step({proto!r}, "
+                            f"{(url if proto == 'grpc' else http_url)!r}, {t.name!r}, <4 spec samples batch {batch}>, "
+                            f"concurrency in {concurrency}, warmup_requests={warmup_requests}, warmup_s={warmup_s}, "
+                            f"measurement_s={measurement_s}, max_requests={max_requests}, timeout_s={request_timeout_s})")
+                try:
+                    after = server_stats.snapshot(url, t.name)
+                    delta = server_stats.delta(before, after).to_dict()
+                    step.server = {**step.server, **delta} if drv == "perf_analyzer" else delta
+                except Exception:
+                    pass
+                if step.aborted or step.errors:
+                    gone(what)  # raises when the server died; else the step keeps its errors
+                if step.requests or step.throughput:
+                    run["steps"].append(step.to_dict())
+                    log(f"  {step.throughput:.2f} infer/s, p50 {step.p50_ms or 0:.1f} ms, p99 {step.p99_ms or 0:.1f} ms"
+                        f"{', errors ' + str(step.errors) if step.errors else ''}")
+                else:
+                    run["notes"].append(f"{what}: no result ({step.aborted or 'no request completed'})")
+        if owned:
+            _unload(url, t.name)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf.harness", description=__doc__.split("\n")[0])
+    p.add_argument("--repo", required=True, type=Path, help="the model repository (tritongen build -o)")
+    p.add_argument("--spec", required=True, type=Path, help="the spec the repository was built from")
+    p.add_argument("--url", default=None, help="gRPC host:port of a running Triton; default: serve --repo here")
+    p.add_argument("--http-url", default=None, help="HTTP host:port of that Triton (for --protocol http)")
+    p.add_argument("--models", default=None, help="comma-separated Triton or spec model names (default: all)")
+    p.add_argument("--concurrency", default="1,2,4,8")
+    p.add_argument("--latency-budget-ms", type=float, default=1000.0)
+    p.add_argument("--driver", choices=DRIVERS, default="loadgen")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
+    p.add_argument("--measurement-s", type=float, default=10.0)
+    p.add_argument("--max-requests", type=int, default=2000)
+    p.add_argument("--warmup-s", type=float, default=3.0)
+    p.add_argument("--out-root", type=Path, default=Path("perf/results"))
+    p.add_argument("--no-baselines", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
+    except ValueError:
+        print(f"error: --concurrency {a.concurrency}: give integers like 1,2,4,8", file=sys.stderr)
+        return 1
+    try:
+        run_dir = run_perf(a.url, a.repo, a.spec, [m for m in (a.models or "").split(",") if m] or None, conc,
+                           a.latency_budget_ms, a.out_root, a.driver, a.measurement_s, a.max_requests,
+                           protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The perf harness against a real tritonserver (python backend) serving a tiny model built by tritongen."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from specs import linear_model, write_spec
+
+from generator.errors import UserError
+from generator.pipeline import build
+from generator.spec import load_spec
+from generator.server import TritonServer
+from perf import loadgen, pa_driver, server_stats
+from perf.harness import run_perf
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A spec and an embedded repository: lin__onnx and lin__torchscript (1 thread each, dynamic batching)."""
+    d = tmp_path_factory.mktemp("perf")
+    spec_path = write_spec(d, {"models": [linear_model(
+        variants=["onnx", "torchscript"],
+        triton={"dynamic_batching": {"max_queue_delay_microseconds": 500}, "intra_op_threads": 1})]})
+    spec = load_spec(spec_path)
+    report = build(spec, d / "repo", d / "build", target="embedded")
+    assert [r.status for r in report.results] == ["built", "built"]
+    return {"spec_path": spec_path, "spec": spec, "repo": d / "repo", "model": spec.model("lin")}
+
+
+@pytest.fixture(scope="module")
+def served(built, triton_install, tmp_path_factory):
+    server = TritonServer(built["repo"], install=triton_install,
+                          log_path=tmp_path_factory.mktemp("log") / "tritonserver.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_load_generator_measures_the_real_server(served, built, protocol):
+    model = built["model"]
+    feeds = loadgen.samples(model, n=4)
+    url = served.urls.grpc if protocol == "grpc" else served.urls.http
+    before = server_stats.snapshot(served.urls.grpc, "lin__onnx")
+    step = loadgen.run_step(protocol, url, "lin__onnx", feeds, ["y"], concurrency=4, warmup_requests=8,
+                            warmup_s=1.0, measurement_s=2.0, max_requests=100_000)
+    delta = server_stats.delta(before, server_stats.snapshot(served.urls.grpc, "lin__onnx"))
+    assert step.errors == 0 and not step.aborted and step.driver == f"loadgen-{protocol}"
+    assert step.requests > 20 and step.throughput > 0
+    assert 1.5 < step.window_s < 3.0  # the seconds cap closed the window
+    assert 0 < step.p50_ms <= step.p90_ms <= step.p95_ms <= step.p99_ms
+    assert delta.requests >= step.requests + 8  # warm-up and window both reached the server
+    assert delta.compute_infer_ms > 0 and delta.queue_ms is not None and delta.avg_batch >= 1.0
+
+
+def test_request_cap_ends_the_window(served, built):
+    feeds = loadgen.samples(built["model"], n=2)
+    t = time.monotonic()
+    step = loadgen.run_step("grpc", served.urls.grpc, "lin__torchscript", feeds, ["y"], concurrency=2,
+                            warmup_requests=2, warmup_s=5.0, measurement_s=60.0, max_requests=25)
+    assert time.monotonic() - t < 10
+    assert step.requests == 25 and step.errors == 0 and step.window_s < 5
+
+
+def test_perf_analyzer_driver_short_window(served, built, perf_analyzer_install, tmp_path):
+    model = built["model"]
+    data = pa_driver.write_input_data(pa_driver.unbatched(loadgen.samples(model, n=2), model), tmp_path / "d.json")
+    argvs: list = []
+    step = pa_driver.run_step(perf_analyzer_install, "lin__onnx", served.urls.grpc, model, 2, tmp_path, data,
+                              measurement_ms=400, stability_pct=50, commands=argvs)
+    assert not step.aborted, step.aborted
+    assert step.driver == "perf_analyzer" and step.concurrency == 2 and step.throughput > 0
+    assert step.p50_ms <= step.p99_ms
+    br = step.server["perf_analyzer"]
+    assert br["compute_infer_ms"] > 0 and br["queue_ms"] is not None
+    assert "--input-data" in argvs[0] and "2:2" in argvs[0]
+
+
+def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_server_factory, tmp_path):
+    # explicit model control: only lin__onnx is loaded, lin__torchscript is in the repository but not READY
+    server = triton_server_factory(built["repo"], model_control_mode="explicit", expected_models=[],
+                                   extra_args=["--load-model", "lin__onnx"])
+    run_dir = run_perf(server.urls.grpc, built["repo"], built["spec_path"], None, [1, 2], 100.0,
+                       tmp_path / "results", "loadgen", 0.5, 200, warmup_s=0.2, gemm_probe=True,
+                       http_url=server.urls.http, protocol="both", log=lambda s: None)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert "not READY" in res["models"]["lin__torchscript"]["skipped"]
+    steps = {(s["model"], s["driver"], s["concurrency"]) for s in res["steps"]}
+    assert steps == {("lin__onnx", d, c) for d in ("loadgen-grpc", "loadgen-http") for c in (1, 2)}
+    assert res["winners"]["lin"]["triton_name"] == "lin__onnx"
+    # baselines ran in their own processes, same runtime and threads; eager from the spec's module
+    assert res["baselines"]["lin__onnx"]["threads"] == 1 and res["baselines"]["lin__onnx"]["rows"][0]["throughput"] > 0
+    assert res["eager"]["lin"]["rows"][1]["concurrency"] == 2
+    assert res["flops"]["lin"]["flops_per_inference"] == 2 * 4 * 3
+    assert "lin__torchscript" in (run_dir / "report.md").read_text()  # the skip and its reason are reported
+    assert any("perf.baseline" in c for c in (run_dir / "commands.txt").read_text().splitlines())
+
+
+def test_embedded_run_with_both_drivers_writes_the_report(built, triton_install, tmp_path):
+    run_dir = run_perf(None, built["repo"], built["spec_path"], ["lin__onnx"], [1, 2], 100.0, tmp_path / "results",
+                       "both", 0.5, 300, warmup_s=0.2, pa_measurement_ms=300, baselines=False, gemm_probe=False,
+                       install=triton_install, log=lambda s: None)
+    res = json.loads((run_dir / "results.json").read_text())
+    drivers = {(s["driver"], s["concurrency"]) for s in res["steps"]}
+    assert drivers == {("loadgen-grpc", 1), ("loadgen-grpc", 2), ("perf_analyzer", 1), ("perf_analyzer", 2)}
+    assert res["meta"]["server_version"] == "2.51.0" and not res["partial"]
+    for f in ("report.md", "report.html", "results.csv", "commands.txt", "lin_throughput.png", "lin_latency.png"):
+        assert (run_dir / f).is_file()
+    cmds = (run_dir / "commands.txt").read_text()
+    assert "tritonserver --model-repository" in cmds and "perf_analyzer -m lin__onnx" in cmds
+
+
+def test_server_killed_mid_sweep_stops_keeps_finished_steps_and_raises(built, triton_server_factory, tmp_path):
+    server = triton_server_factory(built["repo"])
+    killer = threading.Timer(4.0, lambda: os.killpg(server.pid, signal.SIGKILL))
+    t = time.monotonic()
+    killer.start()
+    try:
+        with pytest.raises(UserError, match=r"stopped responding during .*finished step\(s\) are in") as err:
+            run_perf(server.urls.grpc, built["repo"], built["spec_path"], ["lin__onnx"], list(range(1, 41)), 100.0,
+                     tmp_path / "results", "loadgen", 1.0, 100_000, warmup_s=0.1, baselines=False,
+                     gemm_probe=False, request_timeout_s=5.0, log=lambda s: None)
+    finally:
+        killer.cancel()
+    assert time.monotonic() - t < 30
+    assert "\n" not in str(err.value)
+    (run_dir,) = (tmp_path / "results").iterdir()
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["partial"] and 1 <= len(res["steps"]) < 40
+    assert all(s["errors"] == 0 for s in res["steps"])  # only clean, finished steps are kept
+    assert "PARTIAL RUN" in (run_dir / "report.md").read_text()
