@@ -81,6 +81,9 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
         report = run_build(s, output, build_dir, only=tuple(only), target=target, templates=templates,
                            force=force, keep_failed=keep_failed, events=events)
     console.print(summary_table(report))
+    for r in report.results:
+        if r.reason:
+            console.print(f"  {r.model}/{r.variant} {r.status}: {r.reason}", soft_wrap=True)
     state = "written" if report.changed else "unchanged (nothing to rebuild)"
     console.print(f"repository {report.output} {state} in {time.perf_counter() - t0:.1f}s")
     skipped = [r for r in report.results if r.status == "skipped"]
@@ -125,17 +128,27 @@ def summary_table(report):
     from rich.table import Table
 
     t = Table(title="Variants", title_justify="left")
-    for col in ("model", "variant", "status", "max |Δ| vs torch", "cosine", "size", "build s", "verify s"):
-        t.add_column(col, justify="right" if col not in ("model", "variant", "status") else "left")
+    for col in ("model", "variant", "status", "max |Δ| vs torch", "cosine", "task gate", "size", "build s", "verify s"):
+        t.add_column(col, justify="right" if col not in ("model", "variant", "status", "task gate") else "left")
     colors = {"built": "green", "cached": "green", "failed": "red", "skipped": "yellow"}
     for r in report.results:
         v = r.verification or {}
-        status = f"[{colors[r.status]}]{r.status}[/]" + (f" ({r.reason})" if r.reason else "")
+        status = f"[{colors[r.status]}]{r.status}[/]"
         t.add_row(r.model, r.variant, status,
                   f"{v['max_abs']:.2e}" if "max_abs" in v else "-",
                   f"{v['min_cosine']:.6f}" if "min_cosine" in v else "-",
+                  _task_metrics(v.get("task")),
                   _size(r.bytes), f"{r.build_s:.1f}", f"{r.verify_s:.1f}")
     return t
+
+
+def _task_metrics(task: dict | None) -> str:
+    """e.g. 'top-1 0.94, top-5 0.97 (64 random)' for a classification gate."""
+    if not task:
+        return "-"
+    parts = [f"{label} {task[k]:.3f}" for k, label in (("top1", "top-1"), ("top5", "top-5"), ("mean_cosine", "mean cos"))
+             if task.get(k) is not None]
+    return f"{', '.join(parts)} ({task.get('samples', '?')} {task.get('data', '')})".replace(" )", ")")
 
 
 def _size(n: int) -> str:

@@ -242,7 +242,7 @@ def _print_table(rows: list[dict], out: Path) -> None:
         t.add_row(r["model"], r["variant"], str(r["batch"]), _fmt(r["median_ms"], ".1f"), _fmt(r["p90_ms"], ".1f"),
                   _fmt(r["items_per_s"]), (_fmt(r["speedup"]) + "x") if r["speedup"] else "-",
                   _fmt(r["size_mb"], ".1f"), _fmt(r["max_abs"], "e"), r["gate"] or "-")
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
 
 
 def main(argv=None) -> int:

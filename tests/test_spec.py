@@ -32,7 +32,8 @@ def test_documented_example_spec_parses():
     assert vit.triton.dynamic_batching.preferred_batch_size == (4, 8, 16)
     assert vit.triton.instance_group[0].count == 2  # from defaults
     assert [v.name for v in vit.variants] == ["onnx", "torchscript", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                              "openvino"]
+                                              "openvino", "trt-fp16", "trt-int8"]
+    assert vit.preprocess.size == (224, 224)
     assert vit.verify.task == "classification"
 
 
