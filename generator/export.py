@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from .errors import UserError
 from .inputs import Point, make_inputs
@@ -214,8 +213,3 @@ def onnx_io(path: Path) -> dict:
         "nodes": len(proto.graph.node),
     }
 
-
-def np_feeds_for_torch(feeds: dict[str, np.ndarray]):
-    import torch
-
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}

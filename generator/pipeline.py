@@ -17,9 +17,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from .errors import UserError, VariantFailed
 from .inputs import Point, make_inputs, torch_forward, verification_points

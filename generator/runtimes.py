@@ -40,6 +40,15 @@ def ort_runner(path: Path, output_names: list[str], level: str = "all", threads:
     return run
 
 
+def onnx_artifact_runner(level: str = "all"):
+    """The variant ``runner`` for a ``model.onnx`` artifact: (artifact_dir, model, options) -> runner."""
+
+    def make(artifact_dir: Path, model, options: dict):
+        return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level=level)
+
+    return make
+
+
 def torchscript_runner(path: Path, input_names: list[str], output_names: list[str]):
     import torch
 

@@ -10,7 +10,6 @@ import pytest
 
 from generator.calibration import calibration_samples
 from generator.errors import UserError
-from generator.inputs import Point
 from generator.pipeline import build
 from generator.spec import Tolerance, load_spec
 from generator.variants import REGISTRY

@@ -10,7 +10,6 @@ import io
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -85,8 +84,6 @@ def test_missing_model_file(tmp_path, lin_onnx):
 
 
 def test_fixed_batch_graph_with_batching_config(tmp_path):
-    import onnx
-
     raw = tmp_path / "fixed.onnx"
     torch.onnx.export(torch.nn.Linear(4, 3), (torch.randn(2, 4),), str(raw), input_names=["x"], output_names=["y"],
                       dynamo=False)

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from ..export import finalize_onnx, onnx_io
-from ..runtimes import ort_runner, ort_session
-from ..spec import ModelSpec, Tolerance
+from ..runtimes import onnx_artifact_runner, ort_session
+from ..spec import Tolerance
 from .base import BuildContext, Variant
 
 
@@ -48,8 +48,7 @@ def build(ctx: BuildContext) -> None:
     )
 
 
-def runner(artifact_dir: Path, model: ModelSpec, options: dict):
-    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="all")
+runner = onnx_artifact_runner("all")
 
 
 VARIANT = Variant(

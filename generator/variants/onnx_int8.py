@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import quantize as q
 from ..inputs import torch_forward
-from ..runtimes import ort_runner
+from ..runtimes import onnx_artifact_runner
 from ..spec import ModelSpec, Tolerance
 from ..verify import verify
 from .base import BuildContext, Variant
@@ -74,8 +74,7 @@ def _command(src: Path, opts: dict) -> str:
     )
 
 
-def runner(artifact_dir: Path, model: ModelSpec, options: dict):
-    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="all")
+runner = onnx_artifact_runner("all")
 
 
 # Judged by the task: with real calibration data, top-1 agreement 0.99 and top-5 overlap 0.95 (or mean

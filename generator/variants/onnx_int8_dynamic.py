@@ -8,11 +8,10 @@ default: see onnx_int8.int8_tolerance). Options: ``per_channel`` (default false)
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .. import quantize as q
-from ..runtimes import ort_runner
-from ..spec import ModelSpec, Tolerance
+from ..runtimes import onnx_artifact_runner
+from ..spec import Tolerance
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
 from .onnx_int8 import int8_tolerance
@@ -34,8 +33,7 @@ def build(ctx: BuildContext) -> None:
     )
 
 
-def runner(artifact_dir: Path, model: ModelSpec, options: dict):
-    return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level="all")
+runner = onnx_artifact_runner("all")
 
 
 VARIANT = Variant(

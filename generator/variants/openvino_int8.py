@@ -22,7 +22,7 @@ from ..spec import ModelSpec, Tolerance
 from .base import BuildContext, Skip, Variant
 from .derived import optimized_fp32
 from .onnx_int8 import int8_tolerance
-from .openvino_ir import OPTIONS, check_runnable, convert, ov_options, parameters, plugin_default_note
+from .openvino_ir import OPTIONS, check_runnable, ov_options, parameters, plugin_default_note
 from .openvino_ir import runner as ov_runner
 
 
