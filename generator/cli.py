@@ -118,7 +118,7 @@ class _Progress:
         self.progress.update(self.tasks[model], description=text)
 
     def log(self, model, text):
-        self.console.log(f"{model}: {text}")
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {model}: {text}", soft_wrap=True)
 
     def done(self, r):
         self.stage(r.model, f"{r.variant}: {r.status}")

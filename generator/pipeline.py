@@ -105,7 +105,7 @@ class ModelBuild:
         self._module = None
         self._onnx: Path | None = None
         self._refs: dict[Point, dict] = {}
-        self._checked = False
+        self._calibration: list[dict] | None = None
         self.timings: dict[str, float] = {}
         hashes = {}
         for p in model.source.files():
@@ -130,7 +130,6 @@ class ModelBuild:
         """The module must accept the declared inputs and return the declared outputs at every point."""
         for point in verification_points(self.model):
             self.reference(make_inputs(self.model, point, seed=0), point)
-        self._checked = True
 
     def reference(self, feeds: dict, point: Point) -> dict:
         return torch_forward(self.module(), self.model, feeds, point)
@@ -162,9 +161,13 @@ class ModelBuild:
         return out
 
     def calibration(self) -> list[dict]:
-        from .calibration import calibration_samples
+        """Read (or draw) once per model: every INT8 variant calibrates on the same samples."""
+        if self._calibration is None:
+            from .calibration import calibration_samples
 
-        return calibration_samples(self.model, self.spec.root, lambda s: self.events.log(self.model.name, s))
+            self._calibration = calibration_samples(self.model, self.spec.root,
+                                                    lambda s: self.events.log(self.model.name, s))
+        return self._calibration
 
 
 def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
