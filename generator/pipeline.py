@@ -170,8 +170,12 @@ class ModelBuild:
         return self._calibration
 
 
+CONFIG_ONLY_OPTIONS = ("trt_accelerator",)  # change the config, not the artifact
+
+
 def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
-    return digest("variant", mb.key, variant.key, vspec.options, vspec.verify)
+    options = {k: v for k, v in vspec.options.items() if k not in CONFIG_ONLY_OPTIONS}
+    return digest("variant", mb.key, variant.key, options, vspec.verify)
 
 
 def _check_options(model: ModelSpec, variant: Variant, vspec: VariantSpec, index: int) -> None:

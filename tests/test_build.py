@@ -206,3 +206,11 @@ def test_corrupt_torchscript_source_is_a_one_line_error(workdir):
     spec = load_spec(write_spec(workdir, {"models": [linear_model(source={"torchscript": "bad.pt"})]}))
     with pytest.raises(UserError, match=r"models\[0\].source.torchscript: cannot load 'bad.pt'"):
         build(spec, workdir / "model_repository", workdir / "build")
+
+
+def test_config_only_option_rerenders_without_rebuilding(workdir):
+    _build(workdir, [linear_model()])
+    _, report = _build(workdir, [linear_model(variants=[{"name": "onnx", "options": {"trt_accelerator": True}}])])
+    assert [r.status for r in report.results] == ["cached"]
+    cfg = _config(workdir / "model_repository" / "lin__onnx" / "config.pbtxt")
+    assert cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
