@@ -55,8 +55,9 @@ def test_load_generator_measures_the_real_server(served, built, protocol):
                             warmup_s=1.0, measurement_s=2.0, max_requests=100_000)
     delta = server_stats.delta(before, server_stats.snapshot(served.urls.grpc, "lin__onnx"))
     assert step.errors == 0 and not step.aborted and step.driver == f"loadgen-{protocol}"
-    assert step.requests > 20 and step.throughput > 0
-    assert 1.5 < step.window_s < 3.0  # the seconds cap closed the window
+    assert step.requests > 20
+    assert step.throughput == pytest.approx(step.requests / step.window_s, rel=0.05)
+    assert 1.5 < step.window_s < 10.0  # the 2 s cap closed the window (bounded, not a speed check)
     assert 0 < step.p50_ms <= step.p90_ms <= step.p95_ms <= step.p99_ms
     assert delta.requests >= step.requests + 8  # warm-up and window both reached the server
     assert delta.compute_infer_ms > 0 and delta.queue_ms is not None and delta.avg_batch >= 1.0
@@ -67,8 +68,8 @@ def test_request_cap_ends_the_window(served, built):
     t = time.monotonic()
     step = loadgen.run_step("grpc", served.urls.grpc, "lin__torchscript", feeds, ["y"], concurrency=2,
                             warmup_requests=2, warmup_s=5.0, measurement_s=60.0, max_requests=25)
-    assert time.monotonic() - t < 10
-    assert step.requests == 25 and step.errors == 0 and step.window_s < 5
+    assert time.monotonic() - t < 40  # far below the 60 s window: the request cap ended it
+    assert step.requests == 25 and step.errors == 0 and step.window_s < 30
 
 
 def test_perf_analyzer_driver_short_window(served, built, perf_analyzer_install, tmp_path):
@@ -78,7 +79,8 @@ def test_perf_analyzer_driver_short_window(served, built, perf_analyzer_install,
     step = pa_driver.run_step(perf_analyzer_install, "lin__onnx", served.urls.grpc, model, 2, tmp_path, data,
                               measurement_ms=400, stability_pct=50, commands=argvs)
     assert not step.aborted, step.aborted
-    assert step.driver == "perf_analyzer" and step.concurrency == 2 and step.throughput > 0
+    assert step.driver == "perf_analyzer" and step.concurrency == 2
+    assert step.throughput, "perf_analyzer measured no inferences"
     assert step.p50_ms <= step.p99_ms
     br = step.server["perf_analyzer"]
     assert br["compute_infer_ms"] > 0 and br["queue_ms"] is not None
