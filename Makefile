@@ -49,7 +49,7 @@ stop: setup
 	$(BIN)/tritongen stop
 
 # build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
-PERF_ARGS ?= --concurrency 1,2,4,8 --measurement-s 10 --latency-budget-ms 5000
+PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000
 perf: examples/checkpoints/.done
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
