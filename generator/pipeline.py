@@ -295,7 +295,8 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "status": result.status if result.status != "cached" else "built",
         "gate": "passed" if result.status in ("built", "cached") else result.status,
         "reason": result.reason,
-        "precision": variant.precision,
+        # what the artifact computes in: the variant's, unless its build chose another (OpenVINO bf16)
+        "precision": result.info.get("compute_precision", variant.precision),
         "devices": list(variant.devices),
         "spec": str(mb.spec.path),
         "spec_hash": model.spec_hash(),

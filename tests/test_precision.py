@@ -3,6 +3,7 @@ folders), the INT8 fallback, skips and quantization failures -- on tiny models."
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -214,3 +215,5 @@ def test_fp16_and_openvino_configs_carry_their_settings(workdir):
                        ("ENABLE_BATCH_PADDING", "YES")):
         assert f'key: "{key}"\n  value: {{ string_value: "{value}" }}' in cfg
     assert (repo / "cnn__openvino" / "1" / "model.bin").is_file()
+    manifest = json.loads((repo / "cnn__openvino" / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"  # what it computes in: the perf harness picks the bf16 ceiling

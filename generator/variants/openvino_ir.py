@@ -83,6 +83,7 @@ def build(ctx: BuildContext) -> None:
     ctx.info.update(convert(src, ctx.artifact_dir / "model.xml"))
     ctx.info.update(plugin_default_note(opts["precision"]))
     ctx.info["inference_precision"] = opts["precision"]
+    ctx.info["compute_precision"] = "bf16" if opts["precision"] == "bf16" else "fp32"
     ctx.reproduce.append(
         f"python -c \"import openvino as ov; ov.save_model(ov.convert_model('{src}'), 'model.xml', compress_to_fp16=False)\""
     )
