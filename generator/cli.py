@@ -44,9 +44,16 @@ def cli():
 
     \b
     Typical use:
-      tritongen build examples/spec.yaml -o model_repository
+      tritongen build examples/spec.yaml -o model_repository     # for the NGC tritonserver
       tritongen validate model_repository
       tritonserver --model-repository model_repository
+      tritongen bench examples/spec.yaml                         # speed table, in-process
+
+    \b
+    Here, on CPU, with the embedded tritonserver:
+      tritongen build examples/spec.yaml -o build/embedded_repository --target embedded
+      tritongen serve build/embedded_repository                  # ... tritongen stop
+      tritongen perf examples/spec.yaml --repo build/embedded_repository
 
     Exit codes: 0 ok, 1 bad input (one line names the field and the fix),
     3 some variant failed verification (the others are written).
