@@ -339,20 +339,15 @@ def run_perf(
     active = [t for t in targets if not t.skipped]
     if baselines:
         eager_jobs, inproc_jobs = baseline_jobs(active, spec_path, concurrency, min(measurement_s, 10.0), 50)
-        for name, job in inproc_jobs.items():
-            log(f"in-process baseline {name} ({job['kind']}, threads {job['threads'] or 'default'})")
+        todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
+                 f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
+        todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
+        for kind, name, job, what in todo:
+            log(what)
             commands.append(baseline_mod.command_line(job))
-            res = baseline_mod.run_baseline(job)
-            run["baselines"][name] = res
+            res = run[kind][name] = baseline_mod.run_baseline(job)
             if "error" in res:
-                run["notes"].append(f"in-process baseline of {name} failed: {res['error']}")
-        for model, job in eager_jobs.items():
-            log(f"PyTorch eager fp32 baseline {model}")
-            commands.append(baseline_mod.command_line(job))
-            res = baseline_mod.run_baseline(job)
-            run["eager"][model] = res
-            if "error" in res:
-                run["notes"].append(f"eager baseline of {model} failed: {res['error']}")
+                run["notes"].append(f"{what} failed: {res['error']}")
     if gemm_probe:
         log("GEMM probe (cached per machine)")
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")

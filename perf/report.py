@@ -144,6 +144,18 @@ def explain(row: dict) -> str:
 # ----------------------------------------------------------------------------------------- plots
 
 
+
+def _save(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
 def plot(rows: list[dict], run: dict, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -170,16 +182,8 @@ def plot(rows: list[dict], run: dict, out_dir: Path) -> list[Path]:
         if eager:
             ax.plot([b["concurrency"] for b in eager], [b["throughput"] for b in eager], linestyle=":", color="k",
                     marker="s", label="PyTorch eager fp32 (batch = c)")
-        ax.set_xlabel("concurrency (requests in flight)")
-        ax.set_ylabel("throughput (inferences/s)")
-        ax.set_title(f"{model}: throughput vs concurrency")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        p = out_dir / f"{model}_throughput.png"
-        fig.tight_layout()
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(plt, fig, ax, "concurrency (requests in flight)", "throughput (inferences/s)",
+                           f"{model}: throughput vs concurrency", out_dir / f"{model}_throughput.png"))
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for key in sorted({(r["variant"], r["driver"]) for r in mine}):
@@ -190,16 +194,8 @@ def plot(rows: list[dict], run: dict, out_dir: Path) -> list[Path]:
         budget = run.get("latency_budget_ms")
         if budget:
             ax.axhline(budget, color="r", linestyle="--", linewidth=1, label=f"p99 budget {budget:g} ms")
-        ax.set_xlabel("throughput (inferences/s)")
-        ax.set_ylabel("p99 latency (ms)")
-        ax.set_title(f"{model}: p99 latency vs throughput")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        p = out_dir / f"{model}_latency.png"
-        fig.tight_layout()
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(plt, fig, ax, "throughput (inferences/s)", "p99 latency (ms)",
+                           f"{model}: p99 latency vs throughput", out_dir / f"{model}_latency.png"))
     return paths
 
 
