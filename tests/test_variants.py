@@ -95,7 +95,12 @@ def test_variant_builds_and_matches_pytorch(workdir, key):
 
 @pytest.mark.parametrize("key", sorted(VARIANT_TESTS))
 def test_variant_handles_named_dims_and_int_inputs(workdir, key):
-    spec = load_spec(write_spec(workdir, {"models": [text_model(variants=[key])]}))
+    # This test is about shapes (named dims, int inputs, two outputs), not INT8 accuracy: a random tiny
+    # transformer quantizes worse without VNNI (cosine 0.975 on an AVX2-only Zen 3, 0.99+ with VNNI),
+    # so INT8 variants get a gate that any working quantizer meets on any x86 CPU. INT8 accuracy is
+    # gated on the CNN above and on real models in test_precision.py.
+    variant = {"name": key, "verify": {"min_cosine": 0.9}} if "int8" in key else key
+    spec = load_spec(write_spec(workdir, {"models": [text_model(variants=[variant])]}))
     r = build(spec, workdir / "model_repository", workdir / "build").results[0]
     if r.status == "skipped":
         pytest.skip(f"{key} cannot run on this machine: {r.reason}")
