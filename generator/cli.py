@@ -355,6 +355,73 @@ def stop(pidfile):
     _console().print("stopped" if running else "it was not running (stale pid file removed)")
 
 
+@cli.command()
+@click.argument("repository", type=click.Path(path_type=Path))
+@click.argument("url")
+@click.option("--endpoint-url", default=None, metavar="URL",
+              help="S3-compatible endpoint (MinIO, Ceph, moto), e.g. http://minio:9000; default: AWS_ENDPOINT_URL, "
+                   "else AWS.")
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded, copied and deleted; write nothing.")
+@click.option("--retries", type=int, default=5, show_default=True,
+              help="Attempts per request (botocore standard mode: exponential backoff with jitter).")
+def publish(repository, url, endpoint_url, dry_run, retries):
+    """Publish REPOSITORY to object storage (URL: s3://BUCKET/PREFIX) for a Triton fleet.
+
+    \b
+    Incremental by sha256 (a manifest object and per-object metadata): an unchanged
+    repository uploads nothing. Atomic per model for polling servers: changed
+    artifacts go to a new version folder, then config.pbtxt (pinned to that version)
+    is written last. Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or
+    AWS_PROFILE; region: AWS_DEFAULT_REGION. Prints the URL to give
+    `tritonserver --model-repository`.
+    """
+    from .publish import publish as run_publish
+
+    console = _console()
+    with _PublishProgress(console) as progress:
+        report = run_publish(repository, url, endpoint_url=endpoint_url, dry_run=dry_run, retries=retries,
+                             progress=progress)
+    verb = "would" if dry_run else ""
+    for op in report.ops if dry_run else []:
+        console.print(f"  {op.kind:6} {op.key}" + (f"  ({_size(op.bytes)})" if op.kind == "upload" else ""),
+                      soft_wrap=True)
+    console.print(f"{report.url}: {verb + ' ' if verb else ''}upload {report.count('upload')} file(s) "
+                  f"({_size(report.uploaded_bytes)}), copy {report.count('copy')}, delete {report.count('delete')}; "
+                  f"{len(report.unchanged)} model(s) unchanged", soft_wrap=True)
+    for name, version in sorted(report.versions.items()):
+        console.print(f"  {name}: version {version}")
+    console.print(f"serve it with: tritonserver --model-repository={report.triton_url}", soft_wrap=True)
+
+
+class _PublishProgress:
+    """Rich progress for publish: bytes uploaded and the current object."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), console=console, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total_bytes, n_ops):
+        self.task = self.progress.add_task("publishing", total=max(total_bytes, 1))
+
+    def op(self, op):
+        if self.task is not None:
+            self.progress.update(self.task, description=f"{op.kind} {op.key}")
+
+    def advance(self, nbytes):
+        if self.task is not None:
+            self.progress.advance(self.task, nbytes)
+
+
 def main():
     cli(prog_name="tritongen")
 

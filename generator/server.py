@@ -48,6 +48,11 @@ class ServerUrls:
     metrics: str  # "http://127.0.0.1:8002/metrics"
 
 
+def is_remote_repository(repo) -> bool:
+    """``s3://...``, ``gs://...``, ``as://...``: a repository tritonserver reads from object storage."""
+    return isinstance(repo, str) and repo.split("://", 1)[0] in ("s3", "gs", "as")
+
+
 def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -176,7 +181,9 @@ class TritonServer:
         expected_models: Sequence[str] | None = None,
         env: dict[str, str] | None = None,
     ):
-        self.model_repository = Path(model_repository).resolve()
+        # a folder, or an object-store URL tritonserver reads itself (s3://, gs://, as://)
+        self.model_repository = model_repository if is_remote_repository(model_repository) \
+            else Path(model_repository).resolve()
         self._ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self._install = install
         self.model_control_mode = model_control_mode
@@ -253,7 +260,7 @@ class TritonServer:
     def start(self) -> "TritonServer":
         if self.process is not None:
             raise RuntimeError("server already started")
-        if not self.model_repository.is_dir():
+        if not is_remote_repository(self.model_repository) and not self.model_repository.is_dir():
             raise UserError(f"model repository {self.model_repository} is not a folder; generate it first")
         if self._install is None:
             from generator.tools import ensure_tritonserver
