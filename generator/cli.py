@@ -76,7 +76,9 @@ def cli():
 @click.option("--keep-failed", is_flag=True, help="Write variants that failed verification too (marked in manifest).")
 @click.option("--require-all", is_flag=True,
               help="Treat a skipped variant (no GPU, no TensorRT on this machine) as a failure.")
-def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all):
+@click.option("--wait-lock", "wait_lock", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Another build writing the same output holds its lock: wait this long for it (0: fail at once).")
+def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all, wait_lock):
     """Build the model repository described by SPEC."""
     from .pipeline import build as run_build
     from .spec import load_spec
@@ -86,7 +88,7 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
     console = _console()
     with _Progress(console) as events:
         report = run_build(s, output, build_dir, only=tuple(only), target=target, templates=templates,
-                           force=force, keep_failed=keep_failed, events=events)
+                           force=force, keep_failed=keep_failed, events=events, lock_wait_s=wait_lock)
     console.print(summary_table(report))
     for r in report.results:
         if r.reason:

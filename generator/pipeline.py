@@ -343,7 +343,9 @@ def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResul
 
 def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), target: str = "triton",
           templates: Path | None = None, force: bool = False, keep_failed: bool = False,
-          events: Events | None = None) -> BuildReport:
+          events: Events | None = None, lock_wait_s: float = 0.0) -> BuildReport:
+    """``lock_wait_s``: another build holding the output's lock (see repository.OutputLock) is waited for
+    this long; 0 fails at once with a UserError."""
     _quiet_exporters()
     events = events or Events()
     if templates is not None and not Path(templates).is_dir():
@@ -359,7 +361,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
     owned = None
     if only:
         owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble")}
-    staging = Staging(out, owned)
+    staging = Staging(out, owned, lock_wait_s=lock_wait_s, on_wait=lambda msg: events.log(out.name, msg))
     results: list[VariantResult] = []
     timings: dict = {}
     try:

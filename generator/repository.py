@@ -53,12 +53,85 @@ def copy_tree(src: Path, dst: Path) -> None:
             link_or_copy(p, dst / p.relative_to(src))
 
 
-class Staging:
-    """A repository being assembled beside ``out``; ``commit()`` swaps it in."""
+class OutputLock:
+    """One writer per output: an exclusive ``fcntl.flock`` on ``.<name>.lock`` beside it.
 
-    def __init__(self, out: Path, keep_existing_except: set[str] | None):
+    The kernel drops the lock when its holder exits, ``kill -9`` included, so a lock is never stale.
+    ``wait_s`` 0 fails at once with a UserError naming the holder's pid; otherwise it waits up to
+    ``wait_s`` seconds, telling ``on_wait`` once. The lock file itself stays (removing it would race)."""
+
+    def __init__(self, out: Path, wait_s: float = 0.0, on_wait=None):
+        self.out = Path(out)
+        self.path = self.out.parent / f".{self.out.name}.lock"
+        self.wait_s, self.on_wait = wait_s, on_wait
+        self.fd: int | None = None
+
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def acquire(self) -> "OutputLock":
+        import fcntl
+        import time
+
+        from .errors import UserError
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, told = time.monotonic() + self.wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    waited = f" after waiting {self.wait_s:.0f} s" if self.wait_s > 0 else ""
+                    raise UserError(f"{self.out}: another tritongen build (pid {self._holder()}) is writing it"
+                                    f"{waited}; let it finish, or pass --wait-lock SECONDS to wait for it") from None
+                if not told and self.on_wait is not None:
+                    self.on_wait(f"waiting for the build holding {self.path} (pid {self._holder()}), "
+                                 f"up to {self.wait_s:.0f} s")
+                    told = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Staging:
+    """A repository being assembled beside ``out``; ``commit()`` swaps it in.
+
+    It holds ``OutputLock`` from creation to ``commit()`` / ``discard()``: two builds of one output never
+    interleave. Under the lock it also cleans what a killed build left: stale staging folders, and a
+    previous repository set aside by a commit that died between its two renames (put back in place)."""
+
+    def __init__(self, out: Path, keep_existing_except: set[str] | None, lock_wait_s: float = 0.0,
+                 on_wait=None):
         self.out = Path(out).resolve()
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = OutputLock(self.out, lock_wait_s, on_wait).acquire()
+        try:
+            self._recover()
+        except BaseException:
+            self.lock.release()
+            raise
         self.dir = self.out.parent / f".{self.out.name}.staging-{os.getpid()}"
         if self.dir.exists():
             shutil.rmtree(self.dir)
@@ -71,6 +144,13 @@ class Staging:
                 for entry in self.out.iterdir():
                     if entry.is_dir() and entry.name not in keep_existing_except and not entry.name.startswith("."):
                         copy_tree(entry, self.dir / entry.name)
+
+    def _recover(self) -> None:
+        olds = sorted(self.out.parent.glob(f".{self.out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds and not self.out.exists():
+            os.rename(olds.pop(), self.out)  # a commit was killed after setting the old repository aside
+        for stale in [*olds, *self.out.parent.glob(f".{self.out.name}.staging-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -107,9 +187,11 @@ class Staging:
             raise
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
+        self.lock.release()
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.lock.release()
 
 
 def file_entries(folder: Path) -> list[dict]:
