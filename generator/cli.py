@@ -424,6 +424,54 @@ class _PublishProgress:
             self.progress.advance(self.task, nbytes)
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--k8s", "out_dir", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder for the manifests (`kubectl apply -f DIR`).")
+@click.option("--model-repository", "model_repository", required=True, metavar="URL",
+              help="The published repository, as `tritongen publish` prints it (s3://BUCKET/PREFIX, or "
+                   "s3://http://HOST:PORT/BUCKET/PREFIX for MinIO and other S3-compatible stores).")
+@click.option("--name", default=None, help="Name of every object (default: from the spec file name).")
+@click.option("--namespace", default=None)
+@click.option("--release", default=None, metavar="YY.MM",
+              help="tritonserver release of the NGC image (default: the spec's TensorRT triton_release, else 24.10).")
+@click.option("--replicas", type=int, default=1, show_default=True, help="Minimum replicas.")
+@click.option("--max-replicas", type=int, default=4, show_default=True, help="HPA ceiling.")
+@click.option("--secret", default=None, metavar="NAME",
+              help="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION (envFrom).")
+@click.option("--gpus", type=int, default=1, show_default=True, help="nvidia.com/gpu per pod, when a variant needs one.")
+@click.option("--cpu", default="2", show_default=True, help="CPU request (and limit on CPU-only pods).")
+@click.option("--memory", default="4Gi", show_default=True)
+@click.option("--poll-secs", type=int, default=30, show_default=True,
+              help="Repository poll interval (a new publish rolls out without restart); 0: no polling.")
+@click.option("--hpa-queue-us", type=int, default=2000, show_default=True,
+              help="HPA target: average queue time per request (microseconds) per pod.")
+@click.option("--kserve", is_flag=True, help="A KServe InferenceService (Triton runtime) instead of "
+                                              "Deployment + Service + HPA.")
+def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, max_replicas, secret, gpus, cpu,
+           memory, poll_secs, hpa_queue_us, kserve):
+    """Kubernetes manifests serving SPEC's published repository with the NGC tritonserver.
+
+    \b
+    Deployment (GPU or CPU resources from the variants' instance groups,
+    readiness /v2/health/ready, liveness /v2/health/live, credentials from a
+    Secret), Service (8000 HTTP, 8001 gRPC, 8002 metrics) and an HPA on Triton's
+    queue time through the Prometheus adapter (rule: README "From one machine to
+    a fleet"); or, with --kserve, a KServe InferenceService.
+    """
+    from .deploy import DeployOptions, write_manifests
+    from .spec import load_spec
+
+    s = load_spec(spec)
+    opts = DeployOptions(model_repository=model_repository, name=name, namespace=namespace, release=release,
+                         replicas=replicas, max_replicas=max_replicas, secret=secret, gpus=gpus, cpu=cpu,
+                         memory=memory, poll_secs=poll_secs, hpa_queue_us=hpa_queue_us, kserve=kserve)
+    console = _console()
+    for p in write_manifests(s, out_dir, opts):
+        console.print(f"wrote {p}")
+    console.print(f"apply with: kubectl apply -f {out_dir}")
+
+
 def main():
     cli(prog_name="tritongen")
 
