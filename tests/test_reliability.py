@@ -155,3 +155,30 @@ def test_commit_killed_between_its_renames_is_put_back_by_the_next_build(tmp_pat
         assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".repo.lock") == [staging.dir.name, "repo"]
     finally:
         staging.discard()
+
+
+@pytest.mark.server
+def test_soak_at_concurrency_64_has_no_errors_and_a_server_killed_mid_step_keeps_what_was_measured(
+        triton_server_factory, tmp_path):
+    """perf/soak.py's one long step (tests/test_perf_server.py covers a sweep killed between steps)."""
+    import threading
+
+    from perf.soak import build_tiny, run_soak
+
+    spec, repo = build_tiny(tmp_path / "soak")
+    server = triton_server_factory(repo)
+    clean = run_soak(server.urls.grpc, spec.models[0], "tiny__onnx", requests=2000, concurrency=64,
+                     warmup_requests=64)
+    assert clean["errors"] == 0 and not clean["partial"] and clean["requests"] == 2000
+    assert 0 < clean["p50_ms"] <= clean["p99_ms"]
+
+    killer = threading.Timer(1.5, lambda: os.killpg(server.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        killed = run_soak(server.urls.grpc, spec.models[0], "tiny__onnx", requests=10**8, concurrency=8,
+                          timeout_s=5.0, warmup_requests=8)
+    finally:
+        killer.cancel()
+    assert killed["partial"] and "consecutive errors" in killed["aborted"]
+    assert "UNAVAILABLE" in killed["aborted"] and "\n" not in killed["aborted"]
+    assert killed["requests"] > 0 and killed["p99_ms"] is not None  # what was measured before the kill is kept
