@@ -123,7 +123,10 @@ def _sha_bytes(data: bytes) -> str:
 
 
 def _files(folder: Path) -> dict[str, tuple[str, int]]:
-    return {p.relative_to(folder).as_posix(): _hash(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under ``folder`` but Python's bytecode caches (a server running the python backend on
+    this repository writes ``__pycache__/`` into it: not part of the model, and never the same twice)."""
+    return {p.relative_to(folder).as_posix(): _hash(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.relative_to(folder).parts and p.suffix != ".pyc"}
 
 
 def scan_repository(repo: Path) -> tuple[list[LocalModel], dict[str, tuple[str, int]]]:

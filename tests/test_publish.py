@@ -77,13 +77,13 @@ def _keys(s3, prefix: str) -> dict[str, bytes]:
     return out
 
 
-def _infer(url: str, x: np.ndarray) -> np.ndarray:
+def _infer(url: str, x: np.ndarray, model: str = "lin__onnx") -> np.ndarray:
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
     inp = grpcclient.InferInput("x", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
-    return client.infer("lin__onnx", [inp]).as_numpy("y")
+    return client.infer(model, [inp]).as_numpy("y")
 
 
 def _want(seed: int, x: np.ndarray) -> np.ndarray:
@@ -91,8 +91,21 @@ def _want(seed: int, x: np.ndarray) -> np.ndarray:
         return _linear(seed)(torch.from_numpy(x)).numpy()
 
 
+ENSEMBLE = """
+name: "lin_ens"
+platform: "ensemble"
+max_batch_size: 4
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 3 ] } ]
+ensemble_scheduling { step [ { model_name: "lin__onnx" model_version: -1
+  input_map { key: "x" value: "x" } output_map { key: "y" value: "y" } } ] }
+"""
+
+
 def test_published_repository_is_served_from_s3_and_equals_torch(s3, triton_server_factory, tmp_path):
     repo = _build_lin(tmp_path / "a", seed=1)
+    (repo / "lin_ens" / "1").mkdir(parents=True)  # an ensemble: its version folder is empty, S3 has no folders
+    (repo / "lin_ens" / "config.pbtxt").write_text(ENSEMBLE)
     url = f"s3://{BUCKET}/serve"
     report = publish(repo, url, endpoint_url=s3["endpoint"])
     assert report.triton_url == f"s3://{s3['endpoint']}/{BUCKET}/serve"
@@ -113,17 +126,22 @@ def test_published_repository_is_served_from_s3_and_equals_torch(s3, triton_serv
     server = triton_server_factory(report.triton_url, env=CREDS, startup_timeout_s=120)
     x = np.random.default_rng(0).standard_normal((3, 4), dtype=np.float32)
     np.testing.assert_allclose(_infer(server.urls.grpc, x), _want(1, x), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(_infer(server.urls.grpc, x, "lin_ens"), _want(1, x), atol=1e-5, rtol=0)
 
     again = publish(repo, url, endpoint_url=s3["endpoint"])
-    assert again.ops == [] and again.unchanged == ["lin__onnx"]
+    assert again.ops == [] and again.unchanged == ["lin__onnx", "lin_ens"]
     assert _keys(s3, "serve/") == keys  # byte for byte: nothing rewritten
 
 
 def test_dry_run_writes_nothing_and_config_only_change_is_one_put(s3, tmp_path):
     repo = _build_lin(tmp_path / "a", seed=1)
+    cache = repo / "lin__onnx" / "1" / "__pycache__"  # what a local python-backend server leaves behind
+    cache.mkdir()
+    (cache / "model.cpython-311.pyc").write_bytes(b"bytecode")
     url = f"s3://{BUCKET}/dry"
     plan = publish(repo, url, endpoint_url=s3["endpoint"], dry_run=True)
-    assert plan.count("upload") >= 4 and _keys(s3, "dry/") == {}
+    assert plan.count("upload") == 4 and _keys(s3, "dry/") == {}
+    assert not any("__pycache__" in o.key for o in plan.ops)
     publish(repo, url, endpoint_url=s3["endpoint"])
     # a tuned config (other batching) travels alone: the artifacts stay where they are
     tuned = _build_lin(tmp_path / "b", seed=1, dynamic_batching={"max_queue_delay_microseconds": 777})
