@@ -317,8 +317,8 @@ def s3_errors(url: S3Url, endpoint: str | None):
             raise UserError(f"{where}: bucket '{url.bucket}' does not exist; create it or fix the URL") from None
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
                     "InvalidToken", "AuthorizationHeaderMalformed") or (status == 403 and code in ("403", "")):
-            raise UserError(f"{where}: credentials rejected ({code}); check AWS_ACCESS_KEY_ID / "
-                            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)") from None
+            raise UserError(f"{where}: credentials rejected or not allowed here ({code}); check "
+                            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy") from None
         if code == "AccessDenied":
             raise UserError(f"{where}: access denied; these credentials may not read and write "
                             f"s3://{url.bucket}/{url.prefix}") from None

@@ -58,7 +58,8 @@ class OutputLock:
 
     The kernel drops the lock when its holder exits, ``kill -9`` included, so a lock is never stale.
     ``wait_s`` 0 fails at once with a UserError naming the holder's pid; otherwise it waits up to
-    ``wait_s`` seconds, telling ``on_wait`` once. The lock file itself stays (removing it would race)."""
+    ``wait_s`` seconds, telling ``on_wait`` once. The holder removes the file on release, so nothing is left
+    beside the output; ``acquire`` re-checks that the locked file is still the one at the path."""
 
     def __init__(self, out: Path, wait_s: float = 0.0, on_wait=None):
         self.out = Path(out)
@@ -78,15 +79,14 @@ class OutputLock:
 
         from .errors import UserError
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline, told = time.monotonic() + self.wait_s, False
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     waited = f" after waiting {self.wait_s:.0f} s" if self.wait_s > 0 else ""
                     raise UserError(f"{self.out}: another tritongen build (pid {self._holder()}) is writing it"
                                     f"{waited}; let it finish, or pass --wait-lock SECONDS to wait for it") from None
@@ -95,6 +95,14 @@ class OutputLock:
                                  f"up to {self.wait_s:.0f} s")
                     told = True
                 time.sleep(0.2)
+                continue
+            try:  # the holder before us removes the file on release: a lock on a removed file is no lock
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -104,6 +112,10 @@ class OutputLock:
         if self.fd is not None:
             import fcntl
 
+            try:
+                os.unlink(self.path)  # while still holding it (see acquire); a killed holder leaves it: harmless
+            except FileNotFoundError:
+                pass
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
