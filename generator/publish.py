@@ -26,6 +26,8 @@ Credentials, region and endpoint come from boto3's standard chain: ``AWS_ACCESS_
 ``AWS_SECRET_ACCESS_KEY`` / ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` (or
 ``endpoint_url=``). Retries use botocore's standard mode (exponential backoff with jitter).
 
+One publisher per prefix at a time: nothing locks a prefix across machines.
+
 Only ``s3://`` is implemented. Triton also reads ``gs://`` and ``as://``: sync a repository there with
 ``gcloud storage rsync`` / ``az storage blob sync`` (not atomic for polling servers; restart or use explicit
 model control).
