@@ -277,14 +277,14 @@ def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str) -> lis
     if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", factory):
         raise UserError(f"--factory {factory}: expected 'module:callable' (e.g. examples.vit:vit_b16)")
     src = Source(kind="factory", factory=factory, checkpoint=path.resolve())
-    state = load_state_dict(src, "checkpoint")
+    state = load_state_dict(src, "source")
     key = None
     if not any(hasattr(v, "shape") for v in state.values()):
         key = next((k for k, v in state.items() if isinstance(v, dict)), None)
         if key:
             state = state[key]
     module = _from_factory(src, "--factory", spec_dir)  # importable from the spec's folder, as at build time
-    apply_state_dict(module, state, "checkpoint")
+    apply_state_dict(module, state, "source")
     module.eval()
     first = next((v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) >= 2), None)
     inputs, outputs, mbs = _probe(module, ["input"], first)
