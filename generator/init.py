@@ -34,7 +34,9 @@ def _name(path: Path) -> str:
 
 
 def _rel(path: Path, spec_dir: Path) -> str:
-    return os.path.relpath(path.resolve(), spec_dir.resolve())
+    """Relative to the spec when the checkpoint sits beside or below it, else absolute."""
+    rel = os.path.relpath(path.resolve(), spec_dir.resolve())
+    return str(path.resolve()) if rel.startswith("..") else rel
 
 
 def _tensor_lines(key: str, tensors: list[dict], indent: str = "    ") -> list[str]:
@@ -119,6 +121,17 @@ def _from_hf(folder: Path, spec_dir: Path, name: str, task: str | None) -> list[
         src["trust"] = True
     lines = [f"  - name: {name}",
              f"    source: {_flow(src)}" + ("   # TODO: pickled weights: trust only a folder you made" if trust else "")]
+    has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json",
+                                                          "tokenizer.model", "spiece.model"))
+    text = task in ("feature-extraction", "sequence-classification", "token-classification") and has_tokenizer
+    if text:
+        limit = hf.max_positions(cfg) or 512
+        st = folder / "sentence_bert_config.json"
+        if st.is_file():
+            limit = min(limit, int(json.loads(st.read_text()).get("max_seq_length", limit)))
+        if "seq" in io["dims"]:  # the tokenizer never sends more than max_length tokens
+            lo, opt, _ = io["dims"]["seq"]
+            io["dims"]["seq"] = [lo, min(opt, limit), limit]
     lines += _tensor_lines("inputs", io["inputs"]) + _tensor_lines("outputs", io["outputs"])
     if io["dims"]:
         lines.append(f"    dims: {_flow(io['dims'])}")
@@ -128,13 +141,7 @@ def _from_hf(folder: Path, spec_dir: Path, name: str, task: str | None) -> list[
             "feature-extraction": "embedding"}.get(task)
     if gate and not (task == "feature-extraction" and info.pooling == "none"):
         lines.append(f"    verify: {_flow({'task': gate, 'samples': 8})}")
-    has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json",
-                                                          "tokenizer.model", "spiece.model"))
-    if task in ("feature-extraction", "sequence-classification", "token-classification") and has_tokenizer:
-        limit = hf.max_positions(cfg) or 512
-        st = folder / "sentence_bert_config.json"
-        if st.is_file():
-            limit = min(limit, int(json.loads(st.read_text()).get("max_seq_length", limit)))
+    if text:
         lines.append(f"    preprocess: {_flow({'text': {'max_length': limit}})}   # strings -> tokenizer -> model")
     if task == "image-classification":
         c, h, w, pre = hf.image_geometry(cfg, folder)
