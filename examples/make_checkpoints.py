@@ -50,4 +50,8 @@ def link_minilm(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--minilm"]:  # only the link (make test: the example spec names this folder)
+        (HERE / "checkpoints").mkdir(exist_ok=True)
+        link_minilm(HERE / "checkpoints")
+    else:
+        main()
