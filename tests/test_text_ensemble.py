@@ -111,3 +111,20 @@ def test_triton_target_renders_without_the_local_environment(tmp_path):
     assert '"max_length"' in text and 'string_value: "64"' in text
     ens = render(text_ensemble_context(model, "onnx", "spec.yaml"), "ensemble.pbtxt.j2")
     assert 'model_name: "minilm__onnx"' in ens
+
+
+def test_without_the_numpy1_environment_the_tokenizer_refuses_to_load(text_repo, tmp_path, triton_server_factory):
+    """Under numpy 2 the 2.51 stub's first string request kills it ("Stub process is not healthy", seen by hand);
+    the tokenizer says so at load instead, naming the fix."""
+    import re
+    import shutil
+
+    from generator.errors import UserError
+
+    repo = tmp_path / "repo"
+    shutil.copytree(text_repo, repo, symlinks=True)
+    cfg = repo / "minilm__tokenizer" / "config.pbtxt"
+    cfg.write_text(re.sub(r'parameters \{\s*key: "EXECUTION_ENV_PATH".*?\}\s*\}', "", cfg.read_text(), flags=re.S))
+    assert "EXECUTION_ENV_PATH" not in cfg.read_text()
+    with pytest.raises(UserError, match="minilm__tokenizer.*EXECUTION_ENV_PATH"):
+        triton_server_factory(repo, startup_timeout_s=60)

@@ -13,7 +13,8 @@ Static file; tritongen copies it to ``<model>/<version>/model.py`` and the token
 
 Strings need a python backend stub whose numpy matches the one it was built with (numpy 1.x for
 tritonserver <= 2.51): the embedded server runs this model in tritongen's small numpy<2 environment
-(``EXECUTION_ENV_PATH``). The model checks at load that ``as_numpy()`` is sound and refuses otherwise.
+(``EXECUTION_ENV_PATH``). Under numpy 2 the 2.51 stub crashes on the first string request, so the model
+refuses to load there unless ``stub_numpy2: true`` says the server's stub is built against numpy 2.
 Needs only ``numpy`` and ``tokenizers`` (the Rust fast tokenizer).
 """
 
@@ -65,10 +66,12 @@ class TritonPythonModel:
 
         config = json.loads(args["model_config"])
         name = args.get("model_name", config.get("name", "?"))
-        if not _strings_work():
+        numpy2 = int(np.__version__.split(".")[0]) >= 2
+        if (numpy2 and _param(config, "stub_numpy2", "false") != "true") or not _strings_work():
             raise pb_utils.TritonModelException(
-                f"{name}: this python backend stub corrupts TYPE_STRING tensors under numpy {np.__version__}; "
-                "set parameters EXECUTION_ENV_PATH to an environment with numpy<2 and tokenizers"
+                f"{name}: the python backend stub of tritonserver <= 2.51 crashes on TYPE_STRING tensors under numpy "
+                f"{np.__version__}; set parameters EXECUTION_ENV_PATH to an environment with numpy<2 and tokenizers "
+                "(or parameters stub_numpy2: true for a server whose stub is built against numpy 2)"
             )
         if len(config["input"]) != 1:
             raise pb_utils.TritonModelException(f"{name}: the tokenizer takes exactly one input (the text)")
