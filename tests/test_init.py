@@ -52,7 +52,15 @@ def test_the_real_minilm_folder_is_recognised_as_sentence_transformers(tmp_path)
     assert model["preprocess"] == {"text": {"max_length": 256}}  # sentence_bert_config.json's max_seq_length
 
 
-def test_hugging_face_image_classifier_gets_image_preprocessing(tmp_path):
+def test_hugging_face_image_classifier_is_served_from_image_bytes(tmp_path, triton_server_factory):
+    import io
+
+    import transformers
+    import tritonclient.grpc as grpcclient
+    from PIL import Image
+
+    from generator.preprocess import preprocess_image
+
     folder = hf_folders.vit(tmp_path / "vit")
     spec = tmp_path / "spec.yaml"
     _run("init", folder, "-o", spec)
@@ -60,6 +68,25 @@ def test_hugging_face_image_classifier_gets_image_preprocessing(tmp_path):
     assert model["source"]["task"] == "image-classification"
     assert model["preprocess"] == {"image": {"size": [32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}}
     assert _build(spec, tmp_path) == {"vit__onnx", "vit__preprocess", "vit__ensemble"}
+
+    rng = np.random.default_rng(0)
+    images = []
+    for w, h in ((40, 30), (32, 32)):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB").save(buf, "PNG")
+        images.append(buf.getvalue())
+    ref_model = transformers.ViTForImageClassification.from_pretrained(str(folder), local_files_only=True).eval()
+    pixels = torch.from_numpy(np.stack([preprocess_image(b, (32, 32), [0.5] * 3, [0.5] * 3) for b in images]))
+    with torch.inference_mode():
+        want = ref_model(pixel_values=pixels).logits.numpy()
+    server = triton_server_factory(tmp_path / "repo")
+    client = grpcclient.InferenceServerClient(server.urls.grpc)
+    width = max(len(b) for b in images)
+    batch = np.stack([np.frombuffer(b.ljust(width, b"\0"), dtype=np.uint8) for b in images])
+    inp = grpcclient.InferInput("image", list(batch.shape), "UINT8")
+    inp.set_data_from_numpy(batch)
+    got = client.infer("vit__ensemble", [inp]).as_numpy("logits")
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
 
 
 def test_torch_export_file_gives_batch_and_named_dims(tmp_path):
