@@ -56,6 +56,8 @@ def init_spec(checkpoint: str | Path, output: Path, factory: str | None = None, 
     if output.suffix not in (".yaml", ".yml"):
         raise UserError(f"-o {output}: a spec file ends in .yaml")
     spec_dir = output.resolve().parent
+    if not spec_dir.is_dir():
+        raise UserError(f"-o {output}: folder '{spec_dir}' does not exist; create it or write the spec elsewhere")
     ckpt = Path(checkpoint).expanduser()
     if not ckpt.exists():
         from .hf import HUB_ID_RE
