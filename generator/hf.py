@@ -441,7 +441,7 @@ def load(model, root: Path):
     try:
         hf_model = cls.from_pretrained(
             str(info.folder), local_files_only=True, use_safetensors=None if info.trust else True,
-            dtype=torch.float32, attn_implementation="eager",
+            dtype=torch.float32,  # attention: transformers picks (sdpa where the model has it)
         )
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
