@@ -46,7 +46,7 @@ bench: repo
 	$(BIN)/tritongen bench $(SPEC) --repo $(REPO)
 
 EMBEDDED ?= build/embedded_repository
-serve: examples/checkpoints/.done
+serve: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen serve $(EMBEDDED)
 
@@ -55,7 +55,7 @@ stop: setup
 
 # build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
 PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000
-perf: examples/checkpoints/.done
+perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
 

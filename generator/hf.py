@@ -106,15 +106,13 @@ def weight_files(folder: Path, where: str, trust: bool) -> list[Path]:
 
 
 def source_files(folder: Path, trust: bool) -> list[Path]:
-    """What the artifacts depend on (hashed by the pipeline): config.json + weights (+ pooling files)."""
+    """What the artifacts depend on (hashed by the pipeline): config.json + weights."""
     files = [folder / "config.json"]
     try:
         files += weight_files(folder, "source.huggingface", trust)
     except UserError:
         pass  # reported with its field path when the model loads
-    for extra in ("modules.json", "1_Pooling/config.json"):
-        if (folder / extra).is_file():
-            files.append(folder / extra)
+    # (the pooling the folder implies is written into the model's source by fill_model, so it is hashed too)
     return files
 
 
@@ -296,6 +294,12 @@ def fill_model(raw: dict, where: str, root: Path) -> dict:
     info = read_source(raw["source"], f"{where}.source", root)
     inferred = infer_io(info.config, info.folder, info.task, info.pooling)
     out = dict(raw)
+    # what the folder decided is part of the spec from here on (and of its hash: a changed
+    # sentence-transformers pooling rebuilds the artifacts)
+    resolved = {"task": info.task}
+    if info.task == "feature-extraction":
+        resolved.update(pooling=info.pooling, normalize=info.normalize)
+    out["source"] = {**raw["source"], **resolved}
     for key in ("inputs", "outputs", "max_batch_size"):
         if key not in out:
             out[key] = inferred[key]
