@@ -250,7 +250,7 @@ def _from_exported(path: Path, spec_dir: Path, name: str) -> list[str]:
         for d in list(val.shape)[1 if batched else 0:]:
             if sym(d):
                 key = str(d)
-                dname = f"d_{key}" if not named else dims.setdefault(key, f"d_{key}")
+                dname = dims.get(key, "TODO") if not named else dims.setdefault(key, f"dim{len(dims)}")
                 if named:
                     lo, hi = bounds.get(key, (1, 512))
                     hi = int(hi) if str(hi) not in ("oo", "int_oo", "inf") else 512
@@ -268,7 +268,7 @@ def _from_exported(path: Path, spec_dir: Path, name: str) -> list[str]:
         s = shape_of(v, False)
         outputs.append({"name": "output" if len(out_vals) == 1 else f"output_{i}",
                         "dtype": str(v.dtype).replace("torch.", ""),
-                        "shape": [d if isinstance(d, int) or d in dims_v else "TODO" for d in s]})
+                        "shape": s})
     lines = [f"  - name: {name}", f"    source: {_flow({'exported_program': _rel(path, spec_dir)})}"]
     lines += _tensor_lines("inputs", inputs) + _tensor_lines("outputs", outputs)
     if dims_v:
