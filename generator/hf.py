@@ -508,7 +508,8 @@ def _wrap(hf_model, info: HFInfo, names_in: list[str], names_out: list[str], whe
                 found["embeddings"] = e
             return tuple(found[n] for n in self.output_names)
 
-    # forward gets one positional parameter per declared input, so exporters see a plain signature.
+    # forward gets one positional parameter per declared input, so exporters see a plain signature
+    # (with forward(*args) the dynamo exporter fails and the build falls back to the legacy one).
     params = ", ".join(f"a{i}" for i in range(len(names_in)))
     ns: dict = {}
     exec(f"def forward(self, {params}):\n    return self.run({params})\n", ns)  # generated identifiers only

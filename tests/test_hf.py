@@ -109,6 +109,8 @@ def test_builds_a_verified_onnx_variant(folders, tmp_path):
     report = build(spec, tmp_path / "repo", tmp_path / "build", target="embedded")
     assert [(r.variant, r.status) for r in report.results] == [("onnx", "built")]
     assert report.results[0].max_abs < 1e-3
+    stamp = json.loads((tmp_path / "build" / "m" / "export" / "stamp.json").read_text())
+    assert stamp["info"]["exporter"] == "dynamo"  # the wrapper's plain forward signature exports directly
     assert (tmp_path / "repo" / "m__onnx" / "config.pbtxt").is_file()
 
 
