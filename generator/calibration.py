@@ -30,6 +30,10 @@ def calibration_samples(model: ModelSpec, root: Path, log: Callable[[str], None]
         return image_samples(model, path, where)
     if not path.is_file():
         raise UserError(f"{where}: '{path}' not found; give an .npz file (one array per input) or an image folder")
+    if path.suffix == ".txt":  # sentences, one a line, through the model's tokenizer (generator/hf.py)
+        from .hf import text_samples
+
+        return text_samples(model, path, where)
     if path.suffix != ".npz":
         raise UserError(f"{where}: '{path.name}' is not an .npz file; save one array per input with numpy.savez")
     try:

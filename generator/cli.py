@@ -470,6 +470,45 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
     for p in write_manifests(s, out_dir, opts):
         console.print(f"wrote {p}")
     console.print(f"apply with: kubectl apply -f {out_dir}")
+@click.argument("checkpoint", type=str)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("spec.yaml"), show_default=True,
+              help="The spec to write (paths inside are relative to its folder).")
+@click.option("--factory", default=None, metavar="MODULE:CALLABLE",
+              help="For a state_dict: the function that builds the model (importable from the spec's folder).")
+@click.option("--name", default=None, help="Model name (default: from the checkpoint's name).")
+@click.option("--task", default=None, help="Hugging Face folders: the task (default: from the architecture).")
+@click.option("--force", is_flag=True, help="Overwrite an existing spec.")
+def init(checkpoint, output, factory, name, task, force):
+    """Write a starting spec for CHECKPOINT: a Hugging Face folder, a TorchScript or torch.export file,
+    or a state_dict with --factory. What cannot be inferred is left as a TODO the build names."""
+    import time
+
+    from .init import init_spec
+
+    t = time.perf_counter()
+    text = init_spec(checkpoint, output, factory=factory, name=name, task=task, force=force)
+    todos = text.count("TODO")
+    _console().print(f"wrote {output} in {time.perf_counter() - t:.1f}s"
+                     + (f"; {todos} TODO(s) to check" if todos else "; next: tritongen build " + str(output)))
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the schema to this file instead of printing it.")
+def schema(output):
+    """Print the spec's JSON Schema. Editors (YAML language server) complete and check a spec whose first
+    line is `# yaml-language-server: $schema=tritongen-spec.schema.json`."""
+    import json
+
+    from .spec_schema import schema as spec_schema
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        tmp = Path(output).with_name(f".{Path(output).name}.tmp")
+        tmp.write_text(text)
+        tmp.rename(output)
 
 
 def main():

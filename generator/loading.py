@@ -38,6 +38,10 @@ def load_module(model: ModelSpec, root: Path):
             apply_state_dict(module, state, where)
     elif src.kind == "torchscript":
         module = _torch_call(lambda: _torch().jit.load(str(src.path), map_location="cpu"), where, "torchscript", src.path)
+    elif src.kind == "huggingface":  # a local folder, loaded by transformers (generator/hf.py)
+        from .hf import load
+
+        module = load(model, root)
     elif src.kind == "exported_program":
         ep = _torch_call(lambda: _torch().export.load(str(src.path)), where, "exported_program", src.path)
         module = ep.module()

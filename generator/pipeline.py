@@ -360,7 +360,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
         raise UserError(f"-o {out}: would replace the folder holding the spec; choose a dedicated output folder")
     owned = None
     if only:
-        owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble")}
+        owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble", "tokenizer")}
     staging = Staging(out, owned, lock_wait_s=lock_wait_s, on_wait=lambda msg: events.log(out.name, msg))
     results: list[VariantResult] = []
     timings: dict = {}
@@ -374,7 +374,10 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
                 if r.written or (keep_failed and r.status == "failed" and (mb.dir / vs.name / "artifact").is_dir()):
                     _stage_model_dir(staging, mb, variant, vs, r, target, templates)
                 events.done(r)
-            if m.preprocess is not None:
+            if m.preprocess is not None and hasattr(m.preprocess, "tokenizer"):  # text (generator/hf.py)
+                _stage_text_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written],
+                                     templates, target)
+            elif m.preprocess is not None:
                 _stage_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written], templates)
             timings[m.name] = mb.timings
             write_json(mb.dir / "manifest.json", {
@@ -391,3 +394,47 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
         staging.discard()
         raise
     return BuildReport(output=out, results=results, changed=changed, timings=timings)
+
+
+def _stage_text_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None,
+                         target: str = "triton") -> None:
+    """``<model>__tokenizer`` (python backend, CPU, strings -> token ids) and ``<model>__ensemble``
+    (strings -> outputs). The embedded target runs the tokenizer in tritongen's numpy<2 stub environment."""
+    from .hf import pad_token, write_tokenizer
+    from .render import DEFAULT_TEMPLATES, text_ensemble_context, tokenizer_context
+
+    model = mb.model
+    pre = model.preprocess
+    keys = [r.variant for r in written]
+    chosen = pre.variant or (keys[0] if keys else None)
+    if chosen not in keys:
+        mb.events.log(model.name, f"no ensemble: variant '{chosen}' was not written")
+        return
+    env = None
+    if target == "embedded":
+        from .tools import ensure_stub_env
+
+        env = str(ensure_stub_env())
+    where = f"{model.where}.preprocess.text.tokenizer"
+    for ctx, template in ((tokenizer_context(model, mb.spec.path.name, target, env, pad_token(pre.tokenizer)),
+                           "tokenizer.pbtxt.j2"),
+                          (text_ensemble_context(model, chosen, mb.spec.path.name), "ensemble.pbtxt.j2")):
+        text = render(ctx, template, templates)
+        cfg_where = f"{ctx['name']}/config.pbtxt"
+        cfg, problem = parse_config(text, cfg_where)
+        if problem:
+            raise UserError(f"{problem} (rendered from template {template}; fix the template)")
+        mdir = staging.dir / ctx["name"]
+        (mdir / "1").mkdir(parents=True, exist_ok=True)
+        (mdir / "config.pbtxt").write_text(text)
+        if template == "tokenizer.pbtxt.j2":
+            src = (templates / "tokenizer" / "model.py") if templates and (templates / "tokenizer" / "model.py").is_file() \
+                else DEFAULT_TEMPLATES / "tokenizer" / "model.py"
+            shutil.copy2(src, mdir / "1" / "model.py")
+            write_tokenizer(pre.tokenizer, mdir / "1" / "tokenizer", where)
+        problems = check_config(cfg, text, cfg_where, ctx["name"]) + check_model_dir(mdir).problems
+        if problems:
+            raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
+        write_json(mdir / "manifest.json", {"model": model.name, "variant": ctx["variant"], "triton_name": ctx["name"],
+                                            "feeds": triton_model_name(model.name, chosen), "status": "built",
+                                            "spec_hash": model.spec_hash(), "tool_versions": tool_versions()})

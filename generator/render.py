@@ -244,3 +244,59 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
             {"model_name": target, "input_map": feeds, "output_map": {t.name: t.name for t in model.outputs}},
         ],
     }
+
+
+# ------------------------------------------------------------------ text: tokenizer + ensemble (generator/hf.py)
+
+TEXT_INPUT = "text"  # the ensemble's and the tokenizer's string input (TYPE_STRING, one string per row)
+
+
+def tokenizer_context(model: ModelSpec, spec_name: str, target: str = "triton", execution_env: str | None = None,
+                      pad_token: str | None = None) -> dict:
+    """``<model>__tokenizer``: python backend on CPU, strings -> the model's input_ids / masks.
+
+    ``execution_env``: EXECUTION_ENV_PATH, a numpy<2 environment with ``tokenizers`` for the stub (the
+    embedded target passes tritongen's own; for the NGC server the spec's ``preprocess.text.execution_env``)."""
+    pre = model.preprocess
+    feeds = dict(pre.outputs)
+    params = {"max_length": str(pre.max_length), "padding": pre.padding,
+              "fields": ",".join(f"{name}:{field}" for name, field in pre.outputs)}
+    if pad_token:
+        params["pad_token"] = pad_token
+    env = execution_env or pre.execution_env
+    if env:
+        params["EXECUTION_ENV_PATH"] = env
+    return {
+        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "tokenizer",
+        "name": triton_model_name(model.name, "tokenizer"), "platform": None, "backend": "python",
+        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        "inputs": [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}],
+        "outputs": [{"name": t.name, "data_type": t.dtype.triton, "dims": [-1]}
+                    for t in model.inputs if t.name in feeds],
+        "version_policy": None, "dynamic_batching": None,  # rows are padded per request
+        "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
+        "warmup": [], "parameters": params, "optimization": None,
+    }
+
+
+def text_ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict:
+    """strings -> <model>__tokenizer -> <model>__<variant>; model inputs the tokenizer does not make pass through."""
+    pre = model.preprocess
+    feeds = dict(pre.outputs)
+    return {
+        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
+        "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
+        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        "inputs": [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}]
+                  + [_tensor(t) for t in model.inputs if t.name not in feeds],
+        "outputs": [_tensor(t) for t in model.outputs],
+        "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
+        "parameters": {}, "optimization": None,
+        "steps": [
+            {"model_name": triton_model_name(model.name, "tokenizer"), "input_map": {TEXT_INPUT: TEXT_INPUT},
+             "output_map": {name: f"tokens_{name}" for name in feeds}},
+            {"model_name": triton_model_name(model.name, variant_key),
+             "input_map": {t.name: (f"tokens_{t.name}" if t.name in feeds else t.name) for t in model.inputs},
+             "output_map": {t.name: t.name for t in model.outputs}},
+        ],
+    }

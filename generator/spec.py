@@ -54,6 +54,10 @@ class Source:
     trust: bool = False
 
     def files(self) -> list[Path]:
+        if self.kind == "huggingface":  # a folder: its config, weights and pooling files
+            from .hf import source_files
+
+            return source_files(self.path, self.trust)
         return [p for p in (self.checkpoint, self.path) if p is not None]
 
 
@@ -293,6 +297,7 @@ MODEL_KEYS = (
 SOURCE_KEYS = (
     "factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix",
     "torchscript", "exported_program", "pickle",
+    "huggingface", "task", "pooling", "normalize", "trust",  # source: {huggingface: DIR} (generator/hf.py)
 )
 
 
@@ -356,6 +361,10 @@ def _merge(defaults: dict, model: dict) -> dict:
 
 
 def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> ModelSpec:
+    if isinstance(raw.get("source"), dict) and "huggingface" in raw["source"]:
+        from .hf import fill_model  # inputs/outputs/dims the spec omits, from config.json
+
+        raw = fill_model(raw, where, root)
     f = _Fields(raw, where, MODEL_KEYS)
     name = f.str("name", required=True)
     if not NAME_RE.match(name):
@@ -396,7 +405,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         verify=_tolerance(f.dict("verify"), f.path("verify")),
         triton=triton,
         opset=opset,
-        preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs),
+        preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs, root, f.get("source")),
         raw=raw,
         index=index,
     )
@@ -406,6 +415,11 @@ def _source(raw: Any, where: str, root: Path) -> Source:
     if raw is None:
         raise UserError(f"{where}: missing; give one of factory (+checkpoint), torchscript, exported_program, pickle")
     f = _Fields(raw, where, SOURCE_KEYS)
+    if f.has("huggingface"):
+        return _hf_source(f, where, root)
+    hf_only = [k for k in ("task", "pooling", "normalize", "trust") if f.has(k)]
+    if hf_only:
+        raise UserError(f"{where}.{hf_only[0]}: only used with huggingface; remove it")
     kinds = [k for k in ("factory", "torchscript", "exported_program", "pickle") if f.has(k)]
     if len(kinds) != 1:
         got = " and ".join(kinds) if kinds else "none"
@@ -445,6 +459,17 @@ def _source(raw: Any, where: str, root: Path) -> Source:
             )
         return Source(kind="pickle", path=_file(p.str("path", required=True), p.path("path"), root), trust=True)
     return Source(kind=kind, path=_file(f.str(kind), f.path(kind), root, must_exist=False))
+
+
+def _hf_source(f: "_Fields", where: str, root: Path) -> Source:
+    other = [k for k in ("factory", "torchscript", "exported_program", "pickle", "kwargs", "checkpoint",
+                         "state_dict_key", "strip_prefix") if f.has(k)]
+    if other:
+        raise UserError(f"{where}.{other[0]}: not used with huggingface; give one source kind")
+    from .hf import read_source
+
+    info = read_source(f.value, where, root)
+    return Source(kind="huggingface", path=info.folder, trust=info.trust)
 
 
 def _file(value: str, where: str, root: Path, must_exist: bool = True) -> Path:
@@ -607,9 +632,13 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
     )
 
 
-def _preprocess(raw: dict, where: str, inputs) -> ImagePreprocess | None:
+def _preprocess(raw: dict, where: str, inputs, root: Path | None = None, source: Any = None):
     if not raw:
         return None
+    if "text" in raw:  # strings -> tokenizer -> model (generator/hf.py)
+        from .hf import parse_text_preprocess
+
+        return parse_text_preprocess(raw, where, root, inputs, source)
     f = _Fields(raw, where, ("image", "variant", "instances"))
     img = _Fields(f.dict("image"), f.path("image"), ("size", "mean", "std", "layout", "input"))
     size = img.list("size", required=True)

@@ -264,3 +264,42 @@ def _verify_perf_analyzer(binary: Path, env: dict[str, str]) -> None:
 def perf_analyzer_version(pa: PerfAnalyzerInstall) -> str:
     proc = subprocess.run([str(pa.binary), "--version"], capture_output=True, text=True, env=pa.env, timeout=60)
     return (proc.stdout + proc.stderr).strip()
+
+
+# ------------------------------------------------------------------------------ the python stub's numpy<2 env
+
+STUB_ENV_NUMPY = "1.26.4"  # the python backend stub of tritonserver 2.51 is built against numpy 1.x
+STUB_ENV_PACKAGES = (f"numpy=={STUB_ENV_NUMPY}", "tokenizers==0.23.3")
+
+
+def ensure_stub_env(tools: Path | None = None) -> Path:
+    """A small venv (numpy<2 + tokenizers) for python-backend models that move strings (TYPE_STRING).
+
+    tritonserver 2.51's python backend stub reads and writes tensors through numpy's C API as of numpy 1.x:
+    under numpy 2 (our venv) ``as_numpy()`` on a TYPE_STRING input is garbage and string outputs arrive empty.
+    Models that need strings (the text tokenizer) point ``EXECUTION_ENV_PATH`` at this folder (the stub accepts
+    an unpacked environment: it sources ``bin/activate`` and runs that Python). Same Python version as ours,
+    so the stub installed for this interpreter matches. Installed once, atomically, into ``.tools/``."""
+    tools = Path(tools) if tools else tools_dir()
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    root = tools / f"stub-env-py{pyver}-numpy{STUB_ENV_NUMPY}"
+
+    def build(tmp: Path) -> None:
+        base = Path(getattr(sys, "_base_executable", sys.executable))
+        proc = subprocess.run([str(base), "-m", "venv", "--without-pip", str(tmp)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(f"creating the stub environment failed: {proc.stderr.strip()[-200:]}; "
+                            "is Python's venv module installed (python3-venv)?")
+        site = tmp / "lib" / f"python{pyver}" / "site-packages"
+        _pip(["install", "--no-deps", "--no-compile", "--target", str(site), *STUB_ENV_PACKAGES],
+             f"the python stub's environment ({', '.join(STUB_ENV_PACKAGES)})",
+             "check network access to the package registry")
+        for script in (tmp / "bin").glob("activate*"):  # venv writes its own path in: the final one
+            script.write_text(script.read_text().replace(str(tmp), str(root)))
+
+    with _locked(tools):
+        if not (root / ".complete").is_file():
+            if root.exists():
+                shutil.rmtree(root)
+            _install_atomically(root, build)
+    return root
