@@ -285,6 +285,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         shutil.copy2(runner, vdir_out / "model.py")
     (mdir / "config.pbtxt").write_text(text)
     problems += check_model_dir(mdir).problems
+    _raise_backend_rule(problems)
     if problems:
         raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
     manifest = {
@@ -307,6 +308,15 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "files": file_entries(vdir_out),
     }
     write_json(mdir / "manifest.json", manifest)
+
+
+def _raise_backend_rule(problems: list[str]) -> None:
+    """A native backend's rule broken by what the spec asked for (parameters, instance kinds...) is the user's to fix."""
+    from .backend_rules import is_rule_message
+
+    rule = next((p for p in problems if is_rule_message(p)), None)
+    if rule:
+        raise UserError(f"{rule} (from the spec's triton settings; fix them)")
 
 
 def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:
