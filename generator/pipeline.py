@@ -268,6 +268,8 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
                      target: str, templates: Path | None) -> None:
     model = mb.model
     ctx = config_context(model, variant, vspec, target=target, spec_name=mb.spec.path.name)
+    for note in ctx.get("notes", []):
+        mb.events.log(model.name, note)
     text = render(ctx, template_for(variant, target), templates)
     where = f"{result.triton_name}/config.pbtxt"
     cfg, problem = parse_config(text, where)
@@ -299,6 +301,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         # what the artifact computes in: the variant's, unless its build chose another (OpenVINO bf16)
         "precision": result.info.get("compute_precision", variant.precision),
         "devices": list(variant.devices),
+        "notes": ctx.get("notes", []),
         "spec": str(mb.spec.path),
         "spec_hash": model.spec_hash(),
         "checkpoint_sha256": mb.checkpoint_sha256,

@@ -96,7 +96,7 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
 
 
 def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
-    """Config ``parameters``: the Triton openvino backend's keys, plus the embedded runner's."""
+    """Config ``parameters``: the Triton openvino backend's keys (the embedded twin reads the same keys)."""
     opts = ov_options(model, key, options)
     params = {"PERFORMANCE_HINT": opts["hint"]}
     if opts["streams"] is not None:
@@ -107,8 +107,6 @@ def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
         params["HINT_BF16"] = "YES"
     if model.max_batch_size > 0:
         params["ENABLE_BATCH_PADDING"] = "YES"
-    params["openvino_inference_precision"] = opts["precision"]  # embedded runner (python backend)
-    params["openvino_performance_hint"] = opts["hint"]
     return params
 
 
