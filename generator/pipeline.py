@@ -285,6 +285,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         runner = (templates / "runner" / "model.py") if templates and (templates / "runner" / "model.py").is_file() \
             else DEFAULT_TEMPLATES / "runner" / "model.py"
         shutil.copy2(runner, vdir_out / "model.py")
+        shutil.copy2(Path(__file__).resolve().parent / "runtimes.py", vdir_out / "tritongen_runtimes.py")
     (mdir / "config.pbtxt").write_text(text)
     problems += check_model_dir(mdir).problems
     _raise_backend_rule(problems)
