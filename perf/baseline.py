@@ -101,6 +101,14 @@ def _child(job: dict) -> dict:
     return out
 
 
+def twin_note(name: str, res: dict) -> str:
+    """One report line: which native-backend settings the twin (and this baseline) reproduced, at which threads."""
+    t = res["twin_settings"]
+    per = t.get("threads_per_instance") or "default"
+    return (f"{name}: twin/in-process session {t['settings']}; served {t['instances']} instance(s) x {per} thread(s), "
+            f"in-process {res.get('threads') or 'default'} thread(s)")
+
+
 def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     """The session settings of the served model (its config.pbtxt beside the version folder), with the intra-op
     threads of ALL its instances together: the fair in-process equivalent of ``count`` instances x ``t`` threads
