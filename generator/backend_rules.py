@@ -35,6 +35,7 @@ SRC = {
     "ov_params": f"{OV} README 'Parameters'",
     "ov_device": f"{OV} README 'Supported Devices': Intel CPU only",
     "ov_io": f"{OV} README: inputs/outputs match the IR; 'Reshaping models' (RESHAPE_IO_LAYERS), ENABLE_BATCH_PADDING",
+    "ov_batch": f"{OV} src/openvino.cc: ov::set_batch(model, max_batch_size); 'expected requests with batch size N... ENABLE_BATCH_PADDING'",
     "ov_file": f"{OV} README 'Loading non default model format': model.xml (+ model.bin), model.onnx, model.pdmodel, model.saved_model",
     "pt_params": f"{PT} README 'Parameters'",
     "pt_io": f"{PT} src/model_instance_state.cc GetNamingConvention/ValidateInputs: forward() argument names, else <name>__<index>, else config order",
@@ -280,8 +281,8 @@ BACKEND_PARAMETERS: dict[str, dict[str, Callable[[str], str | None]]] = {
         "do_copy_in_default_stream": _bool,
     },
     "openvino": {
-        "PERFORMANCE_HINT": _choice("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"), "CPU_EXTENSION_PATH": _any,
-        "INFERENCE_NUM_THREADS": _int(0), "COMPILATION_NUM_THREADS": _int(0), "HINT_BF16": _choice("YES", "NO", case=False),
+        "PERFORMANCE_HINT": _choice("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT", case=False), "CPU_EXTENSION_PATH": _any,
+        "INFERENCE_NUM_THREADS": _int(0), "COMPILATION_NUM_THREADS": _int(0), "HINT_BF16": _choice("YES", case=False),
         "NUM_STREAMS": _streams, "SKIP_OV_DYNAMIC_BATCHSIZE": _choice("YES", "NO", case=False),
         "ENABLE_BATCH_PADDING": _choice("YES", "NO", case=False), "RESHAPE_IO_LAYERS": _choice("YES", "NO", case=False),
     },
@@ -332,25 +333,33 @@ def _noun(path: Path) -> str:
     return {".onnx": "graph", ".xml": "IR"}.get(path.suffix, "artifact")
 
 
-@rule("batch-dim", ("onnxruntime", "openvino"), "core_batch",
-      "max_batch_size > 0 needs a dynamic first dim in the artifact")
+@rule("batch-dim", ("onnxruntime",), "core_batch", "max_batch_size > 0 needs a dynamic first dim in the ONNX graph")
 def check_batch_dim(t: Target):
     if t.cfg.max_batch_size <= 0:
         return
-    reshape = t.params.get("RESHAPE_IO_LAYERS", "").upper() == "YES"
     for path in t.artifacts():
         sig, _ = t.signature(path)
         if not sig or "inputs" not in sig:
             continue
         for kind in ("inputs", "outputs"):
             for names, _, dims in sig[kind]:
-                if dims is None or (dims and dims[0] == -1) or (t.stands_for == "openvino" and reshape):
+                if dims is None or (dims and dims[0] == -1):
                     continue
-                fix = ("export with a dynamic batch dim, set parameters RESHAPE_IO_LAYERS=YES, or set max_batch_size 0"
-                       if t.stands_for == "openvino" else "export with a dynamic batch dim or set max_batch_size 0")
                 yield problem(f"{t.at(path)}: {kind[:-1]} '{names[0] if names else '?'}' has a fixed first dim {dims[:1]} "
-                              f"in the {_noun(path)} but max_batch_size is {t.cfg.max_batch_size}; {fix}")
+                              f"in the {_noun(path)} but max_batch_size is {t.cfg.max_batch_size}; export with a dynamic "
+                              "batch dim or set max_batch_size 0")
                 return
+
+
+@rule("openvino-batch", ("openvino",), "ov_batch",
+      "with max_batch_size > 0 the backend runs every batch at max_batch_size: ENABLE_BATCH_PADDING=YES or smaller batches fail")
+def check_openvino_batch(t: Target):
+    if t.engine != "openvino" or t.cfg.max_batch_size <= 0:
+        return
+    if t.params.get("ENABLE_BATCH_PADDING", "").lower() != "yes":
+        yield problem(f"{t.where}: max_batch_size {t.cfg.max_batch_size} without parameters ENABLE_BATCH_PADDING=YES: the "
+                      f"openvino backend fixes the batch at {t.cfg.max_batch_size} (ov::set_batch) and refuses every smaller "
+                      "batch; set ENABLE_BATCH_PADDING to YES (or max_batch_size 0)")
 
 
 def _match_io(t: Target, path: Path, sig: dict):
@@ -380,13 +389,15 @@ def _match_io(t: Target, path: Path, sig: dict):
                 yield problem(f"{where}: {kind} '{tensor.name}' dims {cdims} but the {noun} has rank {len(dims)} {dims}"
                               f"{' after the batch dim' if batched else ''}; fix dims")
                 continue
+            if is_ov and kind == "input" and -1 in cdims and not reshape:
+                what = f"are dynamic where the IR is static {dims}" if all(d > 0 for d in dims) else "have a dynamic dim"
+                yield problem(f"{where}: input '{tensor.name}' dims {cdims} {what}: the openvino backend takes -1 only "
+                              "through reshaping (older releases reject -1); set parameters RESHAPE_IO_LAYERS=YES", "ov_io")
+                continue
             for cd, ad in zip(cdims, dims):
-                if ad > 0 and cd != ad and cd != -1 and not (reshape and kind == "input"):
+                exact = is_ov and kind == "output"  # openvino_backend compares outputs exactly
+                if (ad > 0 and cd != ad and cd != -1 and not (reshape and kind == "input")) or (exact and cd != ad):
                     yield problem(f"{where}: {kind} '{tensor.name}' dims {cdims} but the {noun} has {dims}; fix dims")
-                    break
-                if ad > 0 and cd == -1 and kind == "input" and is_ov and not reshape:
-                    yield problem(f"{where}: input '{tensor.name}' dims {cdims} are dynamic where the IR is static {dims}; "
-                                  "set parameters RESHAPE_IO_LAYERS=YES or give the IR's sizes", "ov_io")
                     break
         if kind == "input":
             declared_names = {x.name for x in declared}

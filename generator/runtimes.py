@@ -275,16 +275,21 @@ def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", 
                 shapes[port] = ov.PartialShape([d if d > 0 else -1 for d in input_dims[hit]])
         model.reshape(shapes)
         rec["RESHAPE_IO_LAYERS"] = "YES"
-    if _true(s.get("ENABLE_BATCH_PADDING", "")):
-        if record is not None:
-            record.not_reproduced["ENABLE_BATCH_PADDING"] = "the twin runs the IR's dynamic batch; padding changes only static-batch IRs"
     return core.compile_model(model, "CPU", cfg)
 
 
 class OpenVINOSession(Session):
-    def __init__(self, path, in_names, out_names, settings, gpu=None, input_dims=None):
+    """As Triton's openvino backend: with ``max_batch_size`` > 0 every run is at max_batch_size (the backend's
+    ``ov::set_batch``), smaller batches zero-padded when ENABLE_BATCH_PADDING=YES and refused otherwise."""
+
+    def __init__(self, path, in_names, out_names, settings, gpu=None, input_dims=None, max_batch_size=0):
         super().__init__("openvino", in_names, out_names)
         self.compiled = openvino_compile(Path(path), settings=settings, input_dims=input_dims, record=self)
+        self.max_batch_size = int(max_batch_size or 0)
+        self.pad = _true((settings or {}).get("ENABLE_BATCH_PADDING", ""))
+        if self.max_batch_size > 0:
+            self.reproduced["batch"] = (f"every run at max_batch_size {self.max_batch_size}"
+                                        f"{', zero-padded (ENABLE_BATCH_PADDING)' if self.pad else ', smaller batches refused'}")
         self.request = self.compiled.create_infer_request()
         art_in = [sorted(p.get_names()) for p in self.compiled.inputs]
         self.in_index = []
@@ -297,8 +302,15 @@ class OpenVINOSession(Session):
             self.out_ports.append(hit[0] if hit else self.compiled.outputs[pos])
 
     def __call__(self, arrays):
+        n = arrays[0].shape[0] if self.max_batch_size > 0 and arrays and arrays[0].ndim else None
+        if n is not None and n != self.max_batch_size:
+            if not self.pad:
+                raise ValueError(f"expected requests with batch size '{self.max_batch_size}', got '{n}' (as Triton's "
+                                 "openvino backend); set ENABLE_BATCH_PADDING to YES")
+            arrays = [np.concatenate([a, np.zeros((self.max_batch_size - n, *a.shape[1:]), a.dtype)]) for a in arrays]
         result = self.request.infer({self.in_index[i]: np.ascontiguousarray(a) for i, a in enumerate(arrays)})
-        return [np.array(result[p]) for p in self.out_ports]
+        out = [np.array(result[p]) for p in self.out_ports]
+        return [o[:n] for o in out] if n is not None else out
 
 
 # ----------------------------------------------------------------------------------------------- entry
@@ -309,12 +321,13 @@ SESSIONS = {"onnxruntime": OrtSession, "torchscript": TorchScriptSession, "openv
 
 def open_session(runtime: str, path, in_names: Sequence[str], out_names: Sequence[str],
                  settings: Mapping[str, str] | None = None, gpu: int | None = None,
-                 input_dims: Mapping[str, Sequence[int]] | None = None) -> Session:
-    """Load ``path`` with ``runtime`` configured by ``settings`` (from :func:`settings_from_parameters`)."""
+                 input_dims: Mapping[str, Sequence[int]] | None = None, max_batch_size: int = 0) -> Session:
+    """Load ``path`` with ``runtime`` configured by ``settings`` (from :func:`settings_from_parameters`).
+    ``input_dims`` (config dims with the batch dim) and ``max_batch_size``: what the served config declares."""
     if runtime not in SESSIONS:
         raise ValueError(f"runtime {runtime!r} is not one of {', '.join(SESSIONS)}")
     if runtime == "openvino":
-        return OpenVINOSession(path, in_names, out_names, dict(settings or {}), gpu, input_dims)
+        return OpenVINOSession(path, in_names, out_names, dict(settings or {}), gpu, input_dims, max_batch_size)
     return SESSIONS[runtime](path, in_names, out_names, dict(settings or {}), gpu)
 
 

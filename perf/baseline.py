@@ -79,7 +79,7 @@ def _child(job: dict) -> dict:
         served = served_settings(kind, Path(job["artifact"]), threads, job)
         threads = served["threads"]
         session = open_session(kind, Path(job["artifact"]), in_names, out_names, served["settings"],
-                               input_dims=served["input_dims"])
+                               input_dims=served["input_dims"], max_batch_size=served["max_batch_size"])
         reproduced = {"settings": session.summary(), "instances": served["instances"],
                       "threads_per_instance": served["per_instance"]}
 
@@ -119,12 +119,13 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     from generator.runtimes import settings_from_parameters, threads_of, with_threads
 
     cfg_path = artifact.parent.parent / "config.pbtxt"
-    params, level, instances, dims = {}, None, 1, None
+    params, level, instances, dims, mbs = {}, None, 1, None, 0
     if cfg_path.is_file():
         cfg = text_format.Parse(cfg_path.read_text(), model_config_pb2.ModelConfig())
         params = {k: v.string_value for k, v in cfg.parameters.items()}
         level = cfg.optimization.graph.level if cfg.optimization.HasField("graph") else None
         instances = sum(g.count for g in cfg.instance_group) or 1
+        mbs = cfg.max_batch_size
         batch = [-1] if cfg.max_batch_size > 0 else []
         dims = {i.name: batch + list(i.dims) for i in cfg.input}
     for k in ("ort_level", "ov_precision"):  # explicit job overrides (older callers)
@@ -138,7 +139,7 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     else:
         total = per_instance
     return {"settings": settings, "threads": total, "instances": instances, "per_instance": per_instance,
-            "input_dims": dims}
+            "input_dims": dims, "max_batch_size": mbs}
 
 
 def run_baseline(job: dict, timeout_s: float = 600.0) -> dict:

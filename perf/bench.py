@@ -71,7 +71,8 @@ def _make_runner(job: dict, model, threads: int):
         if kind == "openvino" and "inference_precision" in job.get("options", {}):
             settings["inference_precision"] = str(job["options"]["inference_precision"]).lower()
         session = open_session(kind, Path(job["artifact"]), [t.name for t in model.inputs],
-                               [t.name for t in model.outputs], settings, input_dims=served["input_dims"])
+                               [t.name for t in model.outputs], settings, input_dims=served["input_dims"],
+                               max_batch_size=served["max_batch_size"])
         names = [t.name for t in model.inputs]
         return lambda feeds: session([feeds[n] for n in names])
     raise SystemExit(f"bench: runtime {kind} is not timed here")

@@ -35,6 +35,9 @@ def artifacts(tmp_path_factory):
     (d / "ext").mkdir()  # weights in model.onnx.data beside it
     onnx.save(onnx.load(str(raw)), str(d / "ext" / "model.onnx"), save_as_external_data=True,
               all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    (d / "fixed").mkdir()  # batch fixed at 2
+    torch.onnx.export(lin, (torch.randn(2, 4),), str(d / "fixed" / "model.onnx"), input_names=["x"], output_names=["y"],
+                      dynamo=False)
     (d / "ir").mkdir()
     ov.save_model(ov.convert_model(str(d / "dyn" / "model.onnx")), str(d / "ir" / "model.xml"))
     (d / "ir_static").mkdir()
@@ -53,7 +56,8 @@ input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ 3 ] } ]
 instance_group [ { count: 1 kind: KIND_CPU } ]
 """
-OV = ORT.replace('platform: "onnxruntime_onnx"', 'backend: "openvino"')
+OV = ORT.replace('platform: "onnxruntime_onnx"', 'backend: "openvino"') + \
+    'parameters { key: "ENABLE_BATCH_PADDING" value: { string_value: "YES" } }\n'
 PT = """name: "m"
 platform: "pytorch_libtorch"
 max_batch_size: 8
@@ -86,9 +90,13 @@ def findings(repo: Path) -> tuple[list[str], list[str]]:
 
 # (rule id, config, artifact folder, expected text, extra folder kwargs)
 CASES = [
-    ("batch-dim", OV, "ir_static", "has a fixed first dim [8] in the IR but max_batch_size is 8", {}),
+    ("batch-dim", ORT, "fixed", "has a fixed first dim [2] in the graph but max_batch_size is 8", {}),
+    ("openvino-batch", OV.replace("ENABLE_BATCH_PADDING", "ENABLE_BATCH_PAD"), "ir",
+     "max_batch_size 8 without parameters ENABLE_BATCH_PADDING=YES", {}),
     ("io-match", ORT.replace('name: "y"', 'name: "logits"'), "dyn", "output 'logits' is not in model.onnx (it has y)", {}),
     ("io-match", OV.replace("dims: [ 3 ]", "dims: [ 5 ]"), "ir", "output 'y' dims [5] but the IR has [3]", {}),
+    ("io-match", OV.replace("dims: [ 4 ]", "dims: [ -1 ]"), "ir_static",
+     "input 'x' dims [-1] are dynamic where the IR is static [4]", {}),
     ("io-match", OV.replace('TYPE_FP32 dims: [ 4 ]', 'TYPE_INT64 dims: [ 4 ]'), "ir",
      "input 'x' data_type TYPE_INT64 but the IR has TYPE_FP32", {}),
     ("libtorch-io", PT.replace(', { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] }', ""), "pt",
@@ -109,6 +117,8 @@ CASES = [
     ("ort-graph-level", ORT + "optimization { graph { level: 3 } }\n", "dyn", "optimization.graph.level 3 is not one", {}),
     ("backend-parameters", OV + 'parameters { key: "num_streams" value: { string_value: "2" } }\n', "ir",
      "parameter 'num_streams' is not read by the openvino backend (it is silently ignored); did you mean NUM_STREAMS?", {}),
+    ("backend-parameters", OV + 'parameters { key: "HINT_BF16" value: { string_value: "NO" } }\n', "ir",
+     "parameter HINT_BF16: 'NO' is not one of YES", {}),
     ("backend-parameters", OV + 'parameters { key: "PERFORMANCE_HINT" value: { string_value: "FAST" } }\n', "ir",
      "parameter PERFORMANCE_HINT: 'FAST' is not one of LATENCY, THROUGHPUT", {}),
     ("backend-parameters", ORT + 'parameters { key: "execution_mode" value: { string_value: "2" } }\n', "dyn",

@@ -50,15 +50,29 @@ def test_onnxruntime_session_applies_the_backend_parameters(lin):
 
 def test_openvino_session_applies_streams_hint_and_reshape(lin):
     d, x, ref = lin
-    params = {"NUM_STREAMS": "1", "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": "1", "RESHAPE_IO_LAYERS": "YES",
-              "ENABLE_BATCH_PADDING": "YES"}
+    params = {"NUM_STREAMS": "1", "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": "1", "RESHAPE_IO_LAYERS": "YES"}
     s = rt.open_session("openvino", d / "static.xml", ["x"], ["y"], rt.settings_from_parameters("openvino", params),
                         input_dims={"x": [-1, 4]})
     assert int(s.compiled.get_property("NUM_STREAMS")) == 1
     assert str(s.compiled.get_property("PERFORMANCE_HINT")).upper().endswith("THROUGHPUT")
     assert int(s.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
     np.testing.assert_allclose(s([x])[0], ref, rtol=1e-4, atol=1e-4)  # batch 5 on an IR saved at batch 2: reshaped
-    assert "ENABLE_BATCH_PADDING" in s.not_reproduced
+
+
+def test_openvino_session_runs_every_batch_at_max_batch_size_like_the_backend(lin):
+    d, x, ref = lin
+    dims = {"x": [-1, 4]}
+    padded = rt.open_session("openvino", d / "model.onnx", ["x"], ["y"],
+                             rt.settings_from_parameters("openvino", {"ENABLE_BATCH_PADDING": "YES"}), input_dims=dims,
+                             max_batch_size=8)
+    out = padded([x])[0]  # batch 5, zero-padded to 8 and sliced back
+    assert out.shape == (5, 3)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    assert "every run at max_batch_size 8, zero-padded" in padded.summary()
+    strict = rt.open_session("openvino", d / "model.onnx", ["x"], ["y"], rt.settings_from_parameters("openvino", {}),
+                             input_dims=dims, max_batch_size=8)
+    with pytest.raises(ValueError, match="expected requests with batch size '8', got '5'"):
+        strict([x])
 
 
 def test_torchscript_session_applies_threads_and_inference_mode(lin):

@@ -127,7 +127,7 @@ class TritonPythonModel:
         dims = {i["name"]: batch + [int(d) for d in i.get("dims", [])] for i in config["input"]}
         try:
             self.run = _rt.open_session(runtime, path, [n for n, _ in self.inputs], [n for n, _ in self.outputs],
-                                        settings, gpu=gpu, input_dims=dims)
+                                        settings, gpu=gpu, input_dims=dims, max_batch_size=self.max_batch_size)
         except Exception as exc:  # the server log and the repository index show this message
             msg = " ".join(str(exc).split())
             raise pb_utils.TritonModelException(f"{self.name}: {runtime} cannot load {artifact}: {msg}") from exc
