@@ -169,12 +169,13 @@ def artifact_signature(path: Path) -> dict:
         module = torch.jit.load(str(path), map_location="cpu")
         schema = module.forward.schema
         args = [a.name for a in schema.arguments[1:]]  # [0] is self
+        required = sum(1 for a in schema.arguments[1:] if a.default_value is None)
         n_out = None
         if len(schema.returns) == 1:
             ret = schema.returns[0].type
             kind = ret.kind()
             n_out = len(ret.elements()) if kind == "TupleType" else (1 if kind == "TensorType" else None)
-        return {"args": args, "n_outputs": n_out}
+        return {"args": args, "required": required, "n_outputs": n_out}
     raise ValueError(f"no reader for {path.suffix} files")
 
 
@@ -434,10 +435,11 @@ def check_libtorch_io(t: Target):
         where = t.at(path)
         args = sig["args"]
         names = [i.name for i in t.cfg.input]
-        if len(names) != len(args):
+        if not sig.get("required", len(args)) <= len(names) <= len(args):
             yield problem(f"{where}: config declares {len(names)} inputs but forward() takes {len(args)} "
                           f"({', '.join(args)}); declare one input per argument")
             continue
+        args = args[:len(names)] if not all(n in args for n in names) else args
         if not all(n in args for n in names):
             idx = [_NAMED_INDEX.match(n) for n in names]
             if all(idx):

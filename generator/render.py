@@ -211,10 +211,10 @@ def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, targ
     if "cpu" not in devices:
         if gpu_groups:
             chosen = gpu_groups
-        else:
-            count = groups[0]["count"] if groups else 1
-            chosen = [{"count": count, "kind": "KIND_GPU", "gpus": [], "profile": []}]
-            notes.append(f"{variant.key} runs on GPU only: {count} KIND_GPU instance(s) per GPU (the spec's count)")
+        else:  # the spec's groups (count, gpus, profile) as KIND_GPU
+            chosen = [{**g, "kind": "KIND_GPU"} for g in groups] or [{"count": 1, "kind": "KIND_GPU", "gpus": [], "profile": []}]
+            notes.append(f"{variant.key} runs on GPU only: instance groups {_describe(groups)} rendered as "
+                         f"{_describe(chosen)} (the spec's counts)")
             return chosen
     elif "gpu" not in devices:
         if groups and not cpu_groups:
