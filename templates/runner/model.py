@@ -89,7 +89,14 @@ _capsule_set_name.restype = ctypes.c_int
 # tritongen_runtimes.py (the stub runs isolated and cannot import the generator package).
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tritongen_runtimes as _rt  # noqa: E402
+try:
+    import tritongen_runtimes as _rt  # noqa: E402  (the build's copy, beside this file)
+except ImportError:  # a hand-assembled repository: the generator package installed in the stub's Python
+    try:
+        from generator import runtimes as _rt  # noqa: E402
+    except ImportError as exc:
+        raise ImportError("tritongen runner: tritongen_runtimes.py is not beside model.py and the generator package "
+                          "is not importable; copy generator/runtimes.py there as tritongen_runtimes.py") from exc
 
 _RUNTIMES = tuple(_rt.SESSIONS)
 
