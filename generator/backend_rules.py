@@ -13,6 +13,7 @@ apply to it too. Heavy modules (onnx, openvino, torch) are imported only when a 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -315,16 +316,27 @@ CPU_ACCELERATORS = ("openvino",)
 
 
 def check_parameter(backend: str, key: str, value: str) -> str | None:
-    """Why ``key: value`` is wrong for ``backend``'s config parameters, or None (also used by the spec)."""
+    """Why ``key: value`` is wrong for ``backend``'s config parameters, or None (also used by the spec).
+    An unknown key that looks like a known one (case, a typo) is wrong: the backend silently drops the setting."""
     known = BACKEND_PARAMETERS.get(backend)
     if known is None:
         return None
     if key not in known:
-        close = [k for k in known if k.lower() == key.lower()]
-        hint = f"did you mean {close[0]}? (names are case-sensitive)" if close else f"known: {', '.join(known)}"
-        return f"parameter '{key}' is not read by the {backend} backend (it is silently ignored); {hint}"
+        close = [k for k in known if k.lower() == key.lower()] or difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+        if close:
+            return (f"parameter '{key}' is not read by the {backend} backend (names are case-sensitive; it is silently "
+                    f"ignored); did you mean {close[0]}?")
+        return None
     why = known[key](str(value))
     return f"parameter {key}: {why}" if why else None
+
+
+def unknown_parameter(backend: str, key: str) -> str | None:
+    """A parameter the backend does not read and that resembles none it does (metadata, or a mistake)."""
+    known = BACKEND_PARAMETERS.get(backend)
+    if known is None or key in known or check_parameter(backend, key, ""):
+        return None
+    return f"parameter '{key}' is not read by the {backend} backend (kept as metadata; it configures nothing)"
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -556,6 +568,8 @@ def check_backend_parameters(t: Target):
         why = check_parameter(t.engine, k, v)
         if why:
             yield problem(f"{t.where}: {why}", PARAM_SOURCE[t.engine])
+        elif note := unknown_parameter(t.engine, k):
+            yield warning(f"{t.where}: {note}", PARAM_SOURCE[t.engine])
 
 
 OV_EXTS = (".xml", ".onnx", ".pdmodel", ".saved_model")

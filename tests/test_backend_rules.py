@@ -116,7 +116,10 @@ CASES = [
      "gpu_execution_accelerator 'tensorrtx' is unknown", {}),
     ("ort-graph-level", ORT + "optimization { graph { level: 3 } }\n", "dyn", "optimization.graph.level 3 is not one", {}),
     ("backend-parameters", OV + 'parameters { key: "num_streams" value: { string_value: "2" } }\n', "ir",
-     "parameter 'num_streams' is not read by the openvino backend (it is silently ignored); did you mean NUM_STREAMS?", {}),
+     "parameter 'num_streams' is not read by the openvino backend (names are case-sensitive; it is silently ignored); "
+     "did you mean NUM_STREAMS?", {}),
+    ("backend-parameters", ORT + 'parameters { key: "intra_op_threads_count" value: { string_value: "2" } }\n', "dyn",
+     "did you mean intra_op_thread_count?", {}),
     ("backend-parameters", OV + 'parameters { key: "HINT_BF16" value: { string_value: "NO" } }\n', "ir",
      "parameter HINT_BF16: 'NO' is not one of YES", {}),
     ("backend-parameters", OV + 'parameters { key: "PERFORMANCE_HINT" value: { string_value: "FAST" } }\n', "ir",
@@ -165,6 +168,13 @@ def test_torchscript_inputs_not_named_after_forward_are_fed_in_order_with_a_warn
     problems, warnings = findings(folder(tmp_path, artifacts, cfg, "pt"))
     assert problems == []
     assert any("feeds them in config order [libtorch-io: " in w for w in warnings), warnings
+
+
+def test_unrelated_parameters_are_metadata_with_a_warning(tmp_path, artifacts):
+    cfg = ORT + 'parameters { key: "team" value: { string_value: "vision" } }\n'
+    problems, warnings = findings(folder(tmp_path, artifacts, cfg, "dyn"))
+    assert problems == []
+    assert any("parameter 'team' is not read by the onnxruntime backend (kept as metadata" in w for w in warnings), warnings
 
 
 def test_static_ir_with_reshape_io_layers_accepts_dynamic_dims(tmp_path, artifacts):
