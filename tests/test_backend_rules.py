@@ -191,3 +191,19 @@ def test_spec_side_parameter_check_matches_the_rule():
     assert backend_rules.check_parameter("openvino", "NUM_STREAMS", "AUTO") is None
     assert "positive integer" in backend_rules.check_parameter("openvino", "NUM_STREAMS", "0")
     assert backend_rules.check_parameter("onnxruntime", "intra_op_thread_count", "2") is None
+
+
+def test_build_refuses_a_spec_that_breaks_a_backend_rule_and_writes_nothing(tmp_path):
+    """The build runs the rules before the repository is swapped in: a look-alike parameter from the spec is the
+    user's one-line error, and model_repository/ is not created."""
+    from specs import linear_model, write_spec
+
+    from generator.errors import UserError
+    from generator.pipeline import build
+    from generator.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path, {"models": [linear_model(triton={"parameters": {"Intra_Op_Thread_Count": 2}})]}))
+    with pytest.raises(UserError, match=r"lin__onnx/config\.pbtxt: parameter 'Intra_Op_Thread_Count' is not read by the "
+                                        r"onnxruntime backend .*did you mean intra_op_thread_count\? \[backend-parameters: "):
+        build(spec, tmp_path / "model_repository", tmp_path / "build")
+    assert not (tmp_path / "model_repository").exists()
