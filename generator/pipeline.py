@@ -268,6 +268,8 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
                      target: str, templates: Path | None) -> None:
     model = mb.model
     ctx = config_context(model, variant, vspec, target=target, spec_name=mb.spec.path.name)
+    for note in ctx.get("notes", []):
+        mb.events.log(model.name, note)
     text = render(ctx, template_for(variant, target), templates)
     where = f"{result.triton_name}/config.pbtxt"
     cfg, problem = parse_config(text, where)
@@ -283,8 +285,10 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         runner = (templates / "runner" / "model.py") if templates and (templates / "runner" / "model.py").is_file() \
             else DEFAULT_TEMPLATES / "runner" / "model.py"
         shutil.copy2(runner, vdir_out / "model.py")
+        shutil.copy2(Path(__file__).resolve().parent / "runtimes.py", vdir_out / "tritongen_runtimes.py")
     (mdir / "config.pbtxt").write_text(text)
     problems += check_model_dir(mdir).problems
+    _raise_backend_rule(problems)
     if problems:
         raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
     manifest = {
@@ -298,6 +302,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         # what the artifact computes in: the variant's, unless its build chose another (OpenVINO bf16)
         "precision": result.info.get("compute_precision", variant.precision),
         "devices": list(variant.devices),
+        "notes": ctx.get("notes", []),
         "spec": str(mb.spec.path),
         "spec_hash": model.spec_hash(),
         "checkpoint_sha256": mb.checkpoint_sha256,
@@ -307,6 +312,15 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "files": file_entries(vdir_out),
     }
     write_json(mdir / "manifest.json", manifest)
+
+
+def _raise_backend_rule(problems: list[str]) -> None:
+    """A native backend's rule broken by what the spec asked for (parameters, instance kinds...) is the user's to fix."""
+    from .backend_rules import is_rule_message
+
+    rule = next((p for p in problems if is_rule_message(p)), None)
+    if rule:
+        raise UserError(f"{rule} (from the spec's triton settings; fix them)")
 
 
 def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:

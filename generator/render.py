@@ -75,11 +75,10 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
     if target not in TARGETS:
         raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
     tr = model.triton
-    params = dict(variant.extra_parameters(model, vspec.options))
-    groups = [
-        {"count": g.count, "kind": g.kind, "gpus": list(g.gpus), "profile": list(g.profile)}
-        for g in tr.instance_group
-    ]
+    notes: list[str] = []
+    settings, graph_level = backend_settings(model, variant, vspec)
+    params = dict(settings)
+    groups = instance_groups(model, variant, vspec, target, notes)
     optimization = None
     if target == "embedded":
         platform, backend = None, "python"
@@ -88,21 +87,14 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
             "artifact": variant.filename,
             "intra_op_threads": str(tr.intra_op_threads),
         })
-        if variant.runtime == "onnxruntime" and variant.precision == "fp16":
-            params["ort_graph_optimization_level"] = "extended"  # ORT's NchwcTransformer crashes on fp16 graphs
+        if graph_level:
+            params["ort_graph_optimization_level"] = graph_level
         if variant.runtime == "openvino" and vspec.options.get("inference_precision"):
             params["openvino_inference_precision"] = str(vspec.options["inference_precision"])
-        for g in groups:  # the embedded server has no GPU backends: its runners take the CPU
-            g.update(kind="KIND_CPU", gpus=[], profile=[])
-        if not groups:
-            groups = [{"count": 1, "kind": "KIND_CPU", "gpus": [], "profile": []}]
     else:
         platform, backend = variant.platform, variant.backend
-        if variant.runtime == "onnxruntime" and tr.intra_op_threads:
-            params["intra_op_thread_count"] = str(tr.intra_op_threads)
-        if variant.runtime == "onnxruntime" and variant.precision == "fp16":
-            # fp16 graphs crash ORT's NchwcTransformer at ALL: cap the server's level at EXTENDED (1)
-            optimization = {"graph_level": 1, "gpu_accelerators": [], "cpu_accelerators": []}
+        if graph_level:
+            optimization = {"graph_level": ORT_LEVEL_NUMBERS[graph_level], "gpu_accelerators": [], "cpu_accelerators": []}
     params.update(tr.parameters)
     db = tr.dynamic_batching if model.max_batch_size > 0 else None
     ctx = {
@@ -118,15 +110,13 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
         "inputs": [_tensor(t) for t in model.inputs],
         "outputs": [_tensor(t) for t in model.outputs],
         "version_policy": tr.version_policy,
-        "dynamic_batching": None if db is None else {
-            "preferred_batch_size": list(db.preferred_batch_size),
-            "max_queue_delay_microseconds": db.max_queue_delay_microseconds,
-            "preserve_ordering": db.preserve_ordering,
-        },
+        "dynamic_batching": None if db is None else dynamic_batching_values(db),
         "instance_groups": groups,
         "warmup": warmup_entries(model) if tr.warmup else [],
         "parameters": params,
         "optimization": optimization,
+        "response_cache": tr.response_cache,
+        "notes": notes,
     }
     if target == "triton":
         accel = vspec.options.get("trt_accelerator")
@@ -134,7 +124,115 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
             ctx["optimization"] = ctx["optimization"] or {"graph_level": None, "cpu_accelerators": []}
             ctx["optimization"]["gpu_accelerators"] = [ort_trt_accelerator_values(model, vspec, accel)]
         variant.adjust_config(model, vspec, ctx)
+    if tr.rate_limiter:
+        for g in ctx["instance_groups"]:
+            g["rate_limiter"] = tr.rate_limiter
     return ctx
+
+
+# ----------------------------------------------------------------------------- native backend settings
+
+NATIVE_BACKEND = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch"}  # runtime -> backend
+THREAD_KEYS = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS", "pytorch": "INTRA_OP_THREAD_COUNT"}
+# onnxruntime_backend src/onnxruntime.cc: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, else ALL
+ORT_LEVEL_NUMBERS = {"basic": -1, "extended": 1, "disable": 2, "all": 0}
+_LEVEL_ORDER = ("disable", "basic", "extended", "all")
+
+
+def backend_settings(model: ModelSpec, variant: Variant, vspec: VariantSpec) -> tuple[dict, str | None]:
+    """The native backend's config ``parameters`` for this variant, and ONNX Runtime's graph level name (None =
+    the backend's default, all). One source for both targets: the triton config carries them for the native
+    backend, the embedded config for the twin (templates/runner/model.py via generator/runtimes.py).
+
+    Precedence: the variant's own (its options, e.g. OpenVINO's performance_hint) < ``triton.backend.<backend>``
+    < nothing else; ``triton.intra_op_threads`` fills the backend's thread key when neither sets it."""
+    native = NATIVE_BACKEND.get(variant.runtime)
+    params = dict(variant.extra_parameters(model, vspec.options))
+    spec_side = dict(model.triton.backend.get(native, {})) if native else {}
+    level = spec_side.pop("graph_level", None)
+    params.update(spec_side)
+    if native and model.triton.intra_op_threads:
+        params.setdefault(THREAD_KEYS[native], str(model.triton.intra_op_threads))
+    if variant.runtime == "onnxruntime" and variant.precision == "fp16":
+        # fp16 graphs crash ORT's NchwcTransformer at ALL: cap the level at EXTENDED
+        capped = "extended" if level in (None, "all") else level
+        level = capped
+    if level == "all":
+        level = None
+    return params, level
+
+
+def dynamic_batching_values(db) -> dict:
+    return {
+        "preferred_batch_size": list(db.preferred_batch_size),
+        "max_queue_delay_microseconds": db.max_queue_delay_microseconds,
+        "preserve_ordering": db.preserve_ordering,
+        "priority_levels": db.priority_levels,
+        "default_priority_level": db.default_priority_level,
+        "default_queue_policy": db.default_queue_policy,
+        "priority_queue_policy": dict(sorted(db.priority_queue_policy.items())),
+    }
+
+
+# ----------------------------------------------------------------------------------- device-aware groups
+
+
+def _describe(groups: list[dict]) -> str:
+    return "[" + ", ".join(f"{g['count']}x{g['kind'][5:]}" for g in groups) + "]" if groups else "[default]"
+
+
+def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str, notes: list[str]) -> list[dict]:
+    """Instance groups where the variant can run (``Variant.devices``). The triton target keeps the spec's
+    groups that fit the variant (GPU-only variants get KIND_GPU groups, derived from the spec's count when it
+    has none; CPU-only variants drop KIND_GPU groups; a GPU accelerator keeps the KIND_GPU ones) and raises a
+    UserError when nothing the spec asks for can run the variant. The embedded target serves everything on CPU
+    and says so in ``notes``."""
+    groups = [{"count": g.count, "kind": g.kind, "gpus": list(g.gpus), "profile": list(g.profile)}
+              for g in model.triton.instance_group]
+    where = f"{model.where}.triton.instance_group"
+    devices = set(variant.devices)
+    gpu_accel = vspec.options.get("trt_accelerator") is not None and variant.runtime == "onnxruntime"
+
+    def cpu(count: int) -> dict:
+        return {"count": count, "kind": "KIND_CPU", "gpus": [], "profile": []}
+
+    if target == "embedded":
+        kept = [g for g in groups if g["kind"] != "KIND_GPU"] or groups
+        adapted = [cpu(g["count"]) for g in kept] or [cpu(1)]
+        if "cpu" not in devices:
+            notes.append(f"embedded target: {variant.key} is a GPU variant ({variant.backend or variant.platform} on "
+                         f"KIND_GPU in the triton target); the twin runs it on CPU here, for checking, not for speed")
+        if adapted != groups:
+            notes.append(f"embedded target: instance groups {_describe(groups)} served as {_describe(adapted)} "
+                         "(the embedded server has no GPU)")
+        return adapted
+    gpu_groups = [g for g in groups if g["kind"] in ("KIND_GPU", "KIND_AUTO")]
+    cpu_groups = [g for g in groups if g["kind"] in ("KIND_CPU", "KIND_AUTO")]
+    if "cpu" not in devices:
+        if gpu_groups:
+            chosen = gpu_groups
+        else:  # the spec's groups (count, gpus, profile) as KIND_GPU
+            chosen = [{**g, "kind": "KIND_GPU"} for g in groups] or [{"count": 1, "kind": "KIND_GPU", "gpus": [], "profile": []}]
+            notes.append(f"{variant.key} runs on GPU only: instance groups {_describe(groups)} rendered as "
+                         f"{_describe(chosen)} (the spec's counts)")
+            return chosen
+    elif "gpu" not in devices:
+        if groups and not cpu_groups:
+            raise UserError(f"{where}: only KIND_GPU groups, but variant '{variant.key}' runs on CPU only "
+                            f"({variant.backend or variant.platform}); add {{count: 1, kind: KIND_CPU}} or drop the variant")
+        chosen = cpu_groups or [cpu(1)]
+    elif gpu_accel:
+        if groups and not gpu_groups:
+            raise UserError(f"{model.where}.variants.{vspec.name}.options.trt_accelerator: a GPU accelerator applies only "
+                            f"under KIND_GPU instances but {where} has only KIND_CPU groups; add {{count: 1, kind: KIND_GPU}}"
+                            " or remove trt_accelerator")
+        chosen = gpu_groups
+    else:
+        chosen = groups
+    if groups and chosen != groups:
+        notes.append(f"{variant.key} ({'/'.join(variant.devices)}): instance groups {_describe(groups)} rendered as "
+                     f"{_describe(chosen)}")
+    return chosen
 
 
 def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> dict:
@@ -212,9 +310,10 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
         "version_policy": None,
         "dynamic_batching": None if db is None else {
             "preferred_batch_size": list(db.preferred_batch_size),
-            "max_queue_delay_microseconds": db.max_queue_delay_microseconds, "preserve_ordering": False},
+            "max_queue_delay_microseconds": db.max_queue_delay_microseconds, "preserve_ordering": False,
+            "priority_levels": 0, "default_priority_level": 0, "default_queue_policy": None, "priority_queue_policy": {}},
         "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
-        "warmup": [],
+        "warmup": [], "response_cache": False, "notes": [],
         "parameters": {
             "size": ",".join(map(str, pre.size)), "mean": ",".join(map(str, pre.mean)),
             "std": ",".join(map(str, pre.std)), "layout": pre.layout, "output_name": target.name,
@@ -237,7 +336,7 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
                   + [_tensor(t) for t in model.inputs if t.name != pre.input],
         "outputs": [_tensor(t) for t in model.outputs],
         "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
-        "parameters": {}, "optimization": None,
+        "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
         "steps": [
             {"model_name": triton_model_name(model.name, "preprocess"), "input_map": {"image": "image"},
              "output_map": {pre.input: "preprocessed"}},

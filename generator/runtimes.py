@@ -1,70 +1,224 @@
-"""In-process runners used to verify artifacts (and by the benchmark): feeds in, outputs out.
+"""The one runtime layer: ONNX Runtime, TorchScript and OpenVINO sessions, created here and only here.
 
-Heavy runtimes are imported lazily.
+Used by verification (the variants' runners), the embedded twin (``templates/runner/model.py``), the
+in-process baseline (``perf/baseline.py``) and the bench (``perf/bench.py``). Sessions are configured from a
+model config's ``parameters`` -- the native backends' own keys (``intra_op_thread_count``, ``NUM_STREAMS``,
+``INFERENCE_MODE``...) -- so the twin and the in-process numbers run what Triton's native backend would run,
+and each session says which of those settings it reproduced and which it could not (``Session.reproduced``,
+``Session.not_reproduced``).
+
+This file must stay standalone (numpy and the runtimes only, imported lazily; nothing from ``generator``):
+the build copies it beside the twin's ``model.py`` as ``tritongen_runtimes.py``, because the python-backend
+stub runs isolated and cannot import ``generator``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
 ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
               "all": "ORT_ENABLE_ALL"}
+# onnxruntime_backend: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, anything else ALL
+ORT_LEVEL_BY_NUMBER = {-1: "basic", 1: "extended", 2: "disable"}
+
+# the native keys each runtime's session honours (the same names the native backends read)
+ORT_KEYS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena", "enable_mem_pattern")
+OV_KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "COMPILATION_NUM_THREADS", "HINT_BF16",
+           "RESHAPE_IO_LAYERS", "ENABLE_BATCH_PADDING", "SKIP_OV_DYNAMIC_BATCHSIZE")
+PT_KEYS = ("INFERENCE_MODE", "DISABLE_OPTIMIZED_EXECUTION", "INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT",
+           "ENABLE_JIT_EXECUTOR", "ENABLE_JIT_PROFILING", "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING", "ENABLE_CACHE_CLEANING")
+THREAD_KEY = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS", "torchscript": "INTRA_OP_THREAD_COUNT"}
+
+
+def _true(v) -> bool:
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+
+
+def settings_from_parameters(runtime: str, params: Mapping[str, str], graph_level: int | None = None) -> dict:
+    """A config's ``parameters`` (string values) -> the settings :func:`open_session` takes, for ``runtime``
+    (onnxruntime | openvino | torchscript). Native keys win; tritongen's older runner keys
+    (``intra_op_threads``, ``ort_graph_optimization_level``, ``openvino_inference_precision``) fill in.
+    ``graph_level``: the config's ``optimization.graph.level`` (ONNX Runtime)."""
+    p = {k: str(v) for k, v in params.items() if v is not None and str(v) != ""}
+    legacy_threads = p.get("intra_op_threads")
+    if runtime == "onnxruntime":
+        s = {k: p[k] for k in ORT_KEYS if k in p}
+        if "intra_op_thread_count" not in s and legacy_threads and int(legacy_threads) > 0:
+            s["intra_op_thread_count"] = legacy_threads
+        level = p.get("ort_graph_optimization_level")
+        if level is None and graph_level is not None:
+            level = ORT_LEVEL_BY_NUMBER.get(int(graph_level), "all")
+        s["graph_level"] = (level or "all").lower()
+        return s
+    if runtime == "openvino":
+        s = {k: p[k] for k in OV_KEYS if k in p}
+        if "INFERENCE_NUM_THREADS" not in s and legacy_threads and int(legacy_threads) > 0:
+            s["INFERENCE_NUM_THREADS"] = legacy_threads
+        if "PERFORMANCE_HINT" not in s and p.get("openvino_performance_hint"):
+            s["PERFORMANCE_HINT"] = p["openvino_performance_hint"]
+        precision = p.get("openvino_inference_precision") or ("bf16" if _true(p.get("HINT_BF16", "")) else "f32")
+        s["inference_precision"] = precision.lower()
+        return s
+    if runtime == "torchscript":
+        s = {k: p[k] for k in PT_KEYS if k in p}
+        if "INTRA_OP_THREAD_COUNT" not in s and legacy_threads and int(legacy_threads) > 0:
+            s["INTRA_OP_THREAD_COUNT"] = legacy_threads
+        return s
+    raise ValueError(f"runtime {runtime!r} is not one of onnxruntime, openvino, torchscript")
+
+
+def with_threads(runtime: str, settings: dict, threads: int) -> dict:
+    """``settings`` with the runtime's intra-op thread count replaced (0 = the runtime's default)."""
+    out = dict(settings)
+    key = THREAD_KEY[runtime]
+    if threads > 0:
+        out[key] = str(threads)
+    else:
+        out.pop(key, None)
+    return out
+
+
+def threads_of(runtime: str, settings: dict) -> int:
+    return int(settings.get(THREAD_KEY[runtime]) or 0)
+
+
+class Session:
+    """A loaded artifact: ``session(arrays)`` -> output arrays, both in the config's order; ``session.feeds(dict)``
+    -> dict of outputs. ``reproduced``/``not_reproduced``: native setting -> what the session did / why not."""
+
+    def __init__(self, runtime: str, in_names: Sequence[str], out_names: Sequence[str]):
+        self.runtime = runtime
+        self.in_names = list(in_names)
+        self.out_names = list(out_names)
+        self.reproduced: dict[str, str] = {}
+        self.not_reproduced: dict[str, str] = {}
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.out_names, self([feeds[n] for n in self.in_names])))
+
+    def summary(self) -> str:
+        done = ", ".join(f"{k}={v}" for k, v in self.reproduced.items()) or "defaults"
+        missing = "; ".join(f"{k}: {v}" for k, v in self.not_reproduced.items())
+        return f"{self.runtime}: {done}" + (f" | not reproduced: {missing}" if missing else "")
+
+
+# ------------------------------------------------------------------------------------------- ONNX Runtime
 
 
 def ort_session(path: Path, level: str = "all", threads: int = 0, optimized_out: Path | None = None,
-                disabled_optimizers: list[str] | None = None):
+                disabled_optimizers: list[str] | None = None, settings: Mapping[str, str] | None = None,
+                providers: list | None = None, record: Session | None = None):
+    """An ``onnxruntime.InferenceSession`` on CPU. ``settings`` (native keys) override ``level``/``threads``."""
     import onnxruntime as ort
 
+    s = dict(settings or {})
+    level = s.get("graph_level", level)
+    intra = int(s.get("intra_op_thread_count") or threads or 0)
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
     so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
+    rec = record.reproduced if record is not None else {}
+    rec["graph_level"] = f"{level} ({ORT_LEVELS[level]})"
+    if intra > 0:
+        so.intra_op_num_threads = intra
+        rec["intra_op_thread_count"] = str(intra)
+    if "inter_op_thread_count" in s:
+        if int(s["inter_op_thread_count"]) > 0:
+            so.inter_op_num_threads = int(s["inter_op_thread_count"])
+        rec["inter_op_thread_count"] = s["inter_op_thread_count"]
+    elif intra > 0 and settings is None:
+        so.inter_op_num_threads = 1  # the historical in-process default (sequential mode ignores it anyway)
+    if "execution_mode" in s:
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if s["execution_mode"] == "1" else ort.ExecutionMode.ORT_SEQUENTIAL
+        rec["execution_mode"] = "parallel" if s["execution_mode"] == "1" else "sequential"
+    if "enable_mem_arena" in s:
+        so.enable_cpu_mem_arena = _true(s["enable_mem_arena"])
+        rec["enable_mem_arena"] = str(so.enable_cpu_mem_arena).lower()
+    if "enable_mem_pattern" in s:
+        so.enable_mem_pattern = _true(s["enable_mem_pattern"])
+        rec["enable_mem_pattern"] = str(so.enable_mem_pattern).lower()
+    if record is not None:
+        record.options = so  # what was asked (ORT may fall back, e.g. to sequential execution, on its own)
     if optimized_out is not None:
         so.optimized_model_filepath = str(optimized_out)
     kwargs = {}
     if disabled_optimizers:
         kwargs["disabled_optimizers"] = disabled_optimizers
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **kwargs)
+    return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"], **kwargs)
 
 
-def ort_runner(path: Path, output_names: list[str], level: str = "all", threads: int = 0):
-    sess = ort_session(path, level=level, threads=threads)
+class OrtSession(Session):
+    def __init__(self, path, in_names, out_names, settings, gpu=None):
+        super().__init__("onnxruntime", in_names, out_names)
+        providers = None
+        if gpu is not None:
+            import onnxruntime as ort
 
-    def run(feeds):
-        return dict(zip(output_names, sess.run(output_names, feeds)))
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers = [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]
+        self.session = ort_session(Path(path), settings=settings, providers=providers, record=self)
+        art_in = [i.name for i in self.session.get_inputs()]
+        art_out = [o.name for o in self.session.get_outputs()]
+        # by name where the artifact's names match the config's, else by position
+        self.feed = self.in_names if set(self.in_names) <= set(art_in) else art_in[: len(self.in_names)]
+        self.fetch = self.out_names if set(self.out_names) <= set(art_out) else art_out[: len(self.out_names)]
 
-    return run
-
-
-def onnx_artifact_runner(level: str = "all"):
-    """The variant ``runner`` for a ``model.onnx`` artifact: (artifact_dir, model, options) -> runner."""
-
-    def make(artifact_dir: Path, model, options: dict):
-        return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level=level)
-
-    return make
+    def __call__(self, arrays):
+        return self.session.run(self.fetch, dict(zip(self.feed, arrays)))
 
 
-def torchscript_runner(path: Path, input_names: list[str], output_names: list[str]):
-    import torch
+# ------------------------------------------------------------------------------------------- TorchScript
 
-    module = torch.jit.load(str(path), map_location="cpu").eval()
 
-    def run(feeds):
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names]
-        with torch.inference_mode():
-            out = module(*args)
-        if isinstance(out, torch.Tensor):
+class TorchScriptSession(Session):
+    def __init__(self, path, in_names, out_names, settings, gpu=None):
+        import torch
+
+        super().__init__("torchscript", in_names, out_names)
+        s = dict(settings or {})
+        self.torch = torch
+        intra = int(s.get("INTRA_OP_THREAD_COUNT") or 0)
+        if intra > 0:
+            torch.set_num_threads(intra)
+            self.reproduced["INTRA_OP_THREAD_COUNT"] = str(intra)
+        if "INTER_OP_THREAD_COUNT" in s and int(s["INTER_OP_THREAD_COUNT"]) > 0:
+            try:
+                torch.set_num_interop_threads(int(s["INTER_OP_THREAD_COUNT"]))
+                self.reproduced["INTER_OP_THREAD_COUNT"] = s["INTER_OP_THREAD_COUNT"]
+            except RuntimeError as e:  # only settable once per process, before any inter-op work
+                self.not_reproduced["INTER_OP_THREAD_COUNT"] = str(e).splitlines()[0][:80]
+        self.inference_mode = _true(s.get("INFERENCE_MODE", "true"))  # the backend's default: on
+        self.reproduced["INFERENCE_MODE"] = str(self.inference_mode).lower()
+        if "DISABLE_OPTIMIZED_EXECUTION" in s:
+            torch._C._set_graph_executor_optimize(not _true(s["DISABLE_OPTIMIZED_EXECUTION"]))
+            self.reproduced["DISABLE_OPTIMIZED_EXECUTION"] = str(_true(s["DISABLE_OPTIMIZED_EXECUTION"])).lower()
+        for k in ("ENABLE_JIT_EXECUTOR", "ENABLE_JIT_PROFILING", "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING",
+                  "ENABLE_CACHE_CLEANING"):
+            if k in s:
+                self.not_reproduced[k] = "not applied by the twin (GPU/JIT-internal setting)"
+        self.device = torch.device(f"cuda:{gpu}" if gpu is not None and torch.cuda.is_available() else "cpu")
+        self.module = torch.jit.load(str(path), map_location=self.device).eval()
+
+    def __call__(self, arrays):
+        torch = self.torch
+        guard = torch.inference_mode() if self.inference_mode else torch.no_grad()
+        with guard:
+            args = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
+            out = self.module(*args)
+        if isinstance(out, dict):
+            out = [out[n] for n in self.out_names]
+        elif not isinstance(out, (list, tuple)):
             out = [out]
-        elif isinstance(out, dict):
-            out = list(out.values())
-        return {n: o.numpy() for n, o in zip(output_names, out)}
+        return [o.detach().cpu().contiguous().numpy() for o in out]
 
-    return run
+
+# --------------------------------------------------------------------------------------------- OpenVINO
 
 
 def openvino_available() -> str | None:
@@ -87,31 +241,124 @@ def openvino_supports(precision: str) -> bool:
 
 
 def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", threads: int = 0,
-                     streams: int | None = None):
-    """Compile an IR (or ONNX) file for CPU with an explicit inference precision (f32 | bf16)."""
+                     streams: int | str | None = None, settings: Mapping[str, str] | None = None,
+                     input_dims: Mapping[str, Sequence[int]] | None = None, record: Session | None = None):
+    """Compile an IR (or ONNX) file for CPU. ``settings`` (the openvino backend's keys) override the keyword
+    defaults. Unlike the native backend, the precision is always explicit (f32 unless bf16 is asked for):
+    OpenVINO's CPU plugin defaults to bf16 on CPUs with native bf16."""
     import openvino as ov
 
+    s = dict(settings or {})
+    rec = record.reproduced if record is not None else {}
     core = ov.Core()
-    cfg = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = threads
-    if streams is not None:
-        cfg["NUM_STREAMS"] = streams
-    return core.compile_model(core.read_model(str(path)), "CPU", cfg)
+    precision = s.get("inference_precision", precision)
+    cfg = {"PERFORMANCE_HINT": s.get("PERFORMANCE_HINT", hint).upper(), "INFERENCE_PRECISION_HINT": precision}
+    rec["PERFORMANCE_HINT"] = cfg["PERFORMANCE_HINT"]
+    rec["precision"] = precision + (" (HINT_BF16)" if precision == "bf16" else " (explicit; the native backend cannot force f32)")
+    n = int(s.get("INFERENCE_NUM_THREADS") or threads or 0)
+    if n > 0:
+        cfg["INFERENCE_NUM_THREADS"] = n
+        rec["INFERENCE_NUM_THREADS"] = str(n)
+    st = s.get("NUM_STREAMS", streams)
+    if st is not None:
+        cfg["NUM_STREAMS"] = st if isinstance(st, int) else (int(st) if str(st).isdigit() else str(st).upper())
+        rec["NUM_STREAMS"] = str(st)
+    if s.get("COMPILATION_NUM_THREADS"):
+        cfg["COMPILATION_NUM_THREADS"] = int(s["COMPILATION_NUM_THREADS"])
+        rec["COMPILATION_NUM_THREADS"] = s["COMPILATION_NUM_THREADS"]
+    model = core.read_model(str(path))
+    if _true(s.get("RESHAPE_IO_LAYERS", "")) and input_dims:
+        shapes = {}
+        for port in model.inputs:
+            hit = next((n for n in port.get_names() if n in input_dims), None)
+            if hit is not None:
+                shapes[port] = ov.PartialShape([d if d > 0 else -1 for d in input_dims[hit]])
+        model.reshape(shapes)
+        rec["RESHAPE_IO_LAYERS"] = "YES"
+    return core.compile_model(model, "CPU", cfg)
+
+
+class OpenVINOSession(Session):
+    """As Triton's openvino backend: with ``max_batch_size`` > 0 every run is at max_batch_size (the backend's
+    ``ov::set_batch``), smaller batches zero-padded when ENABLE_BATCH_PADDING=YES and refused otherwise."""
+
+    def __init__(self, path, in_names, out_names, settings, gpu=None, input_dims=None, max_batch_size=0):
+        super().__init__("openvino", in_names, out_names)
+        self.compiled = openvino_compile(Path(path), settings=settings, input_dims=input_dims, record=self)
+        self.max_batch_size = int(max_batch_size or 0)
+        self.pad = _true((settings or {}).get("ENABLE_BATCH_PADDING", ""))
+        if self.max_batch_size > 0:
+            self.reproduced["batch"] = (f"every run at max_batch_size {self.max_batch_size}"
+                                        f"{', zero-padded (ENABLE_BATCH_PADDING)' if self.pad else ', smaller batches refused'}")
+        self.request = self.compiled.create_infer_request()
+        art_in = [sorted(p.get_names()) for p in self.compiled.inputs]
+        self.in_index = []
+        for pos, name in enumerate(self.in_names):
+            hit = [i for i, names in enumerate(art_in) if name in names]
+            self.in_index.append(hit[0] if hit else pos)
+        self.out_ports = []
+        for pos, name in enumerate(self.out_names):
+            hit = [p for p in self.compiled.outputs if name in p.get_names()]
+            self.out_ports.append(hit[0] if hit else self.compiled.outputs[pos])
+
+    def __call__(self, arrays):
+        n = arrays[0].shape[0] if self.max_batch_size > 0 and arrays and arrays[0].ndim else None
+        if n is not None and n != self.max_batch_size:
+            if not self.pad:
+                raise ValueError(f"expected requests with batch size '{self.max_batch_size}', got '{n}' (as Triton's "
+                                 "openvino backend); set ENABLE_BATCH_PADDING to YES")
+            arrays = [np.concatenate([a, np.zeros((self.max_batch_size - n, *a.shape[1:]), a.dtype)]) for a in arrays]
+        result = self.request.infer({self.in_index[i]: np.ascontiguousarray(a) for i, a in enumerate(arrays)})
+        out = [np.array(result[p]) for p in self.out_ports]
+        return [o[:n] for o in out] if n is not None else out
+
+
+# ----------------------------------------------------------------------------------------------- entry
+
+
+SESSIONS = {"onnxruntime": OrtSession, "torchscript": TorchScriptSession, "openvino": OpenVINOSession}
+
+
+def open_session(runtime: str, path, in_names: Sequence[str], out_names: Sequence[str],
+                 settings: Mapping[str, str] | None = None, gpu: int | None = None,
+                 input_dims: Mapping[str, Sequence[int]] | None = None, max_batch_size: int = 0) -> Session:
+    """Load ``path`` with ``runtime`` configured by ``settings`` (from :func:`settings_from_parameters`).
+    ``input_dims`` (config dims with the batch dim) and ``max_batch_size``: what the served config declares."""
+    if runtime not in SESSIONS:
+        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(SESSIONS)}")
+    if runtime == "openvino":
+        return OpenVINOSession(path, in_names, out_names, dict(settings or {}), gpu, input_dims, max_batch_size)
+    return SESSIONS[runtime](path, in_names, out_names, dict(settings or {}), gpu)
+
+
+# ------------------------------------------------------------- feeds-in/outputs-out runners (verification)
+
+
+def ort_runner(path: Path, output_names: list[str], level: str = "all", threads: int = 0):
+    sess = ort_session(path, level=level, threads=threads)
+
+    def run(feeds):
+        return dict(zip(output_names, sess.run(output_names, feeds)))
+
+    return run
+
+
+def onnx_artifact_runner(level: str = "all"):
+    """The variant ``runner`` for a ``model.onnx`` artifact: (artifact_dir, model, options) -> runner."""
+
+    def make(artifact_dir: Path, model, options: dict):
+        return ort_runner(artifact_dir / "model.onnx", [t.name for t in model.outputs], level=level)
+
+    return make
+
+
+def torchscript_runner(path: Path, input_names: list[str], output_names: list[str], settings: Mapping[str, str] | None = None):
+    return TorchScriptSession(path, input_names, output_names, dict(settings or {})).feeds
 
 
 def openvino_runner(path: Path, input_names: list[str], output_names: list[str], precision: str = "f32",
-                    threads: int = 0):
+                    threads: int = 0, settings: Mapping[str, str] | None = None):
     """Feeds in, outputs out, through one OpenVINO infer request (ports matched by tensor name)."""
-    compiled = openvino_compile(path, precision=precision, threads=threads)
-    request = compiled.create_infer_request()
-    ports = {}
-    for name in output_names:
-        hit = [p for p in compiled.outputs if name in p.get_names()]
-        ports[name] = hit[0] if hit else compiled.outputs[output_names.index(name)]
-
-    def run(feeds):
-        result = request.infer({n: np.ascontiguousarray(feeds[n]) for n in input_names})
-        return {n: np.array(result[p]) for n, p in ports.items()}
-
-    return run
+    s = {"inference_precision": precision, **({"INFERENCE_NUM_THREADS": str(threads)} if threads else {}),
+         **dict(settings or {})}
+    return OpenVINOSession(path, input_names, output_names, s).feeds

@@ -118,6 +118,10 @@ class DynamicBatching:
     preferred_batch_size: tuple[int, ...] = ()
     max_queue_delay_microseconds: int = 0
     preserve_ordering: bool = False
+    priority_levels: int = 0  # 0 = no priorities
+    default_priority_level: int = 0
+    default_queue_policy: dict | None = None  # {timeout_action, default_timeout_microseconds, allow_timeout_override, max_queue_size}
+    priority_queue_policy: dict = field(default_factory=dict)  # {level: queue policy}
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,11 @@ class TritonSpec:
     version_policy: dict | None = None  # {"latest": {"num_versions": n}} | {"all": {}} | {"specific": {...}}
     parameters: dict = field(default_factory=dict)
     intra_op_threads: int = 0  # 0 = runtime default
+    # native backend settings, as the backend's own parameter names and string values:
+    # {"onnxruntime": {...}, "openvino": {...}, "pytorch": {...}}; onnxruntime's "graph_level" is optimization.graph.level
+    backend: dict = field(default_factory=dict)
+    response_cache: bool = False
+    rate_limiter: dict | None = None  # {"resources": [{"name", "count", "global"}], "priority": n}
 
 
 @dataclass(frozen=True)
@@ -574,11 +583,13 @@ def _calibration(raw: dict, where: str, root: Path) -> Calibration:
 
 
 def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
-    f = _Fields(raw, where, ("dynamic_batching", "instance_group", "warmup", "version_policy", "parameters", "intra_op_threads"))
+    f = _Fields(raw, where, ("dynamic_batching", "instance_group", "warmup", "version_policy", "parameters", "intra_op_threads",
+                             "backend", "response_cache", "rate_limiter"))
     db: DynamicBatching | None = None
     if f.get("dynamic_batching") is not False and mbs > 0:
         d = _Fields(f.dict("dynamic_batching"), f.path("dynamic_batching"),
-                    ("preferred_batch_size", "max_queue_delay_microseconds", "preserve_ordering"))
+                    ("preferred_batch_size", "max_queue_delay_microseconds", "preserve_ordering", "priority_levels",
+                     "default_priority_level", "default_queue_policy", "priority_queue_policy"))
         pref = tuple(_int(x, f"{d.path('preferred_batch_size')}[{j}]", minimum=1)
                      for j, x in enumerate(d.list("preferred_batch_size")))
         for j, p in enumerate(pref):
@@ -590,6 +601,7 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
             preferred_batch_size=pref,
             max_queue_delay_microseconds=d.int("max_queue_delay_microseconds", 0, minimum=0),
             preserve_ordering=d.bool("preserve_ordering", False),
+            **_priorities(d),
         )
     elif f.has("dynamic_batching") and f.get("dynamic_batching") not in (False, None, {}) and mbs == 0:
         raise UserError(f"{where}.dynamic_batching: needs max_batch_size > 0; set max_batch_size or remove dynamic_batching")
@@ -629,7 +641,108 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
         version_policy=vp,
         parameters=params,
         intra_op_threads=f.int("intra_op_threads", 0, minimum=0),
+        backend=_backend_settings(f.dict("backend"), f.path("backend")),
+        response_cache=f.bool("response_cache", False),
+        rate_limiter=_rate_limiter(f.dict("rate_limiter"), f.path("rate_limiter")) if f.has("rate_limiter") else None,
     )
+
+
+# The native backends' settings a spec may give (triton.backend.<backend>), with how a YAML value is written
+# for that backend. Values are then checked with the backend's own rule (generator/backend_rules.py).
+BACKEND_SETTINGS = {
+    "onnxruntime": ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena",
+                    "enable_mem_pattern", "graph_level"),
+    "openvino": ("NUM_STREAMS", "PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "ENABLE_BATCH_PADDING", "RESHAPE_IO_LAYERS",
+                 "COMPILATION_NUM_THREADS"),
+    "pytorch": ("INFERENCE_MODE", "DISABLE_OPTIMIZED_EXECUTION", "INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT",
+                "ENABLE_JIT_EXECUTOR", "ENABLE_JIT_PROFILING"),
+}
+ORT_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+ORT_EXECUTION_MODES = {"sequential": "0", "parallel": "1", "0": "0", "1": "1"}
+
+
+def _backend_value(backend: str, key: str, v: Any, where: str) -> str:
+    if isinstance(v, (dict, list)) or v is None:
+        raise UserError(f"{where}: expected a string, number or boolean")
+    if isinstance(v, bool):
+        return {"openvino": "YES" if v else "NO", "onnxruntime": "1" if v else "0"}.get(backend, str(v).lower())
+    value = str(v)
+    if backend == "onnxruntime" and key == "execution_mode":
+        if value.lower() not in ORT_EXECUTION_MODES:
+            raise UserError(f"{where}: '{value}' is not sequential or parallel")
+        return ORT_EXECUTION_MODES[value.lower()]
+    if backend == "openvino" and key in ("PERFORMANCE_HINT", "NUM_STREAMS"):
+        return value.upper()
+    return value
+
+
+def _backend_settings(raw: dict, where: str) -> dict:
+    from .backend_rules import check_parameter
+
+    f = _Fields(raw, where, tuple(BACKEND_SETTINGS))
+    out = {}
+    for backend, keys in BACKEND_SETTINGS.items():
+        b = _Fields(f.dict(backend), f.path(backend), keys)
+        vals = {}
+        for k in keys:
+            if not b.has(k):
+                continue
+            if backend == "onnxruntime" and k == "graph_level":
+                level = str(b.get(k)).lower()
+                if level not in ORT_GRAPH_LEVELS:
+                    raise UserError(f"{b.path(k)}: '{level}' is not one of {', '.join(ORT_GRAPH_LEVELS)}")
+                vals[k] = level
+                continue
+            vals[k] = _backend_value(backend, k, b.get(k), b.path(k))
+            why = check_parameter(backend, k, vals[k])
+            if why:
+                raise UserError(f"{b.path(k)}: {why.split(': ', 1)[-1]}")
+        if vals:
+            out[backend] = vals
+    return out
+
+
+QUEUE_ACTIONS = ("REJECT", "DELAY")
+
+
+def _queue_policy(raw: dict, where: str) -> dict:
+    f = _Fields(raw, where, ("timeout_action", "default_timeout_microseconds", "allow_timeout_override", "max_queue_size"))
+    action = f.str("timeout_action", "REJECT").upper()
+    if action not in QUEUE_ACTIONS:
+        raise UserError(f"{f.path('timeout_action')}: '{action}' is not REJECT or DELAY")
+    return {"timeout_action": action,
+            "default_timeout_microseconds": f.int("default_timeout_microseconds", 0, minimum=0),
+            "allow_timeout_override": f.bool("allow_timeout_override", False),
+            "max_queue_size": f.int("max_queue_size", 0, minimum=0)}
+
+
+def _priorities(d: "_Fields") -> dict:
+    levels = d.int("priority_levels", 0, minimum=0)
+    default = d.int("default_priority_level", 0, minimum=0)
+    if levels and not 1 <= default <= levels:
+        raise UserError(f"{d.path('default_priority_level')}: {default} is not in 1..{levels} (priority_levels); set it")
+    if default and not levels:
+        raise UserError(f"{d.path('default_priority_level')}: needs priority_levels; set priority_levels")
+    per_level = {}
+    for k, v in d.dict("priority_queue_policy").items():
+        lvl = _int(k, f"{d.path('priority_queue_policy')}.{k}", minimum=1)
+        if lvl > levels:
+            raise UserError(f"{d.path('priority_queue_policy')}.{k}: level {lvl} > priority_levels {levels}")
+        per_level[lvl] = _queue_policy(v, f"{d.path('priority_queue_policy')}.{k}")
+    policy = _queue_policy(d.dict("default_queue_policy"), d.path("default_queue_policy")) \
+        if d.has("default_queue_policy") else None
+    return {"priority_levels": levels, "default_priority_level": default, "default_queue_policy": policy,
+            "priority_queue_policy": per_level}
+
+
+def _rate_limiter(raw: dict, where: str) -> dict:
+    f = _Fields(raw, where, ("resources", "priority"))
+    resources = []
+    for j, r in enumerate(f.list("resources")):
+        rf = _Fields(r, f"{f.path('resources')}[{j}]", ("name", "count", "global"))
+        resources.append({"name": rf.str("name", required=True), "count": rf.int("count", required=True, minimum=1),
+                          "global": rf.bool("global", False)})
+    return {"resources": resources, "priority": f.int("priority", 0, minimum=0)}
 
 
 def _preprocess(raw: dict, where: str, inputs, root: Path | None = None, source: Any = None):

@@ -117,51 +117,6 @@ def check_config(cfg, text: str, where: str, dir_name: str | None = None) -> lis
     return p
 
 
-def _onnx_problems(cfg, onnx_path: Path, where: str) -> list[str]:
-    from .export import onnx_io
-
-    try:
-        io = onnx_io(onnx_path)
-    except Exception as e:
-        return [f"{where}: cannot read {onnx_path.name} ({str(e).splitlines()[0][:150]}); rebuild the artifact"]
-    p = []
-    batched = cfg.max_batch_size > 0
-    for kind, declared, real in (("input", cfg.input, io["inputs"]), ("output", cfg.output, io["outputs"])):
-        graph = {n: (et, dims) for n, et, dims in real}
-        for t in declared:
-            if t.name not in graph:
-                p.append(f"{where}: {kind} '{t.name}' is not in {onnx_path.name} (it has {', '.join(graph) or 'none'}); "
-                         "use the graph's names")
-                continue
-            et, dims = graph[t.name]
-            want = dtypes.BY_TRITON.get(_dtype_name(t.data_type))
-            if want is None or want.onnx != et:
-                got = dtypes.BY_ONNX.get(et)
-                p.append(f"{where}: {kind} '{t.name}' data_type {_dtype_name(t.data_type)} but the graph has "
-                         f"{got.triton if got else et}; make them equal")
-                continue
-            if batched:
-                if not dims or isinstance(dims[0], int) and dims[0] != -1:
-                    p.append(f"{where}: {kind} '{t.name}' has a fixed first dim {dims[:1]} in the graph but "
-                             f"max_batch_size is {cfg.max_batch_size}; export with a dynamic batch dim or set max_batch_size 0")
-                    continue
-                dims = dims[1:]
-            cdims = list(t.dims)
-            if len(dims) != len(cdims):
-                p.append(f"{where}: {kind} '{t.name}' dims {cdims} but the graph has rank {len(dims)} {dims}"
-                         f"{' after the batch dim' if batched else ''}; fix dims")
-                continue
-            for cd, gd in zip(cdims, dims):
-                if isinstance(gd, int) and gd > 0 and cd != gd:
-                    p.append(f"{where}: {kind} '{t.name}' dims {cdims} but the graph has {dims}; fix dims")
-                    break
-        if kind == "input":
-            missing = [n for n in graph if n not in {t.name for t in declared}]
-            if missing:
-                p.append(f"{where}: graph input '{missing[0]}' is not declared; add it to input")
-    return p
-
-
 def _dtype_name(v: int) -> str:
     from tritonclient.grpc import model_config_pb2 as pb
 
@@ -190,24 +145,29 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
         return rep
     if engine == "ensemble":
         return rep
+    rules_problems, rules_warnings = backend_rule_findings(cfg, model_dir, versions)
+    rep.warnings += rules_warnings
     fname = cfg.default_model_filename or DEFAULT_FILENAMES.get(engine)
     for v in versions:
         vdir = model_dir / str(v)
         if fname and not (vdir / fname).is_file():
             rep.problems.append(f"{model_dir.name}/{v}: {fname} is missing; the {engine} backend loads that file")
-            continue
-        artifact = None
-        if engine in ("onnxruntime_onnx", "onnxruntime"):
-            artifact = vdir / fname
         elif engine == "python" and "artifact" in cfg.parameters:
             a = cfg.parameters["artifact"].string_value
             if not (vdir / a).is_file():
                 rep.problems.append(f"{model_dir.name}/{v}: runner artifact {a} is missing; rebuild the variant")
-            elif a.endswith(".onnx"):
-                artifact = vdir / a
-        if artifact is not None:
-            rep.problems += _onnx_problems(cfg, artifact, f"{model_dir.name}/{v}/{artifact.name}")
+    rep.problems += [p for p in rules_problems if p not in rep.problems]
     return rep
+
+
+def backend_rule_findings(cfg, model_dir: Path, versions: list[int]) -> tuple[list[str], list[str]]:
+    """The native backends' rules (generator/backend_rules.py) on one parsed model folder."""
+    from . import backend_rules
+
+    target = backend_rules.Target(cfg=cfg, model_dir=model_dir, versions=versions,
+                                  engine=backend_rules.normalize_engine(cfg),
+                                  manifest=backend_rules.read_manifest(model_dir))
+    return backend_rules.run_rules(target)
 
 
 def check_ensemble(rep: ModelReport, configs: dict[str, object]) -> None:

@@ -6,8 +6,10 @@ share a process with ONNX Runtime or OpenVINO (FACTS.md: they slowed ORT up to 4
 **What "concurrency c" means in-process.** Triton's dynamic batcher turns ``c`` outstanding batch-1
 requests into batches of up to ``c``; the best any server can do at concurrency ``c`` is therefore to run
 the runtime at batch ``c``. So the in-process number at concurrency ``c`` is one call at batch ``c`` (at
-the spec's ``opt`` dims) on one session with the served model's intra-op thread setting (``0`` = the
-runtime's default, all cores), and throughput = ``c`` / call latency. Served / in-process then measures
+the spec's ``opt`` dims) on one session created by ``generator.runtimes`` from the served model's own config
+(the same native-backend settings the twin runs) with the intra-op threads of all served instances together
+(``count`` x per-instance threads; ``0`` = the runtime's default, all cores), and throughput = ``c`` / call
+latency. The result's ``twin_settings`` says which native-backend settings the session reproduced. Served / in-process then measures
 everything the server adds: transport, (de)serialisation, the python-backend stub, queueing and batches
 formed smaller than ``c``. Eager fp32 is measured the same way (torch default threads).
 """
@@ -55,6 +57,7 @@ def _child(job: dict) -> dict:
     spec = load_spec(job["spec"])
     model = spec.model(job["model"])
     threads = int(job.get("threads") or 0)
+    reproduced = None
     in_names = [t.name for t in model.inputs]
     out_names = [t.name for t in model.outputs]
     kind = job["kind"]
@@ -70,29 +73,18 @@ def _child(job: dict) -> dict:
 
         def run(feeds):
             return torch_forward(module, model, feeds)
-    elif kind == "onnxruntime":
-        from generator.runtimes import ort_session
+    elif kind in ("onnxruntime", "torchscript", "openvino"):
+        from generator.runtimes import open_session
 
-        level = job.get("ort_level") or "all"
-        sess = ort_session(Path(job["artifact"]), level=level, threads=threads)
-        art_in = [i.name for i in sess.get_inputs()]
-        feed_names = in_names if set(in_names) <= set(art_in) else art_in[: len(in_names)]
+        served = served_settings(kind, Path(job["artifact"]), threads, job)
+        threads = served["threads"]
+        session = open_session(kind, Path(job["artifact"]), in_names, out_names, served["settings"],
+                               input_dims=served["input_dims"], max_batch_size=served["max_batch_size"])
+        reproduced = {"settings": session.summary(), "instances": served["instances"],
+                      "threads_per_instance": served["per_instance"]}
 
         def run(feeds):
-            return sess.run(None, {a: feeds[n] for a, n in zip(feed_names, in_names)})
-    elif kind == "torchscript":
-        import torch
-
-        from generator.runtimes import torchscript_runner
-
-        if threads:
-            torch.set_num_threads(threads)
-        run = torchscript_runner(Path(job["artifact"]), in_names, out_names)
-    elif kind == "openvino":
-        from generator.runtimes import openvino_runner
-
-        run = openvino_runner(Path(job["artifact"]), in_names, out_names,
-                              precision=job.get("ov_precision") or "f32", threads=threads)
+            return session([feeds[n] for n in in_names])
     else:
         raise SystemExit(f"unknown baseline kind {kind!r}")
 
@@ -103,7 +95,51 @@ def _child(job: dict) -> dict:
     rows = _measure(run, feeds_for, batches, job["measurement_s"], job["max_iters"])
     for row, c in zip(rows, job["batches"]):
         row["concurrency"] = c
-    return {"kind": kind, "threads": threads, "rows": rows}
+    out = {"kind": kind, "threads": threads, "rows": rows}
+    if reproduced:
+        out["twin_settings"] = reproduced
+    return out
+
+
+def twin_note(name: str, res: dict) -> str:
+    """One report line: which native-backend settings the twin (and this baseline) reproduced, at which threads."""
+    t = res["twin_settings"]
+    per = t.get("threads_per_instance") or "default"
+    return (f"{name}: twin/in-process session {t['settings']}; served {t['instances']} instance(s) x {per} thread(s), "
+            f"in-process {res.get('threads') or 'default'} thread(s)")
+
+
+def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
+    """The session settings of the served model (its config.pbtxt beside the version folder), with the intra-op
+    threads of ALL its instances together: the fair in-process equivalent of ``count`` instances x ``t`` threads
+    is one session with ``count * t`` threads (issue 12). ``threads`` > 0 (per instance) overrides the config's."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from generator.runtimes import settings_from_parameters, threads_of, with_threads
+
+    cfg_path = artifact.parent.parent / "config.pbtxt"
+    params, level, instances, dims, mbs = {}, None, 1, None, 0
+    if cfg_path.is_file():
+        cfg = text_format.Parse(cfg_path.read_text(), model_config_pb2.ModelConfig())
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        level = cfg.optimization.graph.level if cfg.optimization.HasField("graph") else None
+        instances = sum(g.count for g in cfg.instance_group) or 1
+        mbs = cfg.max_batch_size
+        batch = [-1] if cfg.max_batch_size > 0 else []
+        dims = {i.name: batch + list(i.dims) for i in cfg.input}
+    for k in ("ort_level", "ov_precision"):  # explicit job overrides (older callers)
+        if job.get(k):
+            params["ort_graph_optimization_level" if k == "ort_level" else "openvino_inference_precision"] = job[k]
+    settings = settings_from_parameters(kind, params, graph_level=level)
+    per_instance = threads or threads_of(kind, settings)
+    total = per_instance * instances if per_instance else 0
+    if job.get("equal_threads", True):
+        settings = with_threads(kind, settings, total)
+    else:
+        total = per_instance
+    return {"settings": settings, "threads": total, "instances": instances, "per_instance": per_instance,
+            "input_dims": dims, "max_batch_size": mbs}
 
 
 def run_baseline(job: dict, timeout_s: float = 600.0) -> dict:

@@ -60,33 +60,21 @@ def _make_runner(job: dict, model, threads: int):
                 return module(*[torch.from_numpy(feeds[n]) for n in names])
 
         return run
-    path = Path(job["artifact"])
-    if kind == "onnxruntime":
-        from generator.runtimes import ort_session
+    if kind in ("onnxruntime", "torchscript", "openvino"):
+        # one runtime layer: the session the served config describes (generator.runtimes), at ``threads``
+        from generator.runtimes import open_session, with_threads
 
-        level = "extended" if job["precision"] == "fp16" else "all"
-        sess = ort_session(path, level=level, threads=threads)
-        return lambda feeds: sess.run(None, feeds)
-    if kind == "torchscript":
-        import torch
+        from .baseline import served_settings
 
-        torch.set_num_threads(threads)
-        module = torch.jit.load(str(path)).eval()
+        served = served_settings(kind, Path(job["artifact"]), threads, {**job, "equal_threads": False})
+        settings = with_threads(kind, served["settings"], threads)
+        if kind == "openvino" and "inference_precision" in job.get("options", {}):
+            settings["inference_precision"] = str(job["options"]["inference_precision"]).lower()
+        session = open_session(kind, Path(job["artifact"]), [t.name for t in model.inputs],
+                               [t.name for t in model.outputs], settings, input_dims=served["input_dims"],
+                               max_batch_size=served["max_batch_size"])
         names = [t.name for t in model.inputs]
-
-        def run(feeds):
-            with torch.inference_mode():
-                return module(*[torch.from_numpy(feeds[n]) for n in names])
-
-        return run
-    if kind == "openvino":
-        from generator.runtimes import openvino_compile
-
-        opts = job.get("options", {})
-        precision = str(opts.get("inference_precision", "f32")).lower()
-        compiled = openvino_compile(path, precision=precision, hint="LATENCY", threads=threads)
-        request = compiled.create_infer_request()
-        return lambda feeds: request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return lambda feeds: session([feeds[n] for n in names])
     raise SystemExit(f"bench: runtime {kind} is not timed here")
 
 

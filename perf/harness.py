@@ -348,6 +348,8 @@ def run_perf(
             res = run[kind][name] = baseline_mod.run_baseline(job)
             if "error" in res:
                 run["notes"].append(f"{what} failed: {res['error']}")
+            elif res.get("twin_settings"):
+                run["notes"].append(baseline_mod.twin_note(name, res))
     if gemm_probe:
         log("GEMM probe (cached per machine)")
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")

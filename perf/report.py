@@ -335,8 +335,9 @@ and seconds. Inputs are generated from the spec (declared shapes, dtypes, intege
 from the spec's calibration .npz. Server-side queue and compute times and the average batch formed come from Triton's
 statistics extension, read before and after each step.
 
-In-process: the same runtime and artifact without the server, in its own subprocess, with the served model's
-intra-op thread setting. "Concurrency c" in-process means one call at batch c: that is what Triton's dynamic batcher
+In-process: the same runtime and artifact without the server, in its own subprocess, in the session the served
+config describes (generator.runtimes; the Notes say which native-backend settings it and the twin reproduced), with
+the intra-op threads of all served instances together (instances x threads each). "Concurrency c" in-process means one call at batch c: that is what Triton's dynamic batcher
 can at best make of c outstanding batch-1 requests, so served / in-process is the share of the runtime's capacity the
 server delivers (transport, python-backend stub, queueing and smaller-than-c batches are the loss). PyTorch eager fp32
 of the original checkpoint is measured the same way. Speed-up vs eager compares served throughput with eager at

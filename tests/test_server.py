@@ -119,7 +119,9 @@ def served(artifacts, triton_install, tmp_path_factory):
     add_model(repo, "tiny_onnx", runner_config("tiny_onnx", "onnxruntime", "model.onnx"), {"model.onnx": artifacts["onnx"]})
     add_model(repo, "tiny_ts", runner_config("tiny_ts", "torchscript", "model.pt"), {"model.pt": artifacts["ts"]})
     add_model(
-        repo, "tiny_ov", runner_config("tiny_ov", "openvino", "model.xml"),
+        # like Triton's openvino backend, the twin runs every batch at max_batch_size: padding must be on
+        repo, "tiny_ov", runner_config("tiny_ov", "openvino", "model.xml",
+                                       extra='parameters { key: "ENABLE_BATCH_PADDING" value: { string_value: "YES" } }'),
         {"model.xml": artifacts["xml"], "model.bin": artifacts["bin"]},
     )
     add_model(repo, "preprocess", PREPROCESS_CONFIG, {}, model_py=PREPROCESS)

@@ -7,8 +7,10 @@ Options:
 - ``performance_hint``: LATENCY (default) | THROUGHPUT -- THROUGHPUT pays off only with concurrent requests;
 - ``num_streams``: an integer, or AUTO.
 They become the backend's config ``parameters`` (PERFORMANCE_HINT, NUM_STREAMS, HINT_BF16,
-INFERENCE_NUM_THREADS from ``triton.intra_op_threads``) plus ENABLE_BATCH_PADDING=YES when batching: the
-backend compiles the model at max_batch_size and rejects smaller batches without it.
+INFERENCE_NUM_THREADS from ``triton.intra_op_threads``) plus ENABLE_BATCH_PADDING=YES when batching (the
+backend fixes the batch at max_batch_size with ov::set_batch and rejects smaller batches without it; the twin
+pads the same way) and RESHAPE_IO_LAYERS=YES when an input has a named dynamic dim (the backend takes -1 dims
+only through reshaping).
 
 Caveat (recorded in the manifest): the backend can force bf16 (HINT_BF16) but has no switch for f32, and
 OpenVINO's CPU plugin defaults to bf16 on CPUs with native bf16 -- there Triton runs the f32 IR in bf16.
@@ -96,7 +98,7 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
 
 
 def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
-    """Config ``parameters``: the Triton openvino backend's keys, plus the embedded runner's."""
+    """Config ``parameters``: the Triton openvino backend's keys (the embedded twin reads the same keys)."""
     opts = ov_options(model, key, options)
     params = {"PERFORMANCE_HINT": opts["hint"]}
     if opts["streams"] is not None:
@@ -106,9 +108,11 @@ def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
     if opts["precision"] == "bf16":
         params["HINT_BF16"] = "YES"
     if model.max_batch_size > 0:
+        # the backend fixes the batch at max_batch_size (ov::set_batch) and refuses smaller batches without padding
         params["ENABLE_BATCH_PADDING"] = "YES"
-    params["openvino_inference_precision"] = opts["precision"]  # embedded runner (python backend)
-    params["openvino_performance_hint"] = opts["hint"]
+    if any(isinstance(d, str) for t in model.inputs for d in t.shape):
+        # named (dynamic) dims render as -1, which the backend takes only through reshaping the IO layers
+        params["RESHAPE_IO_LAYERS"] = "YES"
     return params
 
 

@@ -78,7 +78,8 @@ def adjust_config(model: ModelSpec, vspec: VariantSpec, ctx: dict) -> None:
 
     values = trt.plan_config_context(model, trt.profiles_for(model, vspec),
                                      cuda_graphs=bool(vspec.options.get("cuda_graphs", False)))
-    ctx["instance_groups"] = values["instance_group"]
+    # render.instance_groups already kept the spec's GPU groups (or derived one); the plan's own are the fallback
+    ctx["instance_groups"] = ctx["instance_groups"] or values["instance_group"]
     ctx["optimization"] = {"cuda_graphs": bool(values["optimization"])}
 
 

@@ -5,10 +5,12 @@ comes from the model config (``args["model_config"]``):
 
     parameters { key: "runtime"  value: { string_value: "onnxruntime" } }   # onnxruntime | torchscript | openvino
     parameters { key: "artifact" value: { string_value: "model.onnx" } }    # file in the version folder
-    parameters { key: "intra_op_threads" value: { string_value: "1" } }     # optional, 0 = runtime default
-    parameters { key: "ort_graph_optimization_level" value: { string_value: "extended" } }  # optional: disable|basic|extended|all
-    parameters { key: "openvino_inference_precision" value: { string_value: "bf16" } }      # optional, default f32
-    parameters { key: "openvino_performance_hint" value: { string_value: "LATENCY" } }      # optional
+    parameters { key: "intra_op_thread_count" ... }   # and every other native-backend key the twin honours:
+    # ONNX Runtime: intra_op_thread_count, inter_op_thread_count, execution_mode, enable_mem_arena, enable_mem_pattern,
+    #   ort_graph_optimization_level (disable|basic|extended|all; or optimization.graph.level as the native backend)
+    # OpenVINO: PERFORMANCE_HINT, NUM_STREAMS, INFERENCE_NUM_THREADS, HINT_BF16, RESHAPE_IO_LAYERS, COMPILATION_NUM_THREADS
+    # PyTorch: INFERENCE_MODE, DISABLE_OPTIMIZED_EXECUTION, INTRA_OP_THREAD_COUNT, INTER_OP_THREAD_COUNT
+    # (read by tritongen_runtimes.settings_from_parameters; the server log lists what was reproduced)
 
 Inputs are fed to the artifact in config order (by name where the artifact's names match the config's,
 else by position); outputs likewise. A list of requests (dynamic batching) is concatenated along dim 0
@@ -22,6 +24,7 @@ Tensors move by DLPack both ways: in a stub running numpy >= 2, ``Tensor.as_nump
 import ctypes
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -40,6 +43,14 @@ _NUMPY = {
     "TYPE_FP32": np.float32,
     "TYPE_FP64": np.float64,
 }
+
+
+def _log(text):
+    logger = getattr(pb_utils, "Logger", None)
+    if logger is not None:
+        logger.log_info(text)
+    else:
+        print(text, flush=True)
 
 
 def _param(config, key, default=None):
@@ -74,92 +85,20 @@ _capsule_set_name.restype = ctypes.c_int
 
 
 # ------------------------------------------------------------------------------------------- runtimes
+# Session creation lives in one place, generator/runtimes.py; the build copies it beside this file as
+# tritongen_runtimes.py (the stub runs isolated and cannot import the generator package).
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import tritongen_runtimes as _rt  # noqa: E402  (the build's copy, beside this file)
+except ImportError:  # a hand-assembled repository: the generator package installed in the stub's Python
+    try:
+        from generator import runtimes as _rt  # noqa: E402
+    except ImportError as exc:
+        raise ImportError("tritongen runner: tritongen_runtimes.py is not beside model.py and the generator package "
+                          "is not importable; copy generator/runtimes.py there as tritongen_runtimes.py") from exc
 
-class _OnnxRuntime:
-    def __init__(self, path, params, in_names, out_names, gpu_device):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        threads = int(params.get("intra_op_threads") or 0)
-        if threads > 0:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        level = (params.get("ort_graph_optimization_level") or "all").lower()
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[level]
-        providers = ["CPUExecutionProvider"]
-        if gpu_device is not None and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = [("CUDAExecutionProvider", {"device_id": gpu_device}), "CPUExecutionProvider"]
-        self.session = ort.InferenceSession(path, so, providers=providers)
-        art_in = [i.name for i in self.session.get_inputs()]
-        art_out = [o.name for o in self.session.get_outputs()]
-        self.feed = in_names if set(in_names) <= set(art_in) else art_in[: len(in_names)]
-        self.fetch = out_names if set(out_names) <= set(art_out) else art_out[: len(out_names)]
-
-    def __call__(self, arrays):
-        return self.session.run(self.fetch, dict(zip(self.feed, arrays)))
-
-
-class _TorchScript:
-    def __init__(self, path, params, in_names, out_names, gpu_device):
-        import torch
-
-        threads = int(params.get("intra_op_threads") or 0)
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.torch = torch
-        self.device = torch.device(f"cuda:{gpu_device}" if gpu_device is not None and torch.cuda.is_available() else "cpu")
-        self.module = torch.jit.load(path, map_location=self.device).eval()
-        self.out_names = out_names
-
-    def __call__(self, arrays):
-        torch = self.torch
-        with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
-            out = self.module(*args)
-        if isinstance(out, dict):
-            out = [out[n] for n in self.out_names]
-        elif not isinstance(out, (list, tuple)):
-            out = [out]
-        return [o.detach().cpu().contiguous().numpy() for o in out]
-
-
-class _OpenVINO:
-    def __init__(self, path, params, in_names, out_names, gpu_device):
-        import openvino as ov
-
-        core = ov.Core()
-        cfg = {"PERFORMANCE_HINT": params.get("openvino_performance_hint") or "LATENCY"}
-        threads = int(params.get("intra_op_threads") or 0)
-        if threads > 0:
-            cfg["INFERENCE_NUM_THREADS"] = threads
-        # OpenVINO's CPU plugin defaults to bf16 where the CPU has avx512_bf16/AMX (error ~1e-3):
-        # f32 unless bf16/f16 is asked for.
-        cfg["INFERENCE_PRECISION_HINT"] = params.get("openvino_inference_precision") or "f32"
-        self.compiled = core.compile_model(core.read_model(path), "CPU", cfg)
-        self.request = self.compiled.create_infer_request()
-        art_in = [sorted(p.get_names()) for p in self.compiled.inputs]
-        self.in_index = []
-        for pos, name in enumerate(in_names):
-            hit = [i for i, names in enumerate(art_in) if name in names]
-            self.in_index.append(hit[0] if hit else pos)
-        self.out_ports = []
-        for pos, name in enumerate(out_names):
-            hit = [p for p in self.compiled.outputs if name in p.get_names()]
-            self.out_ports.append(hit[0] if hit else self.compiled.outputs[pos])
-
-    def __call__(self, arrays):
-        feed = {self.in_index[i]: np.ascontiguousarray(a) for i, a in enumerate(arrays)}
-        result = self.request.infer(feed)
-        return [np.array(result[p]) for p in self.out_ports]
-
-
-_RUNTIMES = {"onnxruntime": _OnnxRuntime, "torchscript": _TorchScript, "openvino": _OpenVINO}
+_RUNTIMES = tuple(_rt.SESSIONS)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -189,13 +128,17 @@ class TritonPythonModel:
         gpu = None
         if args.get("model_instance_kind") == "GPU":
             gpu = int(args.get("model_instance_device_id", 0))
+        graph_level = (config.get("optimization") or {}).get("graph", {}).get("level")
+        settings = _rt.settings_from_parameters(runtime, params, graph_level=graph_level)
+        batch = [-1] if self.max_batch_size > 0 else []
+        dims = {i["name"]: batch + [int(d) for d in i.get("dims", [])] for i in config["input"]}
         try:
-            self.run = _RUNTIMES[runtime](
-                path, params, [n for n, _ in self.inputs], [n for n, _ in self.outputs], gpu
-            )
+            self.run = _rt.open_session(runtime, path, [n for n, _ in self.inputs], [n for n, _ in self.outputs],
+                                        settings, gpu=gpu, input_dims=dims, max_batch_size=self.max_batch_size)
         except Exception as exc:  # the server log and the repository index show this message
             msg = " ".join(str(exc).split())
             raise pb_utils.TritonModelException(f"{self.name}: {runtime} cannot load {artifact}: {msg}") from exc
+        _log(f"{self.name}: native-backend settings: {self.run.summary()}")
 
     # One request's inputs, in config order, as arrays of the config's dtypes (copied out of Triton).
     def _read(self, request):

@@ -1,0 +1,209 @@
+"""Native-backend rules (generator/backend_rules.py): for every rule, a real model folder (real ONNX graph,
+OpenVINO IR, TorchScript module) whose config breaks it, checked through ``validate_repository`` — the same
+path as ``tritongen validate`` and the build. A rule without a case here fails ``test_every_rule_has_a_case``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from generator import backend_rules
+from generator.validate import validate_repository
+
+
+class TwoIn(torch.nn.Module):
+    def forward(self, x, mask):
+        return x * mask, x.sum(dim=1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """model.onnx (dynamic batch), fixed-batch model.onnx, model.xml/.bin (dynamic and static), model.pt."""
+    import onnx
+    import openvino as ov
+
+    d = tmp_path_factory.mktemp("art")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3).eval()
+    raw = d / "raw.onnx"
+    torch.onnx.export(lin, (torch.randn(2, 4),), str(raw), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    (d / "dyn").mkdir()
+    onnx.save(onnx.load(str(raw)), str(d / "dyn" / "model.onnx"))
+    (d / "ext").mkdir()  # weights in model.onnx.data beside it
+    onnx.save(onnx.load(str(raw)), str(d / "ext" / "model.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    (d / "fixed").mkdir()  # batch fixed at 2
+    torch.onnx.export(lin, (torch.randn(2, 4),), str(d / "fixed" / "model.onnx"), input_names=["x"], output_names=["y"],
+                      dynamo=False)
+    (d / "ir").mkdir()
+    ov.save_model(ov.convert_model(str(d / "dyn" / "model.onnx")), str(d / "ir" / "model.xml"))
+    (d / "ir_static").mkdir()
+    m = ov.convert_model(str(d / "dyn" / "model.onnx"))
+    m.reshape({"x": [8, 4]})
+    ov.save_model(m, str(d / "ir_static" / "model.xml"))
+    (d / "pt").mkdir()
+    torch.jit.save(torch.jit.trace(TwoIn(), (torch.randn(2, 4), torch.ones(2, 4))), str(d / "pt" / "model.pt"))
+    return d
+
+
+ORT = """name: "m"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 3 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+OV = ORT.replace('platform: "onnxruntime_onnx"', 'backend: "openvino"') + \
+    'parameters { key: "ENABLE_BATCH_PADDING" value: { string_value: "YES" } }\n'
+PT = """name: "m"
+platform: "pytorch_libtorch"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "out__0" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "out__1" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+TRT_ACCEL = """optimization { execution_accelerators { gpu_execution_accelerator : [ {
+  name : "tensorrt"
+  parameters { key: "precision_mode" value: "FP16" } } ] } }
+"""
+
+
+def folder(tmp_path: Path, artifacts: Path, config: str, src: str, versions=(1,), manifest: str | None = None) -> Path:
+    repo = tmp_path / "repo"
+    mdir = repo / "m"
+    for v in versions:
+        (mdir / str(v)).mkdir(parents=True)
+        for f in (artifacts / src).iterdir():
+            (mdir / str(v) / f.name).write_bytes(f.read_bytes())
+    (mdir / "config.pbtxt").write_text(config)
+    if manifest:
+        (mdir / "manifest.json").write_text(manifest)
+    return repo
+
+
+def findings(repo: Path) -> tuple[list[str], list[str]]:
+    reports = validate_repository(repo)
+    return [p for r in reports for p in r.problems], [w for r in reports for w in r.warnings]
+
+
+# (rule id, config, artifact folder, expected text, extra folder kwargs)
+CASES = [
+    ("batch-dim", ORT, "fixed", "has a fixed first dim [2] in the graph but max_batch_size is 8", {}),
+    ("openvino-batch", OV.replace("ENABLE_BATCH_PADDING", "ENABLE_BATCH_PAD"), "ir",
+     "max_batch_size 8 without parameters ENABLE_BATCH_PADDING=YES", {}),
+    ("io-match", ORT.replace('name: "y"', 'name: "logits"'), "dyn", "output 'logits' is not in model.onnx (it has y)", {}),
+    ("io-match", OV.replace("dims: [ 3 ]", "dims: [ 5 ]"), "ir", "output 'y' dims [5] but the IR has [3]", {}),
+    ("io-match", OV.replace("dims: [ 4 ]", "dims: [ -1 ]"), "ir_static",
+     "input 'x' dims [-1] are dynamic where the IR is static [4]", {}),
+    ("io-match", OV.replace('TYPE_FP32 dims: [ 4 ]', 'TYPE_INT64 dims: [ 4 ]'), "ir",
+     "input 'x' data_type TYPE_INT64 but the IR has TYPE_FP32", {}),
+    ("libtorch-io", PT.replace(', { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] }', ""), "pt",
+     "config declares 1 inputs but forward() takes 2 (x, mask)", {}),
+    ("libtorch-io", PT.replace('name: "x"', 'name: "TMP"').replace('name: "mask"', 'name: "x"'), "pt",
+     "input 'x' is forward() argument 0 but config position 1", {}),
+    ("libtorch-io", PT.replace("out__1", "out__2"), "pt", "output 'out__2' refers to output index 2 but forward() returns 2", {}),
+    ("libtorch-dtype", PT.replace('name: "mask" data_type: TYPE_FP32', 'name: "mask" data_type: TYPE_UINT32'), "pt",
+     "input 'mask' data_type TYPE_UINT32 has no torch dtype", {}),
+    ("instance-kind", OV.replace("KIND_CPU", "KIND_GPU"), "ir", "the openvino backend runs on CPU only", {}),
+    ("instance-kind", ORT, "dyn", "but variant 'onnx-fp16' runs on gpu",
+     {"manifest": '{"variant": "onnx-fp16", "devices": ["gpu"], "target": "triton"}'}),
+    ("gpu-accelerator-kind", ORT + TRT_ACCEL, "dyn", "gpu_execution_accelerator 'tensorrt' under KIND_CPU instances only", {}),
+    ("accelerators", ORT.replace("KIND_CPU", "KIND_GPU") + TRT_ACCEL.replace('"FP16"', '"FP8"'), "dyn",
+     "tensorrt accelerator parameter precision_mode: 'FP8' is not one of FP32, FP16, INT8", {}),
+    ("accelerators", ORT.replace("KIND_CPU", "KIND_GPU") + TRT_ACCEL.replace('"tensorrt"', '"tensorrtx"'), "dyn",
+     "gpu_execution_accelerator 'tensorrtx' is unknown", {}),
+    ("ort-graph-level", ORT + "optimization { graph { level: 3 } }\n", "dyn", "optimization.graph.level 3 is not one", {}),
+    ("backend-parameters", OV + 'parameters { key: "num_streams" value: { string_value: "2" } }\n', "ir",
+     "parameter 'num_streams' is not read by the openvino backend (names are case-sensitive; it is silently ignored); "
+     "did you mean NUM_STREAMS?", {}),
+    ("backend-parameters", ORT + 'parameters { key: "intra_op_threads_count" value: { string_value: "2" } }\n', "dyn",
+     "did you mean intra_op_thread_count?", {}),
+    ("backend-parameters", OV + 'parameters { key: "HINT_BF16" value: { string_value: "NO" } }\n', "ir",
+     "parameter HINT_BF16: 'NO' is not one of YES", {}),
+    ("backend-parameters", OV + 'parameters { key: "PERFORMANCE_HINT" value: { string_value: "FAST" } }\n', "ir",
+     "parameter PERFORMANCE_HINT: 'FAST' is not one of LATENCY, THROUGHPUT", {}),
+    ("backend-parameters", ORT + 'parameters { key: "execution_mode" value: { string_value: "2" } }\n', "dyn",
+     "parameter execution_mode: '2' is not one of 0, 1", {}),
+    ("backend-parameters", PT + 'parameters { key: "INFERENCE_MODE" value: { string_value: "maybe" } }\n', "pt",
+     "parameter INFERENCE_MODE: 'maybe' is not a boolean", {}),
+    ("model-files", ORT.replace("max_batch_size: 8", 'max_batch_size: 8\ndefault_model_filename: "model.onnx"'), "ext",
+     "external data file 'model.onnx.data' is missing beside it", {"drop": "model.onnx.data"}),
+    ("model-files", OV, "ir", "model.bin is missing beside it", {"drop": "model.bin"}),
+    ("warmup-inputs", ORT + 'model_warmup [ { name: "w" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 '
+     'dims: [ 5 ] zero_data: true } } } ]\n', "dyn", "model_warmup 'w' input 'x' dims [5] do not fit the declared dims [4]", {}),
+    ("warmup-inputs", PT + 'model_warmup [ { name: "w" batch_size: 1 inputs { key: "x" value: { data_type: TYPE_FP32 '
+     'dims: [ 4 ] zero_data: true } } } ]\n', "pt", "model_warmup 'w' gives no value for input 'mask'", {}),
+    ("version-policy", ORT + "version_policy: { specific { versions: [ 1, 2 ] } }\n", "dyn",
+     "version_policy specific [1, 2] but folder 2/ does not exist", {}),
+]
+
+
+@pytest.mark.parametrize("rule_id,config,src,expected,extra", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_config_breaking_the_rule_is_caught(tmp_path, artifacts, rule_id, config, src, expected, extra):
+    extra = dict(extra)
+    drop = extra.pop("drop", None)
+    repo = folder(tmp_path, artifacts, config, src, **extra)
+    if drop:
+        (repo / "m" / "1" / drop).unlink()
+    problems, _ = findings(repo)
+    hits = [p for p in problems if expected in p]
+    assert hits, problems
+    assert f"[{rule_id}: " in hits[0]  # one line naming the rule and its source
+    assert "\n" not in hits[0]
+
+
+@pytest.mark.parametrize("config,src", [(ORT, "dyn"), (OV, "ir"), (PT, "pt"),
+                                        (ORT.replace("max_batch_size: 8", 'max_batch_size: 8'), "ext"),
+                                        (ORT.replace("KIND_CPU", "KIND_GPU") + TRT_ACCEL, "dyn")],
+                         ids=["onnx", "openvino", "torchscript", "onnx-external-data", "trt-accelerator-on-gpu"])
+def test_configs_that_keep_the_rules_pass(tmp_path, artifacts, config, src):
+    problems, _ = findings(folder(tmp_path, artifacts, config, src))
+    assert problems == []
+
+
+def test_torchscript_inputs_not_named_after_forward_are_fed_in_order_with_a_warning(tmp_path, artifacts):
+    cfg = PT.replace('name: "x"', 'name: "a"').replace('name: "mask"', 'name: "b"')
+    problems, warnings = findings(folder(tmp_path, artifacts, cfg, "pt"))
+    assert problems == []
+    assert any("feeds them in config order [libtorch-io: " in w for w in warnings), warnings
+
+
+def test_unrelated_parameters_are_metadata_with_a_warning(tmp_path, artifacts):
+    cfg = ORT + 'parameters { key: "team" value: { string_value: "vision" } }\n'
+    problems, warnings = findings(folder(tmp_path, artifacts, cfg, "dyn"))
+    assert problems == []
+    assert any("parameter 'team' is not read by the onnxruntime backend (kept as metadata" in w for w in warnings), warnings
+
+
+def test_static_ir_with_reshape_io_layers_accepts_dynamic_dims(tmp_path, artifacts):
+    cfg = OV + 'parameters { key: "RESHAPE_IO_LAYERS" value: { string_value: "YES" } }\n'
+    problems, _ = findings(folder(tmp_path, artifacts, cfg, "ir_static"))
+    assert problems == []
+
+
+def test_every_rule_has_a_case():
+    assert {r.id for r in backend_rules.RULES} == {c[0] for c in CASES}
+
+
+def test_spec_side_parameter_check_matches_the_rule():
+    assert backend_rules.check_parameter("openvino", "NUM_STREAMS", "AUTO") is None
+    assert "positive integer" in backend_rules.check_parameter("openvino", "NUM_STREAMS", "0")
+    assert backend_rules.check_parameter("onnxruntime", "intra_op_thread_count", "2") is None
+
+
+def test_build_refuses_a_spec_that_breaks_a_backend_rule_and_writes_nothing(tmp_path):
+    """The build runs the rules before the repository is swapped in: a look-alike parameter from the spec is the
+    user's one-line error, and model_repository/ is not created."""
+    from specs import linear_model, write_spec
+
+    from generator.errors import UserError
+    from generator.pipeline import build
+    from generator.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path, {"models": [linear_model(triton={"parameters": {"Intra_Op_Thread_Count": 2}})]}))
+    with pytest.raises(UserError, match=r"lin__onnx/config\.pbtxt: parameter 'Intra_Op_Thread_Count' is not read by the "
+                                        r"onnxruntime backend .*did you mean intra_op_thread_count\? \[backend-parameters: "):
+        build(spec, tmp_path / "model_repository", tmp_path / "build")
+    assert not (tmp_path / "model_repository").exists()
