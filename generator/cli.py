@@ -470,6 +470,7 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
     for p in write_manifests(s, out_dir, opts):
         console.print(f"wrote {p}")
     console.print(f"apply with: kubectl apply -f {out_dir}")
+@cli.command()
 @click.argument("checkpoint", type=str)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("spec.yaml"), show_default=True,
               help="The spec to write (paths inside are relative to its folder).")

@@ -374,7 +374,7 @@ def tokenizer_context(model: ModelSpec, spec_name: str, target: str = "triton", 
                     for t in model.inputs if t.name in feeds],
         "version_policy": None, "dynamic_batching": None,  # rows are padded per request
         "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
-        "warmup": [], "parameters": params, "optimization": None,
+        "warmup": [], "parameters": params, "optimization": None, "response_cache": False, "notes": [],
     }
 
 
@@ -390,7 +390,7 @@ def text_ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) ->
                   + [_tensor(t) for t in model.inputs if t.name not in feeds],
         "outputs": [_tensor(t) for t in model.outputs],
         "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
-        "parameters": {}, "optimization": None,
+        "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
         "steps": [
             {"model_name": triton_model_name(model.name, "tokenizer"), "input_map": {TEXT_INPUT: TEXT_INPUT},
              "output_map": {name: f"tokens_{name}" for name in feeds}},

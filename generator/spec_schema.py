@@ -38,7 +38,7 @@ def _variant_names() -> list[str]:
 # mapping -> {key: schema fragment}. One entry per YAML mapping the spec has.
 def mappings() -> dict[str, dict[str, dict]]:
     from .hf import PADDINGS, POOLINGS, TASKS as HF_TASKS
-    from .spec import INSTANCE_KINDS, TASKS
+    from .spec import BACKEND_SETTINGS, INSTANCE_KINDS, TASKS
 
     return {
         "spec": {
@@ -132,11 +132,39 @@ def mappings() -> dict[str, dict[str, dict]]:
             "parameters": _t("object", "Extra config parameters (strings, numbers, booleans).",
                              additionalProperties={"type": ["string", "number", "boolean"]}),
             "intra_op_threads": _t("integer", "Intra-op threads per instance; 0 = runtime default.", minimum=0),
+            "backend": _ref("backend", "Native backend settings, under each backend's own names."),
+            "response_cache": _t("boolean", "Triton's response cache (the server needs --cache-config)."),
+            "rate_limiter": _ref("rate_limiter", "Rate limiter resources and priority of every instance group."),
+        },
+        "backend": {
+            name: _t("object", f"The {name} backend's parameters.", additionalProperties=False,
+                     properties={k: {"type": ["string", "number", "boolean"]} for k in keys})
+            for name, keys in BACKEND_SETTINGS.items()
+        },
+        "rate_limiter": {
+            "resources": _t("array", "Resources an instance needs to run.", items={"$ref": "#/$defs/rate_limiter_resource"}),
+            "priority": _t("integer", "Instance priority (0 = default).", minimum=0),
+        },
+        "rate_limiter_resource": {
+            "name": _t("string", "Resource name."),
+            "count": {**_POS_INT, "description": "Units needed."},
+            "global": _t("boolean", "Shared by every device."),
+        },
+        "queue_policy": {
+            "timeout_action": _t("string", "What happens at the timeout.", enum=["REJECT", "DELAY"]),
+            "default_timeout_microseconds": _t("integer", "Queue timeout (0 = none).", minimum=0),
+            "allow_timeout_override": _t("boolean", "Requests may set their own timeout."),
+            "max_queue_size": _t("integer", "Queue bound (0 = unbounded).", minimum=0),
         },
         "dynamic_batching": {
             "preferred_batch_size": _t("array", "Preferred batch sizes (<= max_batch_size).", items=_POS_INT),
             "max_queue_delay_microseconds": _t("integer", "Queue delay.", minimum=0),
             "preserve_ordering": _t("boolean", "Keep response order."),
+            "priority_levels": _t("integer", "Number of request priority levels.", minimum=0),
+            "default_priority_level": _t("integer", "Priority of requests that give none.", minimum=0),
+            "default_queue_policy": _ref("queue_policy", "Queue policy of every priority level."),
+            "priority_queue_policy": _t("object", "Queue policy per priority level: {level: policy}.",
+                                        additionalProperties={"$ref": "#/$defs/queue_policy"}),
         },
         "instance_group": {
             "count": {**_POS_INT, "description": "Instances."},

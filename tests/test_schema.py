@@ -64,7 +64,27 @@ def _text(s):
     return s["models"][0]["preprocess"]["text"]
 
 
-SETUP = {"pickle": _pickle, "text": _text}
+def _backend(s):
+    s["models"][0]["triton"]["backend"] = {"onnxruntime": {"intra_op_thread_count": 1}}
+    return s["models"][0]["triton"]["backend"]
+
+
+def _rate_limiter(s):
+    s["models"][0]["triton"]["rate_limiter"] = {"resources": [{"name": "r", "count": 1}]}
+    return s["models"][0]["triton"]["rate_limiter"]
+
+
+def _rate_limiter_resource(s):
+    return _rate_limiter(s)["resources"][0]
+
+
+def _queue_policy(s):
+    s["models"][0]["triton"]["dynamic_batching"]["default_queue_policy"] = {"max_queue_size": 4}
+    return s["models"][0]["triton"]["dynamic_batching"]["default_queue_policy"]
+
+
+SETUP = {"pickle": _pickle, "text": _text, "backend": _backend, "rate_limiter": _rate_limiter,
+         "rate_limiter_resource": _rate_limiter_resource, "queue_policy": _queue_policy}
 
 
 def _allowed_by_parser(mapping: str) -> set[str]:
