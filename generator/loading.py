@@ -32,7 +32,7 @@ def load_module(model: ModelSpec, root: Path):
             field = "checkpoint" if p == src.checkpoint else src.kind
             raise UserError(f"{where}.{field}: file '{p}' not found; check the path (relative to the spec file)")
     if src.kind == "factory":
-        module = _from_factory(src, where, root)
+        module = _from_factory(src, where, root, model.name)
         if src.checkpoint is not None:
             state = load_state_dict(src, where)
             apply_state_dict(module, state, where)
@@ -66,7 +66,10 @@ def _torch_call(fn, where: str, field: str, path: Path):
         raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?")
 
 
-def _from_factory(src: Source, where: str, root: Path):
+def _from_factory(src: Source, where: str, root: Path, name: str = ""):
+    """Import ``module:callable`` from the spec's folder and call it. The folder stays on ``sys.path``
+    while the factory runs (imports inside the function work); an exception in the user's code is one
+    line naming the callable, the exception and the user's file:line."""
     mod_name, fn_name = src.factory.split(":")
     root_s = str(root)
     added = root_s not in sys.path
@@ -76,26 +79,52 @@ def _from_factory(src: Source, where: str, root: Path):
         try:
             mod = importlib.import_module(mod_name)
         except ImportError as e:
+            at = user_location(e, root)
+            if getattr(e, "name", None) and e.name != mod_name and not mod_name.startswith(f"{e.name}."):
+                raise UserError(f"{where}.factory: importing '{mod_name}' failed: {type(e).__name__}: "
+                                f"{_first(e)}{at}; install it or make it importable from {root}")
             raise UserError(
-                f"{where}.factory: cannot import module '{mod_name}' ({e}); it must be importable from {root}"
+                f"{where}.factory: cannot import module '{mod_name}' ({_first(e)}){at}; it must be importable from {root}"
             )
         except Exception as e:
-            raise UserError(f"{where}.factory: importing '{mod_name}' failed: {type(e).__name__}: {e}")
+            raise UserError(f"{where}.factory: model '{name}': importing '{mod_name}' failed: {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the module")
+        fn = getattr(mod, fn_name, None)
+        if not callable(fn):
+            raise UserError(f"{where}.factory: module '{mod_name}' has no callable '{fn_name}'")
+        try:
+            module = fn(**src.kwargs)
+        except UserError:
+            raise
+        except TypeError as e:
+            if e.__traceback__ is not None and e.__traceback__.tb_next is None:  # the call itself: bad kwargs
+                raise UserError(f"{where}.kwargs: {src.factory} rejected them ({e}); fix kwargs")
+            raise UserError(f"{where}.factory: model '{name}': {src.factory} raised {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the factory")
+        except Exception as e:  # the user's code: one line, no traceback
+            raise UserError(f"{where}.factory: model '{name}': {src.factory} raised {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the factory")
     finally:
-        if added:
+        if added and root_s in sys.path:
             sys.path.remove(root_s)
-    fn = getattr(mod, fn_name, None)
-    if not callable(fn):
-        raise UserError(f"{where}.factory: module '{mod_name}' has no callable '{fn_name}'")
-    try:
-        module = fn(**src.kwargs)
-    except TypeError as e:
-        raise UserError(f"{where}.kwargs: {src.factory} rejected them ({e}); fix kwargs")
     import torch
 
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{where}.factory: {src.factory} returned a {type(module).__name__}, not a torch.nn.Module")
     return module
+
+
+def _first(e: BaseException) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:200]
+
+
+def user_location(e: BaseException, root: Path | None) -> str:
+    """`` (at file.py:12)`` for the deepest frame of ``e``'s traceback in the user's code, or ''."""
+    from .inputs import user_frame
+
+    at = user_frame(e, root) or (user_frame(e) if root is not None else None)
+    return f" (at {at})" if at else ""
 
 
 def load_state_dict(src: Source, where: str) -> dict:

@@ -136,7 +136,7 @@ class ModelBuild:
 
     def reference(self, feeds: dict, point: Point) -> dict:
         module = self.module()
-        return torch_forward(module, self.model, feeds, point, plan=self._plan)
+        return torch_forward(module, self.model, feeds, point, plan=self._plan, root=self.spec.root)
 
     def onnx(self) -> Path:
         if self._onnx is not None:
