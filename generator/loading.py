@@ -23,6 +23,57 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for cand in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def local_sources(module_name: str, root: Path) -> list[Path]:
+    """The ``.py`` files under ``root`` that ``module_name`` is made of: the module, its packages'
+    ``__init__.py`` and, transitively, every module under ``root`` it imports (anywhere in the file, also
+    inside functions). Found by reading the files with ``ast``; nothing is imported (no torch)."""
+    import ast
+
+    seen: dict[Path, None] = {}
+    todo = [module_name]
+    done: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in done or not name:
+            continue
+        done.add(name)
+        parts = name.split(".")
+        for i in range(1, len(parts)):  # parent packages run their __init__.py
+            init = root.joinpath(*parts[:i]) / "__init__.py"
+            if init.is_file():
+                seen.setdefault(init)
+        path = _module_file(name, root)
+        if path is None:
+            continue
+        seen.setdefault(path)
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):
+            continue  # importing it will say what is wrong
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".") if package else []
+                    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                todo.append(mod)
+                todo += [f"{mod}.{a.name}" if mod else a.name for a in node.names if a.name != "*"]
+    return sorted(seen, key=str)
+
+
 def load_module(model: ModelSpec, root: Path):
     """The model as an eval-mode module on CPU."""
     src = model.source
@@ -66,6 +117,44 @@ def _torch_call(fn, where: str, field: str, path: Path):
         raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?")
 
 
+_IMPORTED: dict[str, tuple] = {}  # module name -> (file, size, mtime_ns) of the spec-folder modules we loaded
+
+
+def _under(path: str, root: Path) -> bool:
+    import os
+
+    return os.path.abspath(path).startswith(str(root) + os.sep)
+
+
+def _forget_changed_local_modules() -> None:
+    """Python caches imported modules: when a spec-folder module tritongen loaded has changed on disk since,
+    drop all of them so the factory runs the code as it is now (a long-lived process, the tests)."""
+    import os
+
+    def stamp(f):
+        try:
+            st = os.stat(f)
+            return (f, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None
+
+    if any(stamp(v[0]) != v for v in _IMPORTED.values()):
+        for name in _IMPORTED:
+            sys.modules.pop(name, None)
+        _IMPORTED.clear()
+        importlib.invalidate_caches()
+
+
+def _remember_local_modules(root: Path) -> None:
+    import os
+
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if f and _under(f, root) and name not in _IMPORTED:
+            st = os.stat(f)
+            _IMPORTED[name] = (f, st.st_size, st.st_mtime_ns)
+
+
 def _from_factory(src: Source, where: str, root: Path, name: str = ""):
     """Import ``module:callable`` from the spec's folder and call it. The folder stays on ``sys.path``
     while the factory runs (imports inside the function work); an exception in the user's code is one
@@ -75,6 +164,7 @@ def _from_factory(src: Source, where: str, root: Path, name: str = ""):
     added = root_s not in sys.path
     if added:
         sys.path.insert(0, root_s)
+    _forget_changed_local_modules()
     try:
         try:
             mod = importlib.import_module(mod_name)
@@ -105,6 +195,7 @@ def _from_factory(src: Source, where: str, root: Path, name: str = ""):
             raise UserError(f"{where}.factory: model '{name}': {src.factory} raised {type(e).__name__}: "
                             f"{_first(e)}{user_location(e, root)}; fix the factory")
     finally:
+        _remember_local_modules(root)
         if added and root_s in sys.path:
             sys.path.remove(root_s)
     import torch

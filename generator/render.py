@@ -37,6 +37,17 @@ def environment(templates: Path | None = None):
     )
 
 
+_ENVIRONMENTS: dict = {}
+
+
+def _environment_cached(templates: Path | None = None):
+    """One environment per templates folder: compiled templates are reused (jinja2 reloads changed files)."""
+    key = str(templates) if templates else None
+    if key not in _ENVIRONMENTS:
+        _ENVIRONMENTS[key] = environment(templates)
+    return _ENVIRONMENTS[key]
+
+
 def _tensor(t, *, data_type=None) -> dict:
     return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": t.triton_dims()}
 
@@ -168,7 +179,7 @@ def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> d
 def render(context: dict, template: str, templates: Path | None = None) -> str:
     import jinja2
 
-    env = environment(templates)
+    env = _environment_cached(templates)
     try:
         text = env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as e:
