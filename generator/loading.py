@@ -123,7 +123,9 @@ _IMPORTED: dict[str, tuple] = {}  # module name -> (file, size, mtime_ns) of the
 def _under(path: str, root: Path) -> bool:
     import os
 
-    return os.path.abspath(path).startswith(str(root) + os.sep)
+    # some modules carry a relative or made-up __file__ ('_ops.py'): only real absolute paths count
+    return isinstance(path, str) and os.path.isabs(path) and path.startswith(str(root) + os.sep) \
+        and "site-packages" not in path and "dist-packages" not in path and os.path.isfile(path)
 
 
 def _forget_changed_local_modules() -> None:
@@ -150,8 +152,11 @@ def _remember_local_modules(root: Path) -> None:
 
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
-        if f and _under(f, root) and name not in _IMPORTED:
-            st = os.stat(f)
+        if f and name not in _IMPORTED and _under(f, root):
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
             _IMPORTED[name] = (f, st.st_size, st.st_mtime_ns)
 
 

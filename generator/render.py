@@ -13,7 +13,16 @@ from .errors import UserError
 from .spec import ModelSpec, VariantSpec
 from .variants import Variant
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+def _default_templates() -> Path:
+    """``templates/`` of a checkout (or an editable install), else the copy installed as ``generator/_templates``."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "templates"
+    if (checkout / "config.pbtxt.j2").is_file():
+        return checkout
+    return here / "_templates"
+
+
+DEFAULT_TEMPLATES = _default_templates()
 TARGETS = ("triton", "embedded")
 
 
