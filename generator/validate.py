@@ -145,7 +145,11 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
         return rep
     if engine == "ensemble":
         return rep
-    rules_problems, rules_warnings = backend_rule_findings(cfg, model_dir, versions)
+    from .repository import validated_by_build
+
+    # the build that wrote this repository checked these very files (config + artifacts): do not re-read graphs
+    trusted = validated_by_build(model_dir)
+    rules_problems, rules_warnings = ([], []) if trusted else backend_rule_findings(cfg, model_dir, versions)
     rep.warnings += rules_warnings
     fname = cfg.default_model_filename or DEFAULT_FILENAMES.get(engine)
     for v in versions:
