@@ -510,7 +510,11 @@ def _wrap(hf_model, info: HFInfo, names_in: list[str], names_out: list[str], whe
 
     # forward gets one positional parameter per declared input, so exporters see a plain signature
     # (with forward(*args) the dynamo exporter fails and the build falls back to the legacy one).
-    params = ", ".join(f"a{i}" for i in range(len(names_in)))
+    # named after the declared inputs (tritongen passes inputs by name), when they are identifiers
+    import keyword
+
+    plain = all(n.isidentifier() and not keyword.iskeyword(n) and n != "self" for n in names_in)
+    params = ", ".join(names_in if plain else [f"a{i}" for i in range(len(names_in))])
     ns: dict = {}
     exec(f"def forward(self, {params}):\n    return self.run({params})\n", ns)  # generated identifiers only
     HFWrapper.forward = ns["forward"]

@@ -100,7 +100,12 @@ def mappings() -> dict[str, dict[str, dict]]:
             "name": _t("string", "Tensor name (for huggingface sources: a key of the model's output).",
                        pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"),
             "dtype": _t("string", "Element type.", enum=list(dtypes.NAMES)),
-            "shape": _t("array", "Shape without the batch dim: integers and named dims.", items=_DIM),
+            "shape": _t("array", "Shape without the batch dim: integers, named dims, or -1 for a dim that "
+                                 "follows no input (rendered -1).",
+                        items={"oneOf": [*_DIM["oneOf"], {"type": "integer", "enum": [-1]}]}),
+            "key": {"type": ["string", "integer"],
+                    "description": "What picks this output from forward()'s result: a dict / ModelOutput key, "
+                                   "or an index into a tuple (default: the output's name)."},
         },
         "tolerance": {
             "atol": _t(["number", "string"], "Absolute tolerance vs PyTorch."),
