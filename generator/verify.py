@@ -26,6 +26,12 @@ from .inputs import Point, make_inputs, verification_points
 from .spec import ModelSpec, Tolerance
 
 DEFAULT_TASK_SAMPLES = 64
+MIN_TASK_SAMPLES = 32  # below this, one disagreement moves top-1 agreement by more than 3 points
+
+
+def few_samples_warning(n: int, source: str) -> str:
+    return (f"the {source} set has only {n} samples: top-1 agreement moves in steps of {1 / max(n, 1):.3f} and "
+            f"says little; give verify.data (an .npz or image folder) with at least {MIN_TASK_SAMPLES} samples")
 TASK_BATCH = 8
 
 
@@ -138,13 +144,16 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
 _REFERENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def task_set(model: ModelSpec, n: int, seed: int = 4321) -> tuple[list[dict], str]:
-    """``n`` verification samples (batch 1 each) and where they came from: 'calibration' or 'random'."""
-    if model.calibration.data is not None:
+def task_set(model: ModelSpec, n: int, seed: int = 4321, data=None) -> tuple[list[dict], str]:
+    """``n`` verification samples (batch 1 each) and where they came from: 'verify.data' (the spec's separate
+    verification set), 'calibration' or 'random'."""
+    if data is not None or model.calibration.data is not None:
         from .calibration import calibration_samples
 
-        m = dataclasses.replace(model, calibration=dataclasses.replace(model.calibration, samples=n))
-        return calibration_samples(m, None, lambda s: None), "calibration"
+        cal = dataclasses.replace(model.calibration, samples=n, data=data if data is not None else model.calibration.data)
+        m = dataclasses.replace(model, calibration=cal)
+        where = f"{model.where}.verify.data" if data is not None else None
+        return calibration_samples(m, None, lambda s: None, where=where), "verify.data" if data is not None else "calibration"
     opt = tuple(sorted(model.dims_at("opt").items()))
     point = Point(1 if model.max_batch_size > 0 else 0, opt)
     return [make_inputs(model, point, seed=seed + i) for i in range(n)], "random"
@@ -176,16 +185,16 @@ def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
     return out
 
 
-def _reference_outputs(reference, model: ModelSpec, n: int):
+def _reference_outputs(reference, model: ModelSpec, n: int, data=None):
     """(batches, PyTorch outputs, data source), computed once per reference owner (one per model build)."""
-    key = (model.name, n, str(model.calibration.data))
+    key = (model.name, n, str(model.calibration.data), str(data))
     owner = getattr(reference, "__self__", reference)
     try:
         store = _REFERENCES.setdefault(owner, {})
     except TypeError:
         store = {}
     if key not in store:
-        samples, source = task_set(model, n)
+        samples, source = task_set(model, n, data=data)
         batches = _batches(model, samples)
         store[key] = (batches, [reference(feeds, point) for feeds, point in batches], source)
     return store[key]
@@ -193,13 +202,15 @@ def _reference_outputs(reference, model: ModelSpec, n: int):
 
 def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
     n = tol.samples or DEFAULT_TASK_SAMPLES
-    batches, refs, source = _reference_outputs(reference, model, n)
+    batches, refs, source = _reference_outputs(reference, model, n, getattr(tol, "data", None))
     name = model.outputs[0].name
     ref = np.concatenate([r[name].reshape(len(r[name]) if p.batch else 1, -1) for (_, p), r in zip(batches, refs)])
     got = np.concatenate([np.asarray(run(feeds)[name]).reshape(len(ref_b[name]) if p.batch else 1, -1)
                           for (feeds, p), ref_b in zip(batches, refs)]).astype(np.float64)
     ref = ref.astype(np.float64)
     out = {"task": tol.task, "samples": int(ref.shape[0]), "data": source, "output": name}
+    if out["samples"] < MIN_TASK_SAMPLES:
+        out["warning"] = few_samples_warning(out["samples"], source)
     if tol.task == "classification":
         k = min(5, ref.shape[1])
         out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))

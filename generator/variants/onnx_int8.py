@@ -13,11 +13,15 @@ manifest's ``info.fallback`` says what was excluded and what the first attempt m
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
+from .. import isa
 from .. import quantize as q
+from ..errors import VariantFailed
 from ..inputs import torch_forward
-from ..runtimes import onnx_artifact_runner
+from ..runtimes import onnx_artifact_runner, ort_runner
 from ..spec import ModelSpec, Tolerance
 from ..verify import verify
 from .base import BuildContext, Variant
@@ -31,16 +35,20 @@ def build(ctx: BuildContext) -> None:
     q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
     samples = ctx.calibration()
     out = ctx.artifact_dir / "model.onnx"
+    cpu = isa.summary()
+    ctx.info["isa"] = cpu
+    first = q.Recipe(method=opts["method"], per_channel=opts["per_channel"], activation_type=opts["activation_type"],
+                     reduce_range=opts["reduce_range"], exclude=tuple(opts["exclude"]))
 
-    def quantize(exclude):
+    def quantize(r: q.Recipe, dest: Path = out) -> dict:
         return q.quantize_static_onnx(
-            src, out, samples, op_types=opts["op_types"], per_channel=opts["per_channel"], method=opts["method"],
-            reduce_range=opts["reduce_range"], activation_type=opts["activation_type"], exclude=exclude,
-            variant=VARIANT.key)
+            src, dest, samples, op_types=opts["op_types"], per_channel=r.per_channel, method=r.method,
+            reduce_range=r.reduce_range, activation_type=r.activation_type, weight_type=r.weight_type,
+            exclude=r.exclude, variant=VARIANT.key)
 
-    ctx.info.update(quantize(opts["exclude"]))
-    ctx.reproduce.append(_command(src, opts))
-    if not opts["fallback"]:
+    if not opts["search"]:
+        ctx.info.update(quantize(first))
+        ctx.reproduce.append(_command(src, opts["op_types"], first))
         return
     tol = VARIANT.tolerance_for(ctx.model, ctx.variant)
     module = None
@@ -51,26 +59,89 @@ def build(ctx: BuildContext) -> None:
         return torch_forward(module, ctx.model, feeds, point)
 
     ref = ctx.reference or reference
-    first = verify(runner(ctx.artifact_dir, ctx.model, ctx.variant.options), ref, ctx.model, tol)
-    if first.passed:
-        return
-    extra = q.sensitive_nodes(nodes, opts["op_types"], already=opts["exclude"])
-    if not extra:
-        return
-    ctx.log(f"gate failed ({first.summary}); retrying with {', '.join(extra)} kept in fp32")
-    ctx.info.update(quantize(opts["exclude"] + extra))
-    ctx.info["fallback"] = {"excluded": extra, "first_attempt": first.summary, "why": "accuracy gate failed"}
-    ctx.reproduce.append(f"# fallback: the gate failed, re-quantized with nodes_to_exclude += {extra}")
+    start = time.perf_counter()
+    budget = opts["search_budget_s"]
+    attempts: list[dict] = []
+    trial = ctx.work_dir / "trial.onnx"
+
+    def attempt(r: q.Recipe) -> tuple[bool, float]:
+        t = time.perf_counter()
+        info = quantize(r, trial)
+        v = verify(ort_runner(trial, [o.name for o in ctx.model.outputs], level="all"), ref, ctx.model, tol)
+        rec = {"recipe": r.label(), **r.as_dict(), "passed": v.passed, "metrics": _metrics(v),
+               "score": round(_score(v), 4), "seconds": round(time.perf_counter() - t, 2)}
+        if not v.passed:
+            rec["failed"] = v.error or "; ".join(v.failed)[:300]
+        attempts.append(rec)
+        ctx.log(f"recipe {len(attempts)} [{r.label()}]: {'passed' if v.passed else 'failed'} "
+                f"({v.summary}) in {rec['seconds']:.1f}s")
+        if v.passed:
+            trial.replace(out)
+            ctx.info.update(info)
+        return v.passed, _score(v)
+
+    def over_budget() -> bool:
+        return time.perf_counter() - start > budget
+
+    chosen = None
+    scores: dict[q.Recipe, float] = {}
+    for r in [first] + q.recipe_variations(first, isa.has_vnni(cpu["class"])):
+        if chosen or (attempts and over_budget()):
+            break
+        ok, scores[r] = attempt(r)
+        chosen = r if ok else None
+    if not chosen and not over_budget():
+        best = max(scores, key=scores.get)
+        quantize(best, trial)
+        ranked = q.node_errors(src, trial, samples[:8], opts["op_types"], exclude=best.exclude)
+        ctx.info["node_errors_db"] = [[n, round(db, 1)] for n, db in ranked[:10]]
+        ctx.log("worst nodes (SQNR dB of their quantized inputs): "
+                + ", ".join(f"{n} {db:.1f}" for n, db in ranked[:5]))
+        for k in q.exclusion_steps(len(ranked)):
+            if chosen or over_budget():
+                break
+            r = dataclasses.replace(best, exclude=best.exclude + tuple(n for n, _ in ranked[:k]))
+            ok, _ = attempt(r)
+            chosen = r if ok else None
+    trial.unlink(missing_ok=True)
+    ctx.info["attempts"] = attempts
+    ctx.info["search_s"] = round(time.perf_counter() - start, 1)
+    if chosen is None:
+        why = "the search budget (options.search_budget_s) ran out" if over_budget() else "no recipe passed"
+        raise VariantFailed(f"{VARIANT.key}: {len(attempts)} recipes tried in {ctx.info['search_s']}s, {why}; best: "
+                            f"{max(attempts, key=lambda a: a.get('score', 0))['recipe'] if attempts else '-'} "
+                            f"({attempts[-1]['failed'] if attempts else ''}); see build.log and manifest info.attempts")
+    ctx.info["recipe"] = chosen.label()
+    ctx.reproduce.append(_command(src, opts["op_types"], chosen))
+    if len(attempts) > 1:
+        ctx.reproduce.append(f"# recipe search: {len(attempts)} attempts, the first passing one above (see build.log)")
 
 
-def _command(src: Path, opts: dict) -> str:
+def _metrics(v) -> dict:
+    m = {"min_cosine": round(v.min_cosine, 6)}
+    for k in ("top1", "top5", "mean_cosine"):
+        if v.task and v.task.get(k) is not None:
+            m[k] = round(v.task[k], 4)
+    return m
+
+
+def _score(v) -> float:
+    """How close a failed attempt came: the task metric when there is one, else the worst cosine."""
+    if v.task:
+        return v.task.get("top1", v.task.get("mean_cosine", 0.0)) or 0.0
+    return v.min_cosine
+
+
+def _command(src: Path, op_types, r: q.Recipe) -> str:
     return (
         "python -c \"from onnxruntime.quantization import *; "
         f"quantize_static('{src}', 'model.onnx', YOUR_CALIBRATION_READER, quant_format=QuantFormat.QDQ, "
-        f"op_types_to_quantize={opts['op_types']}, per_channel={opts['per_channel']}, "
-        f"reduce_range={opts['reduce_range']}, activation_type=QuantType.{q.ACTIVATION_TYPES[opts['activation_type']]}, "
-        f"weight_type=QuantType.QInt8, nodes_to_exclude={opts['exclude']}, "
-        f"calibrate_method=CalibrationMethod.{q.METHODS[opts['method']]})\""
+        f"op_types_to_quantize={list(op_types)}, per_channel={r.per_channel}, "
+        f"reduce_range={r.reduce_range}, activation_type=QuantType.{q.ACTIVATION_TYPES[r.activation_type]}, "
+        f"weight_type=QuantType.{q.ACTIVATION_TYPES[r.weight_type]}, nodes_to_exclude={list(r.exclude)}, "
+        f"calibrate_method=CalibrationMethod.{q.METHODS[r.method]}, "
+        f"extra_options={{'ActivationSymmetric': {r.activation_type == 'int8'}, "
+        f"'WeightSymmetric': {r.weight_type == 'int8'}}})\""
     )
 
 
