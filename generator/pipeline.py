@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import isa
 from .errors import UserError, VariantFailed
 from .inputs import Point, make_inputs, torch_forward, verification_points
 from .loading import load_module, sha256_file
@@ -298,6 +299,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         # what the artifact computes in: the variant's, unless its build chose another (OpenVINO bf16)
         "precision": result.info.get("compute_precision", variant.precision),
         "devices": list(variant.devices),
+        "isa": isa.for_manifest(result.info),  # the CPU class the gate was passed on (generator/isa.py)
         "spec": str(mb.spec.path),
         "spec_hash": model.spec_hash(),
         "checkpoint_sha256": mb.checkpoint_sha256,

@@ -300,8 +300,9 @@ def node_errors(src: Path, qdq: Path, samples: list[dict], op_types, exclude=())
     import math
 
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, compute_activation_error, compute_weight_error, create_activation_matching,
-        create_weight_matching, modify_model_output_intermediate_tensors)
+        collect_activations, compute_activation_error, compute_signal_to_quantization_noice_ratio,
+        compute_weight_error, create_activation_matching, create_weight_matching,
+        modify_model_output_intermediate_tensors)
 
     def activations(model: Path) -> dict:
         aug = qdq.with_name("debug.onnx")
@@ -311,8 +312,16 @@ def node_errors(src: Path, qdq: Path, samples: list[dict], op_types, exclude=())
         finally:
             aug.unlink(missing_ok=True)
 
+    import numpy as np
+
+    def local_sqnr(pre, post) -> float:
+        # ORT folds a following Relu/Clip into the QDQ range: compare with the pre tensor clipped to the range
+        # the dequantized values span, so that the clip is not counted as quantization noise
+        lo, hi = min(float(p.min()) for p in post), max(float(p.max()) for p in post)
+        return compute_signal_to_quantization_noice_ratio([np.clip(p, lo, hi) for p in pre], post)
+
     match = create_activation_matching(activations(qdq), activations(src))
-    sqnr = {k: v["qdq_err"] for k, v in compute_activation_error(match).items()}
+    sqnr = {k: v["qdq_err"] for k, v in compute_activation_error(match, local_sqnr).items()}
     sqnr.update(compute_weight_error(create_weight_matching(str(src), str(qdq))))
     out = []
     for name, op in graph_nodes_io(src):

@@ -217,7 +217,7 @@ def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
         top_r = np.argsort(-ref, axis=1)[:, :k]
         top_g = np.argsort(-got, axis=1)[:, :k]
         out["top5"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]))
-    else:
+    if True:  # per-sample cosine for classification too: unlike top-1, near-tied logits do not make it noise
         num = np.sum(ref * got, axis=1)
         den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
         cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
