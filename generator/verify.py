@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import UserError
 from .inputs import Point, make_inputs, verification_points
 from .spec import ModelSpec, Tolerance
 
@@ -126,6 +127,8 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
     if tol.task in ("classification", "embedding"):
         try:
             result.task = task_metrics(run, reference, model, tol)
+        except UserError:  # a bad verify.data / calibration.data file: the user's to fix, not the variant's
+            raise
         except Exception as e:
             result.passed = False
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -1,14 +1,20 @@
 """Variant ``onnx-int8``: static INT8 (QDQ) ONNX, calibrated, for Triton's onnxruntime backend (CPU).
 
-Stages: the optimised fp32 graph -> ``quantize_static`` (QDQ; uint8 activations calibrated on
-``calibration`` samples, int8 symmetric weights, per-channel by default) -> the accuracy gate.
-Options: ``per_channel`` (default true), ``calibration_method`` (minmax | entropy | percentile; default the
-spec's ``calibration.method``), ``op_types`` (default MatMul, Gemm, Conv), ``nodes_to_exclude``,
-``reduce_range``, ``activation_type`` (uint8 | int8), ``fallback`` (default true).
+Stages: the optimised fp32 graph -> ``quantize_static`` (QDQ; activations calibrated on ``calibration``
+samples, int8 symmetric weights, per-channel by default; Relu/Clip folded into the conv output ranges) ->
+the accuracy gate. Options: ``per_channel`` (default true), ``calibration_method`` (minmax | entropy |
+percentile; default the spec's ``calibration.method``), ``op_types`` (default MatMul, Gemm, Conv, Relu,
+Clip), ``nodes_to_exclude``, ``reduce_range`` (default: ORT's advice for this CPU, true on x86 without
+VNNI -- generator/isa.py), ``activation_type`` (uint8 asymmetric | int8 symmetric), ``search`` (default
+true; ``fallback`` is its old name), ``search_budget_s`` (default 600).
 
-Fallback: when the gate fails, the graph is quantized once more with the most sensitive nodes kept in
-fp32 -- the first and the last quantizable node (the input stem and the classifier head) -- and the
-manifest's ``info.fallback`` says what was excluded and what the first attempt measured.
+Recipe search: when the first recipe fails the gate, a small bounded set is tried, all full INT8 first (the
+other calibration methods, per-channel, the other activation symmetry, and without VNNI reduce_range and
+U8U8), then the best of those with its worst nodes kept in fp32 -- 1, 2, 4... up to a quarter of the
+quantizable nodes, ranked by a per-node comparison (ONNX Runtime's qdq_loss_debug: SQNR of each node's
+quantized inputs and weights on the calibration samples). The first recipe that passes is kept (the full-INT8
+ones are equally fast, exclusions only slow it down); every attempt (recipe, metrics, seconds) goes to the
+manifest's ``info.attempts`` and build.log. Nothing that fails the gate is shipped.
 """
 
 from __future__ import annotations
@@ -182,6 +188,6 @@ VARIANT = Variant(
     runner=runner,
     runtime="onnxruntime",
     options=("per_channel", "calibration_method", "op_types", "nodes_to_exclude", "reduce_range",
-             "activation_type", "fallback"),
-    description="static INT8 QDQ ONNX (ONNX Runtime, calibrated), with a one-step fallback",
+             "activation_type", "fallback", "search", "search_budget_s"),
+    description="static INT8 QDQ ONNX (ONNX Runtime, calibrated), with a recipe search behind the gate",
 )

@@ -1,0 +1,73 @@
+"""ISA detection (generator/isa.py): classes from CPU flags, ORT's reduce_range advice, and the warning when an
+INT8 artifact runs on another class than it was verified on. Flag sets are given explicitly: nothing here
+depends on the CPU that runs the tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from generator import isa
+
+AVX2 = {"avx2", "fma"}
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl"}
+
+
+@pytest.mark.parametrize("flags, cls", [
+    (set(), "other"),
+    (AVX2, "avx2"),
+    (AVX2 | {"avx_vnni"}, "avx2-vnni"),
+    (AVX512, "avx512"),
+    (AVX512 | {"avx512_vnni"}, "avx512-vnni"),
+    (AVX512 | {"avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}, "amx"),
+])
+def test_isa_class_from_flags(flags, cls):
+    assert isa.isa_class(frozenset(flags)) == cls
+
+
+def test_summary_says_whether_int8_and_bf16_are_fast():
+    s = isa.summary(frozenset(AVX512 | {"avx512_vnni", "avx512_bf16"}))
+    assert s["class"] == "avx512-vnni" and s["int8_fast"] and s["bf16"] and "avx512_vnni" in s["flags"]
+    s = isa.summary(frozenset(AVX2))
+    assert s["class"] == "avx2" and not s["int8_fast"] and not s["bf16"]
+
+
+def test_reduce_range_follows_ort_advice_for_x86_without_vnni(monkeypatch):
+    monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
+    assert isa.quantization_defaults("avx2")["reduce_range"] is True
+    assert isa.quantization_defaults("avx512")["reduce_range"] is True
+    assert isa.quantization_defaults("avx512-vnni")["reduce_range"] is False
+    assert isa.quantization_defaults("amx")["reduce_range"] is False
+
+
+def test_speed_note_only_where_int8_instructions_are_missing():
+    assert "VNNI" in isa.speed_note("int8", "avx2")
+    assert isa.speed_note("int8", "avx512-vnni") is None and isa.speed_note("fp32", "avx2") is None
+
+
+def _manifest(verified: str, precision: str = "int8") -> dict:
+    return {"triton_name": "m__onnx-int8", "precision": precision, "isa": {"class": "x"},
+            "info": {"isa": {"class": verified}}}
+
+
+def test_mismatch_warning_names_both_classes_and_the_saturation_risk():
+    w = isa.mismatch_warning(_manifest("avx512-vnni"), "avx2")
+    assert "avx512-vnni" in w and "avx2" in w and "saturate" in w
+    assert isa.mismatch_warning(_manifest("avx2"), "avx2") is None
+    assert isa.mismatch_warning(_manifest("avx512-vnni", "fp32"), "avx2") is None
+
+
+def test_validate_warns_when_an_int8_model_was_verified_on_another_cpu_class(tmp_path):
+    from generator.cli import cli
+
+    other = "avx2" if isa.has_vnni(isa.isa_class()) else "avx512-vnni"
+    d = tmp_path / "repo" / "m__onnx-int8"
+    (d / "1").mkdir(parents=True)
+    (d / "config.pbtxt").write_text('name: "m__onnx-int8"\nbackend: "python"\nmax_batch_size: 0\n'
+                                    'input [{ name: "x" data_type: TYPE_FP32 dims: [ 4 ] }]\n'
+                                    'output [{ name: "y" data_type: TYPE_FP32 dims: [ 4 ] }]\n')
+    (d / "manifest.json").write_text(json.dumps(_manifest(other)))
+    res = CliRunner().invoke(cli, ["validate", str(tmp_path / "repo")])
+    assert f"INT8 verified on a {other} CPU but this one is {isa.isa_class()}" in " ".join(res.output.split())
