@@ -214,6 +214,17 @@ def test_search_budget_zero_tries_only_the_first_recipe(workdir):
     assert r.status == "failed" and len(r.info["attempts"]) == 1 and "budget" in r.reason
 
 
+def test_openvino_int8_search_tries_presets_then_accuracy_control_and_records_them(workdir):
+    pytest.importorskip("nncf")
+    strict = {"name": "openvino-int8", "verify": {"min_cosine": 0.99999999}}
+    r = _build(workdir, [strict]).results[0]
+    assert r.status == "failed" and "recipes tried" in r.reason
+    labels = [a["recipe"] for a in r.info["attempts"]]
+    assert labels[0].startswith("performance") and any(x.startswith("mixed") for x in labels)
+    assert labels[-1].endswith("accuracy control") and r.info["attempts"][-1]["accuracy_control"]
+    assert not (workdir / "model_repository" / "cnn__openvino-int8").exists()
+
+
 def test_recipe_variations_add_the_saturation_cures_only_without_vnni():
     from generator.quantize import Recipe, recipe_variations
 
