@@ -111,4 +111,4 @@ def test_real_photos_and_sentences_are_real():
     a, b = crops[:, :, :, :-1].ravel(), crops[:, :, :, 1:].ravel()
     assert np.corrcoef(a, b)[0, 1] > 0.8
     s = real.sentences()
-    assert len(s) >= 90 and all(len(x.split()) >= 5 for x in s)
+    assert len(s) >= 90 and all(len(x.split()) >= 2 for x in s) and len(set(s)) == len(s)
