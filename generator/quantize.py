@@ -192,17 +192,6 @@ def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_cha
             "per_channel": per_channel, "op_types": list(op_types)}
 
 
-def sensitive_nodes(nodes: list[tuple[str, str]], op_types, already=()) -> list[str]:
-    """The fallback's choice: the first and the last quantizable node in graph order -- the input stem
-    (patch embedding / first conv) and the classifier head, the layers int8 hurts most in practice."""
-    cands = [n for n, op in nodes if op in op_types and n not in set(already)]
-    picked = []
-    for n in (cands[:1] + cands[-1:]):
-        if n not in picked:
-            picked.append(n)
-    return picked
-
-
 def options(ctx, ops_default, *, static: bool) -> dict:
     """The variant's options, validated; every error names the field."""
     where = f"{ctx.model.where}.variants.{ctx.variant.name}.options"

@@ -1,5 +1,5 @@
 """Precision variants: accuracy gates (element-wise, task metrics), calibration data (npz and image
-folders), the INT8 fallback, skips and quantization failures -- on tiny models."""
+folders, verify.data), the INT8 recipe search, skips and quantization failures -- on tiny models."""
 
 from __future__ import annotations
 
