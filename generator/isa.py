@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -28,7 +29,12 @@ CLASSES = ("other", "avx2", "avx2-vnni", "avx512", "avx512-vnni", "amx")
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as the kernel reports them (empty where /proc/cpuinfo does not exist)."""
+    """The CPU's feature flags as the kernel reports them (empty where /proc/cpuinfo does not exist).
+    ``TRITONGEN_CPU_FLAGS`` (space or comma separated) overrides them: under qemu-user emulating another CPU,
+    /proc/cpuinfo still describes the host."""
+    forced = os.environ.get("TRITONGEN_CPU_FLAGS")
+    if forced is not None:
+        return frozenset(forced.replace(",", " ").split())
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
