@@ -211,10 +211,10 @@ def options(ctx, ops_default, *, static: bool) -> dict:
 
     from .isa import quantization_defaults
 
+    cpu = quantization_defaults(static=static)  # ORT's advice for this CPU (generator/isa.py) unless the spec says
     out = {
         "per_channel": flag("per_channel", static),
-        # ORT's advice for this CPU (7-bit weights without VNNI) unless the spec says
-        "reduce_range": flag("reduce_range", quantization_defaults()["reduce_range"]),
+        "reduce_range": flag("reduce_range", cpu["reduce_range"]),
         "op_types": names("op_types", list(ops_default)),
         "exclude": names("nodes_to_exclude", []),
     }
@@ -228,7 +228,13 @@ def options(ctx, ops_default, *, static: bool) -> dict:
         budget = o.get("search_budget_s", 600)
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
             raise UserError(f"{where}.search_budget_s: expected seconds >= 0, got {budget!r}")
-        out.update(method=method, activation_type=act, search=flag("search", flag("fallback", True)),
+        wt = str(o.get("weight_type", "int8" if act == "int8" else cpu["weight_type"])).lower()
+        if wt not in ACTIVATION_TYPES:
+            raise UserError(f"{where}.weight_type: '{wt}' is not one of {', '.join(ACTIVATION_TYPES)}")
+        if act == "int8" and wt == "uint8":
+            raise UserError(f"{where}.weight_type: uint8 weights need uint8 activations (U8U8); "
+                            "use activation_type: uint8 or weight_type: int8")
+        out.update(method=method, activation_type=act, weight_type=wt, search=flag("search", flag("fallback", True)),
                    search_budget_s=float(budget))
     return out
 
@@ -264,8 +270,9 @@ class Recipe:
 
 def recipe_variations(first: Recipe, vnni: bool) -> list[Recipe]:
     """The bounded set tried after ``first`` fails, all full-INT8 (same speed) -- exclusions come after:
-    the other calibration methods, per-channel weights, the other activation symmetry, and without VNNI
-    the two cures ORT documents for U8S8 saturation (reduce_range, U8U8)."""
+    the other calibration methods, per-channel weights, the other activation symmetry (symmetric int8
+    activations go with int8 weights), and without VNNI the other cures ORT documents for U8S8 saturation
+    (U8U8, reduce_range) and plain U8S8 (verified on this CPU like every recipe)."""
     out: list[Recipe] = []
 
     def add(r: Recipe) -> None:
@@ -274,10 +281,14 @@ def recipe_variations(first: Recipe, vnni: bool) -> list[Recipe]:
 
     for m in ("entropy", "percentile", "minmax"):
         add(replace(first, method=m, per_channel=True))
-    add(replace(first, per_channel=True, activation_type="int8" if first.activation_type == "uint8" else "uint8"))
+    if first.activation_type == "uint8":
+        add(replace(first, per_channel=True, activation_type="int8", weight_type="int8"))
+    else:
+        add(replace(first, per_channel=True, activation_type="uint8"))
     if not vnni:
-        add(replace(first, per_channel=True, reduce_range=not first.reduce_range))
-        add(replace(first, per_channel=True, weight_type="uint8", activation_type="uint8", reduce_range=False))
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="uint8", reduce_range=False))
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="int8", reduce_range=True))
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="int8", reduce_range=False))
     return out
 
 

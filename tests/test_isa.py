@@ -34,12 +34,24 @@ def test_summary_says_whether_int8_and_bf16_are_fast():
     assert s["class"] == "avx2" and not s["int8_fast"] and not s["bf16"]
 
 
-def test_reduce_range_follows_ort_advice_for_x86_without_vnni(monkeypatch):
+def test_saturation_cure_follows_ort_advice_for_x86_without_vnni(monkeypatch):
     monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
-    assert isa.quantization_defaults("avx2")["reduce_range"] is True
-    assert isa.quantization_defaults("avx512")["reduce_range"] is True
-    assert isa.quantization_defaults("avx512-vnni")["reduce_range"] is False
-    assert isa.quantization_defaults("amx")["reduce_range"] is False
+    for cls in ("avx2", "avx512"):  # no VNNI: U8S8 can saturate -> U8U8 static, reduce_range dynamic
+        assert isa.quantization_defaults(cls)["weight_type"] == "uint8"
+        assert isa.quantization_defaults(cls, static=False)["reduce_range"] is True
+    for cls in ("avx512-vnni", "avx2-vnni", "amx"):
+        assert isa.quantization_defaults(cls) == {"reduce_range": False, "weight_type": "int8", "activation_type": "uint8"}
+        assert isa.quantization_defaults(cls, static=False)["reduce_range"] is False
+
+
+def test_cpu_flags_can_be_forced_for_emulated_cpus(monkeypatch):
+    monkeypatch.setenv("TRITONGEN_CPU_FLAGS", "avx2,fma")
+    isa.cpu_flags.cache_clear()
+    try:
+        assert isa.isa_class() == "avx2" and isa.summary()["flags"] == ["avx2", "fma"]
+    finally:
+        monkeypatch.delenv("TRITONGEN_CPU_FLAGS")
+        isa.cpu_flags.cache_clear()
 
 
 def test_speed_note_only_where_int8_instructions_are_missing():

@@ -235,6 +235,9 @@ def test_recipe_variations_add_the_saturation_cures_only_without_vnni():
     assert any(r.activation_type == "int8" for r in plain)  # symmetric activations
     assert not any(r.reduce_range or r.weight_type == "uint8" for r in plain)
     assert any(r.reduce_range for r in no_vnni) and any(r.weight_type == "uint8" for r in no_vnni)
+    assert not any(r.activation_type == "int8" and r.weight_type == "uint8" for r in plain + no_vnni)
+    u8u8 = Recipe(weight_type="uint8")  # the first recipe without VNNI
+    assert any(r.weight_type == "int8" and not r.reduce_range for r in recipe_variations(u8u8, vnni=False))
 
 
 def test_int8_options_reach_the_quantizer(workdir):
@@ -244,6 +247,12 @@ def test_int8_options_reach_the_quantizer(workdir):
     assert r[0].status == "built", r[0].reason
     assert (r[0].info["method"], r[0].info["per_channel"]) == ("entropy", False)
     assert r[1].info["op_types"] == ["Gemm"]
+
+
+def test_uint8_weights_with_int8_activations_is_a_user_error(workdir):
+    bad = {"name": "onnx-int8", "options": {"activation_type": "int8", "weight_type": "uint8"}}
+    with pytest.raises(UserError, match=r"options.weight_type: uint8 weights need uint8 activations"):
+        _build(workdir, [bad])
 
 
 def test_unknown_node_to_exclude_is_a_user_error(workdir):

@@ -4,8 +4,9 @@ Stages: the optimised fp32 graph -> ``quantize_static`` (QDQ; activations calibr
 samples, int8 symmetric weights, per-channel by default; Relu/Clip folded into the conv output ranges) ->
 the accuracy gate. Options: ``per_channel`` (default true), ``calibration_method`` (minmax | entropy |
 percentile; default the spec's ``calibration.method``), ``op_types`` (default MatMul, Gemm, Conv, Relu,
-Clip), ``nodes_to_exclude``, ``reduce_range`` (default: ORT's advice for this CPU, true on x86 without
-VNNI -- generator/isa.py), ``activation_type`` (uint8 asymmetric | int8 symmetric), ``search`` (default
+Clip), ``nodes_to_exclude``, ``reduce_range`` (default false), ``weight_type`` (int8 | uint8; default per CPU: uint8,
+i.e. U8U8, on x86 without VNNI where U8S8 can saturate -- generator/isa.py), ``activation_type`` (uint8
+asymmetric | int8 symmetric), ``search`` (default
 true; ``fallback`` is its old name), ``search_budget_s`` (default 600).
 
 Recipe search: when the first recipe fails the gate, a small bounded set is tried, all full INT8 first (the
@@ -44,7 +45,7 @@ def build(ctx: BuildContext) -> None:
     cpu = isa.summary()
     ctx.info["isa"] = cpu
     first = q.Recipe(method=opts["method"], per_channel=opts["per_channel"], activation_type=opts["activation_type"],
-                     reduce_range=opts["reduce_range"], exclude=tuple(opts["exclude"]))
+                     reduce_range=opts["reduce_range"], weight_type=opts["weight_type"], exclude=tuple(opts["exclude"]))
 
     def quantize(r: q.Recipe, dest: Path = out) -> dict:
         return q.quantize_static_onnx(
@@ -188,6 +189,6 @@ VARIANT = Variant(
     runner=runner,
     runtime="onnxruntime",
     options=("per_channel", "calibration_method", "op_types", "nodes_to_exclude", "reduce_range",
-             "activation_type", "fallback", "search", "search_budget_s"),
+             "activation_type", "weight_type", "fallback", "search", "search_budget_s"),
     description="static INT8 QDQ ONNX (ONNX Runtime, calibrated), with a recipe search behind the gate",
 )
