@@ -56,7 +56,7 @@ def test_real_cnn_gets_a_gate_passing_int8_from_real_photos(effnet_dir):
     task = m["verification"]["task"]
     assert m["gate"] == "passed" and task["data"] == "verify.data" and task["samples"] == 64
     # the defaults, as any user gets them: per-sample logit cosine, top-1 / top-5 agreement
-    assert task["mean_cosine"] >= 0.95 and task["top1"] >= 0.70 and task["top5"] >= 0.75
+    assert task["mean_cosine"] >= 0.95 and task["top1"] >= 0.60 and task["top5"] >= 0.70
     attempts = m["info"]["attempts"]
     assert attempts[-1]["passed"] and all(not a["passed"] for a in attempts[:-1])
     assert m["isa"]["class"] == isa.isa_class() and m["info"]["recipe"] == attempts[-1]["recipe"]
@@ -70,7 +70,7 @@ def test_the_same_gate_fails_a_broken_int8_cnn(effnet_dir):
     r = build(spec, effnet_dir / "repo_broken", effnet_dir / "build").results[0]
     assert r.status == "failed"
     task = r.verification["task"]
-    assert task["mean_cosine"] < 0.95 and task["top1"] < 0.70
+    assert task["mean_cosine"] < 0.95 and task["top1"] < 0.60
 
 
 def test_real_text_encoder_gets_a_gate_passing_int8_from_real_sentences(tmp_path):

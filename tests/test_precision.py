@@ -33,7 +33,7 @@ def test_int8_gate_is_cosine_with_random_data_and_task_metrics_with_real_data(wo
     real = _linear_spec(workdir, calibration={"data": "cal.npz"})
     tol = REGISTRY["onnx-int8-dynamic"].tolerance_for(real, real.variants[0])
     # per-sample logit cosine gates; top-1/top-5 catch a wrong head; random-input cosine only catastrophes
-    assert (tol.min_mean_cosine, tol.min_top1, tol.min_top5, tol.min_cosine) == (0.95, 0.70, 0.75, 0.90)
+    assert (tol.min_mean_cosine, tol.min_top1, tol.min_top5, tol.min_cosine) == (0.95, 0.60, 0.70, 0.90)
     emb = _linear_spec(workdir, calibration={"data": "cal.npz"}, verify={"task": "embedding"})
     assert REGISTRY["onnx-int8"].tolerance_for(emb, emb.variants[0]).min_mean_cosine == 0.98
 

@@ -157,13 +157,14 @@ def _command(src: Path, op_types, r: q.Recipe) -> str:
 runner = onnx_artifact_runner("all")
 
 
-# The INT8 gate, judged on the task (justified in README "INT8 gate"; measured on EfficientNet-Lite0 with
-# ImageNet weights on 64 crops of real photos and all-MiniLM-L6-v2 on real sentences):
-# - classification with real data: per-sample logit cosine >= 0.95 gates (good PTQ 0.98-0.99, a broken one --
-#   conv outputs quantized before ReLU6 -- 0.77); top-1 agreement >= 0.70 and top-5 overlap >= 0.75 catch a
-#   wrong head or permuted classes (good 0.78-0.83 / 0.86-0.91 on these low-margin crops, broken 0.39 / 0.47):
-#   top-1 agreement on near-tied logits measures the data's margins more than the model;
-# - embedding: mean cosine >= 0.98;
+# The INT8 gate, judged on the task (justified in README "INT8"; measured on EfficientNet-Lite0 with ImageNet
+# weights on 64 crops of real photos and all-MiniLM-L6-v2 on 60 real sentences):
+# - classification with real data: the mean per-sample logit cosine >= 0.95 gates (good PTQ recipes 0.97-0.98,
+#   7-bit weights (reduce_range) 0.92, a broken one -- conv outputs quantized before ReLU6 -- 0.77); top-1
+#   agreement >= 0.60 and top-5 overlap >= 0.70 catch a wrong head or permuted classes (good 0.72-0.83 /
+#   0.82-0.91, broken 0.39 / 0.47): top-1 agreement on near-tied logits measures the data's margins more than
+#   the model (median fp32 confidence on these crops: 0.2-0.3);
+# - embedding: mean cosine >= 0.98 (ORT after the search 0.981, NNCF 0.995, dynamic 0.960, symmetric 0.850);
 # - random inputs are far from what a calibrated model saw, so their cosine only catches catastrophes (>= 0.90
 #   with real data; good and broken recipes both measured 0.96-0.98 there); with random calibration data the
 #   same distribution is used for both and cosine >= 0.98 gates.
@@ -171,7 +172,7 @@ def int8_tolerance(model: ModelSpec, options: dict) -> Tolerance:
     real = model.calibration.data is not None or model.verify.data is not None
     if real:
         mean_cos = 0.98 if model.verify.task == "embedding" else 0.95
-        return Tolerance(min_cosine=0.90, min_top1=0.70, min_top5=0.75, min_mean_cosine=mean_cos)
+        return Tolerance(min_cosine=0.90, min_top1=0.60, min_top5=0.70, min_mean_cosine=mean_cos)
     return Tolerance(min_cosine=0.98, min_mean_cosine=0.98)
 
 
