@@ -83,3 +83,24 @@ def test_validate_warns_when_an_int8_model_was_verified_on_another_cpu_class(tmp
     (d / "manifest.json").write_text(json.dumps(_manifest(other)))
     res = CliRunner().invoke(cli, ["validate", str(tmp_path / "repo")])
     assert f"INT8 verified on a {other} CPU but this one is {isa.isa_class()}" in " ".join(res.output.split())
+
+
+def test_build_summary_says_what_int8_buys_on_a_cpu_without_vnni(tmp_path, monkeypatch):
+    """The CPU is forced to an AVX2 class through TRITONGEN_CPU_FLAGS (detection only: the kernels are this
+    machine's), so the summary line and the U8U8 first recipe show whatever CPU runs the test."""
+    from generator.cli import cli
+    from specs import cnn_model, write_spec
+
+    monkeypatch.setenv("TRITONGEN_CPU_FLAGS", "avx2 fma")
+    isa.cpu_flags.cache_clear()
+    try:
+        spec = write_spec(tmp_path, {"models": [cnn_model(variants=["onnx-int8"])]})
+        res = CliRunner().invoke(cli, ["build", str(spec), "-o", str(tmp_path / "repo"), "--build-dir",
+                                       str(tmp_path / "build")])
+    finally:
+        isa.cpu_flags.cache_clear()
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0, out[-500:]
+    assert "has no VNNI/AMX" in out and "cnn/onnx-int8: recipe '" in out
+    manifest = json.loads((tmp_path / "repo" / "cnn__onnx-int8" / "manifest.json").read_text())
+    assert manifest["isa"]["class"] == "avx2" and manifest["info"]["attempts"][0]["recipe"].endswith("U8U8")
