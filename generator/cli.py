@@ -368,9 +368,16 @@ def _isa_warnings(repository: Path) -> None:
 
 
 def _int8_note(console, report) -> None:
-    """What INT8 buys on this CPU, and the recipe each INT8 variant kept (build summary)."""
+    """What INT8 buys on this CPU, the recipe each INT8 variant kept, and task sets too small to mean much
+    (build summary)."""
     from .isa import isa_class, speed_note
 
+    warned = set()
+    for r in report.results:  # too few samples for the task metrics to mean much: say so once per model
+        w = ((r.verification or {}).get("task") or {}).get("warning")
+        if w and r.model not in warned:
+            warned.add(r.model)
+            console.print(f"  [yellow]warning:[/] {r.model}: {w}", soft_wrap=True)
     int8 = [r for r in report.results if r.written and (r.info.get("isa") or r.variant.endswith("int8"))]
     for r in int8:
         if r.info.get("attempts"):

@@ -27,13 +27,13 @@ from .inputs import Point, make_inputs, verification_points
 from .spec import ModelSpec, Tolerance
 
 DEFAULT_TASK_SAMPLES = 64
+TASK_BATCH = 8
 MIN_TASK_SAMPLES = 32  # below this, one disagreement moves top-1 agreement by more than 3 points
 
 
 def few_samples_warning(n: int, source: str) -> str:
     return (f"the {source} set has only {n} samples: top-1 agreement moves in steps of {1 / max(n, 1):.3f} and "
             f"says little; give verify.data (an .npz or image folder) with at least {MIN_TASK_SAMPLES} samples")
-TASK_BATCH = 8
 
 
 @dataclass
@@ -220,9 +220,9 @@ def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
         top_r = np.argsort(-ref, axis=1)[:, :k]
         top_g = np.argsort(-got, axis=1)[:, :k]
         out["top5"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]))
-    if True:  # per-sample cosine for classification too: unlike top-1, near-tied logits do not make it noise
-        num = np.sum(ref * got, axis=1)
-        den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-        cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-        out["mean_cosine"] = float(np.mean(cos))
+    # per-sample cosine for classification too: unlike top-1 agreement, near-tied logits do not make it noise
+    num = np.sum(ref * got, axis=1)
+    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    out["mean_cosine"] = float(np.mean(cos))
     return out
