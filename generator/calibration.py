@@ -14,10 +14,12 @@ from .inputs import Point, make_inputs
 from .spec import ModelSpec
 
 
-def calibration_samples(model: ModelSpec, root: Path, log: Callable[[str], None]) -> list[dict[str, np.ndarray]]:
-    """A list of feeds, each with batch 1 (or no batch dim when max_batch_size is 0)."""
+def calibration_samples(model: ModelSpec, root: Path, log: Callable[[str], None],
+                        where: str | None = None) -> list[dict[str, np.ndarray]]:
+    """A list of feeds, each with batch 1 (or no batch dim when max_batch_size is 0). ``where`` names the
+    field in errors (default: the model's calibration.data; verify.data reads its set through here too)."""
     cal = model.calibration
-    where = f"{model.where}.calibration.data"
+    where = where or f"{model.where}.calibration.data"
     if cal.data is None:
         log(f"no calibration.data: using {cal.samples} random samples; INT8 accuracy numbers are then meaningless")
         opt = tuple(sorted(model.dims_at("opt").items()))

@@ -93,6 +93,7 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
     for r in report.results:
         if r.reason:
             console.print(f"  {r.model}/{r.variant} {r.status}: {r.reason}", soft_wrap=True)
+    _int8_note(console, report)
     state = "written" if report.changed else "unchanged (nothing to rebuild)"
     console.print(f"repository {report.output} {state} in {time.perf_counter() - t0:.1f}s")
     skipped = [r for r in report.results if r.status == "skipped"]
@@ -202,6 +203,7 @@ def validate(repository, triton_release, target_cc):
     for r in reports:
         t.add_row(r.name, engine_of(r.config) if r.config else "?", "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
     console.print(t)
+    _isa_warnings(repository)
     for w in (w for r in reports for w in r.warnings):
         _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     bad = [p for r in reports for p in r.problems]
@@ -268,6 +270,8 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
     """
     from perf.harness import run_perf
 
+    if url is None:
+        _isa_warnings(repo)
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
@@ -510,6 +514,36 @@ def schema(output):
         tmp = Path(output).with_name(f".{Path(output).name}.tmp")
         tmp.write_text(text)
         tmp.rename(output)
+
+
+def _isa_warnings(repository: Path) -> None:
+    """INT8 artifacts verified on another CPU class than this one (generator/isa.py)."""
+    from .isa import mismatch_warnings
+
+    for w in mismatch_warnings(repository):
+        _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+def _int8_note(console, report) -> None:
+    """What INT8 buys on this CPU, the recipe each INT8 variant kept, and task sets too small to mean much
+    (build summary)."""
+    from .isa import isa_class, speed_note
+
+    warned = set()
+    for r in report.results:  # too few samples for the task metrics to mean much: say so once per model
+        w = ((r.verification or {}).get("task") or {}).get("warning")
+        if w and r.model not in warned:
+            warned.add(r.model)
+            console.print(f"  [yellow]warning:[/] {r.model}: {w}", soft_wrap=True)
+    int8 = [r for r in report.results if r.written and (r.info.get("isa") or r.variant.endswith("int8"))]
+    for r in int8:
+        if r.info.get("attempts"):
+            console.print(f"  {r.model}/{r.variant}: recipe '{r.info.get('recipe')}' after "
+                          f"{len(r.info['attempts'])} attempt(s) in {r.info.get('search_s', 0)}s (CPU {isa_class()})")
+    note = speed_note("int8") if int8 else None
+    if note:
+        console.print(f"  [yellow]note:[/] {note}; `tritongen bench` shows speed vs this machine's ceiling",
+                      soft_wrap=True)
 
 
 def main():

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import isa
 from .errors import UserError, VariantFailed
 from .inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from .loading import load_module, local_sources
@@ -370,6 +371,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "precision": result.info.get("compute_precision", variant.precision),
         "devices": list(variant.devices),
         "notes": ctx.get("notes", []),
+        "isa": isa.for_manifest(result.info),  # the CPU class the gate was passed on (generator/isa.py)
         "spec": str(mb.spec.path),
         "spec_hash": model.spec_hash(),
         "checkpoint_sha256": mb.checkpoint_sha256,

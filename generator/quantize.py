@@ -12,12 +12,17 @@ named nodes in fp32. A quantization that raises, or whose result ONNX Runtime ca
 
 from __future__ import annotations
 
+from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError, VariantFailed
 from .export import data_file, finalize_onnx, has_external_data, save_onnx
 
-STATIC_OPS = ("MatMul", "Gemm", "Conv")
+# Relu/Clip are "removable activations": with them listed, ORT drops the activation and quantizes the conv's
+# output with the activation's range. Without them the conv output is quantized over its whole range and
+# then clipped: on EfficientNet-Lite (ReLU6) that left ~8 levels in [0, 6] and top-1 agreement 0.39.
+STATIC_OPS = ("MatMul", "Gemm", "Conv", "Relu", "Clip")
 DYNAMIC_OPS = ("MatMul", "Gemm")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 ACTIVATION_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
@@ -129,7 +134,7 @@ def _load_check(variant: str, path: Path, nodes, op_types) -> None:
 
 def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=STATIC_OPS, per_channel=False,
                          method="minmax", reduce_range=False, activation_type="uint8", exclude=(),
-                         variant="onnx-int8") -> dict:
+                         variant="onnx-int8", weight_type="int8") -> dict:
     """fp32 ONNX -> QDQ int8 ONNX calibrated on ``samples`` (feeds dicts). Returns what was quantized."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -143,11 +148,11 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
             per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=getattr(QuantType, ACTIVATION_TYPES[activation_type]),
-            weight_type=QuantType.QInt8,
+            weight_type=getattr(QuantType, ACTIVATION_TYPES[weight_type]),
             nodes_to_exclude=list(exclude),
             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
             # symmetric int8 activations where asked; weights are always symmetric int8
-            extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": weight_type == "int8"},
             use_external_data_format=has_external_data(src),  # a model over 2 GB
         )
     except (UserError, VariantFailed):
@@ -167,7 +172,8 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
     quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
     return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
             "calibration_samples": len(samples), "method": method, "per_channel": per_channel,
-            "activation_type": activation_type, "op_types": list(op_types)}
+            "activation_type": activation_type, "weight_type": weight_type, "reduce_range": reduce_range,
+            "op_types": list(op_types)}
 
 
 def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_channel=False, reduce_range=False,
@@ -191,17 +197,6 @@ def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_cha
             "per_channel": per_channel, "op_types": list(op_types)}
 
 
-def sensitive_nodes(nodes: list[tuple[str, str]], op_types, already=()) -> list[str]:
-    """The fallback's choice: the first and the last quantizable node in graph order -- the input stem
-    (patch embedding / first conv) and the classifier head, the layers int8 hurts most in practice."""
-    cands = [n for n, op in nodes if op in op_types and n not in set(already)]
-    picked = []
-    for n in (cands[:1] + cands[-1:]):
-        if n not in picked:
-            picked.append(n)
-    return picked
-
-
 def options(ctx, ops_default, *, static: bool) -> dict:
     """The variant's options, validated; every error names the field."""
     where = f"{ctx.model.where}.variants.{ctx.variant.name}.options"
@@ -219,9 +214,12 @@ def options(ctx, ops_default, *, static: bool) -> dict:
             raise UserError(f"{where}.{key}: expected a list of names, got {v!r}")
         return list(v)
 
+    from .isa import quantization_defaults
+
+    cpu = quantization_defaults(static=static)  # ORT's advice for this CPU (generator/isa.py) unless the spec says
     out = {
         "per_channel": flag("per_channel", static),
-        "reduce_range": flag("reduce_range", False),
+        "reduce_range": flag("reduce_range", cpu["reduce_range"]),
         "op_types": names("op_types", list(ops_default)),
         "exclude": names("nodes_to_exclude", []),
     }
@@ -232,5 +230,129 @@ def options(ctx, ops_default, *, static: bool) -> dict:
         act = str(o.get("activation_type", "uint8")).lower()
         if act not in ACTIVATION_TYPES:
             raise UserError(f"{where}.activation_type: '{act}' is not one of {', '.join(ACTIVATION_TYPES)}")
-        out.update(method=method, activation_type=act, fallback=flag("fallback", True))
+        budget = o.get("search_budget_s", 600)
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+            raise UserError(f"{where}.search_budget_s: expected seconds >= 0, got {budget!r}")
+        wt = str(o.get("weight_type", "int8" if act == "int8" else cpu["weight_type"])).lower()
+        if wt not in ACTIVATION_TYPES:
+            raise UserError(f"{where}.weight_type: '{wt}' is not one of {', '.join(ACTIVATION_TYPES)}")
+        if act == "int8" and wt == "uint8":
+            raise UserError(f"{where}.weight_type: uint8 weights need uint8 activations (U8U8); "
+                            "use activation_type: uint8 or weight_type: int8")
+        out.update(method=method, activation_type=act, weight_type=wt, search=flag("search", flag("fallback", True)),
+                   search_budget_s=float(budget))
     return out
+
+
+# --------------------------------------------------------------------------- recipe search
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to quantize statically. ``activation_type`` uint8 = asymmetric activations, int8 = symmetric;
+    ``weight_type`` uint8 = U8U8 (no VPMADDUBSW saturation on CPUs without VNNI, ORT docs)."""
+
+    method: str = "minmax"
+    per_channel: bool = True
+    activation_type: str = "uint8"
+    reduce_range: bool = False
+    weight_type: str = "int8"
+    exclude: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        parts = [self.method, "per-channel" if self.per_channel else "per-tensor",
+                 "symmetric" if self.activation_type == "int8" else "asymmetric",
+                 "U8U8" if self.weight_type == "uint8" else ("U8S8" if self.activation_type == "uint8" else "S8S8")]
+        if self.reduce_range:
+            parts.append("reduce_range")
+        if self.exclude:
+            parts.append(f"{len(self.exclude)} nodes fp32")
+        return " ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "per_channel": self.per_channel, "activation_type": self.activation_type,
+                "reduce_range": self.reduce_range, "weight_type": self.weight_type, "exclude": list(self.exclude)}
+
+
+def recipe_variations(first: Recipe, vnni: bool) -> list[Recipe]:
+    """The bounded set tried after ``first`` fails, all full-INT8 (same speed) -- exclusions come after:
+    the other calibration methods, per-channel weights, the other activation symmetry (symmetric int8
+    activations go with int8 weights), and without VNNI the other cures ORT documents for U8S8 saturation
+    (U8U8, reduce_range) and plain U8S8 (verified on this CPU like every recipe)."""
+    out: list[Recipe] = []
+
+    def add(r: Recipe) -> None:
+        if r != first and r not in out:
+            out.append(r)
+
+    for m in ("entropy", "percentile", "minmax"):
+        add(replace(first, method=m, per_channel=True))
+    if first.activation_type == "uint8":
+        add(replace(first, per_channel=True, activation_type="int8", weight_type="int8"))
+    else:
+        add(replace(first, per_channel=True, activation_type="uint8"))
+    if not vnni:
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="uint8", reduce_range=False))
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="int8", reduce_range=True))
+        add(replace(first, per_channel=True, activation_type="uint8", weight_type="int8", reduce_range=False))
+    return out
+
+
+def node_errors(src: Path, qdq: Path, samples: list[dict], op_types, exclude=()) -> list[tuple[str, float]]:
+    """Per-node quantization noise of ``qdq`` (a QDQ model of ``src``), worst first: for every quantized node
+    of ``op_types``, the signal-to-quantization-noise ratio (dB) of its inputs -- activations before vs
+    after their QuantizeLinear/DequantizeLinear pair on ``samples`` and weights float vs dequantized (ONNX
+    Runtime's qdq_loss_debug), noise powers added. Lower = more error contributed."""
+    import math
+
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, compute_activation_error, compute_signal_to_quantization_noice_ratio,
+        compute_weight_error, create_activation_matching, create_weight_matching,
+        modify_model_output_intermediate_tensors)
+
+    def activations(model: Path) -> dict:
+        aug = qdq.with_name("debug.onnx")
+        try:
+            modify_model_output_intermediate_tensors(str(model), str(aug))
+            return collect_activations(str(aug), _reader(samples))
+        finally:
+            aug.unlink(missing_ok=True)
+
+    import numpy as np
+
+    def local_sqnr(pre, post) -> float:
+        # ORT folds a following Relu/Clip into the QDQ range: compare with the pre tensor clipped to the range
+        # the dequantized values span, so that the clip is not counted as quantization noise
+        lo, hi = min(float(p.min()) for p in post), max(float(p.max()) for p in post)
+        return compute_signal_to_quantization_noice_ratio([np.clip(p, lo, hi) for p in pre], post)
+
+    match = create_activation_matching(activations(qdq), activations(src))
+    sqnr = {k: v["qdq_err"] for k, v in compute_activation_error(match, local_sqnr).items()}
+    sqnr.update(compute_weight_error(create_weight_matching(str(src), str(qdq))))
+    out = []
+    for name, op in graph_nodes_io(src):
+        if op[0] not in op_types or name in set(exclude):
+            continue
+        noise = sum(10 ** (-sqnr[t] / 10) for t in op[1] if t in sqnr and math.isfinite(sqnr[t]))
+        if noise > 0:
+            out.append((name, -10 * math.log10(noise)))
+    return sorted(out, key=lambda x: x[1])
+
+
+def graph_nodes_io(path: Path) -> list[tuple[str, tuple[str, list[str]]]]:
+    """(name, (op_type, inputs)) of every node, in graph order."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return [(n.name, (n.op_type, list(n.input))) for n in proto.graph.node]
+
+
+def exclusion_steps(n_quantizable: int) -> list[int]:
+    """How many of the worst nodes to keep in fp32, step by step: 1, 2, 4, ... up to a quarter of the
+    quantizable nodes (past that INT8 buys little speed)."""
+    cap = max(1, n_quantizable // 4)
+    steps, k = [], 1
+    while k < cap:
+        steps.append(k)
+        k *= 2
+    steps.append(cap)
+    return sorted(set(steps))

@@ -78,6 +78,7 @@ class Tolerance:
     min_top5: float | None = None  # mean overlap of the top-5 sets
     min_mean_cosine: float | None = None
     samples: int | None = None  # size of the task-metric set (calibration data or random)
+    data: Path | None = None  # a separate verification set (.npz or image folder) for the task metrics
 
     def over(self, base: "Tolerance") -> "Tolerance":
         """This tolerance with unset fields taken from ``base``."""
@@ -405,7 +406,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
     unused = [d for d in dims if d not in used]
     if unused:
         raise UserError(f"{where}.dims.{unused[0]}: declared but no input shape uses it; use it in a shape or remove it")
-    variants = _variants(f.list("variants", default=["onnx"]), f.path("variants"), known_variants)
+    variants = _variants(f.list("variants", default=["onnx"]), f.path("variants"), known_variants, root)
     triton = _triton(f.dict("triton"), f.path("triton"), mbs)
     pre_variant = f.dict("preprocess").get("variant")
     if pre_variant is not None and pre_variant not in [v.name for v in variants]:
@@ -420,7 +421,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         max_batch_size=mbs,
         variants=variants,
         calibration=_calibration(f.dict("calibration"), f.path("calibration"), root),
-        verify=_tolerance(f.dict("verify"), f.path("verify")),
+        verify=_tolerance(f.dict("verify"), f.path("verify"), root),
         triton=triton,
         opset=opset,
         preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs, root, f.get("source")),
@@ -558,8 +559,9 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
     return tuple(out)
 
 
-def _tolerance(raw: dict, where: str) -> Tolerance:
-    f = _Fields(raw, where, ("atol", "rtol", "min_cosine", "task", "min_top1", "min_top5", "min_mean_cosine", "samples"))
+def _tolerance(raw: dict, where: str, root: Path | None = None) -> Tolerance:
+    f = _Fields(raw, where, ("atol", "rtol", "min_cosine", "task", "min_top1", "min_top5", "min_mean_cosine", "samples",
+                             "data"))
     task = f.str("task")
     if task is not None and task not in TASKS:
         raise UserError(f"{where}.task: '{task}' is not one of {', '.join(TASKS)}")
@@ -569,11 +571,12 @@ def _tolerance(raw: dict, where: str) -> Tolerance:
         if v is not None and v > 1:
             raise UserError(f"{where}.{k}: {v} is above 1; give a fraction (e.g. 0.99)")
         fractions[k] = v
+    data = (Path(root or ".") / f.str("data")).resolve() if f.has("data") else None
     return Tolerance(atol=f.float("atol"), rtol=f.float("rtol"), task=task,
-                     samples=f.int("samples", None, minimum=1), **fractions)
+                     samples=f.int("samples", None, minimum=1), data=data, **fractions)
 
 
-def _variants(raw: list, where: str, known: tuple[str, ...]) -> tuple[VariantSpec, ...]:
+def _variants(raw: list, where: str, known: tuple[str, ...], root: Path | None = None) -> tuple[VariantSpec, ...]:
     if not raw:
         raise UserError(f"{where}: empty; list at least one of {', '.join(known)}")
     out = []
@@ -587,7 +590,8 @@ def _variants(raw: list, where: str, known: tuple[str, ...]) -> tuple[VariantSpe
             raise UserError(f"{w}: unknown variant '{name}'; known variants: {', '.join(known)}")
         if any(o.name == name for o in out):
             raise UserError(f"{w}: variant '{name}' is listed twice")
-        out.append(VariantSpec(name=name, verify=_tolerance(f.dict("verify"), f.path("verify")), options=f.dict("options")))
+        out.append(VariantSpec(name=name, verify=_tolerance(f.dict("verify"), f.path("verify"), root),
+                               options=f.dict("options")))
     return tuple(out)
 
 

@@ -24,11 +24,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import UserError
 from .inputs import Point, make_inputs, verification_points
 from .spec import ModelSpec, Tolerance
 
 DEFAULT_TASK_SAMPLES = 64
 TASK_BATCH = 8
+MIN_TASK_SAMPLES = 32  # below this, one disagreement moves top-1 agreement by more than 3 points
+
+
+def few_samples_warning(n: int, source: str) -> str:
+    return (f"the {source} set has only {n} samples: top-1 agreement moves in steps of {1 / max(n, 1):.3f} and "
+            f"says little; give verify.data (an .npz or image folder) with at least {MIN_TASK_SAMPLES} samples")
 
 
 @dataclass
@@ -165,6 +172,8 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
     if tol.task in ("classification", "embedding"):
         try:
             result.task = task_metrics(run, reference, model, tol)
+        except UserError:  # a bad verify.data / calibration.data file: the user's to fix, not the variant's
+            raise
         except Exception as e:
             result.passed = False
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -196,13 +205,16 @@ def gate_reason(v: Verification) -> str:
 _REFERENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def task_set(model: ModelSpec, n: int, seed: int = 4321) -> tuple[list[dict], str]:
-    """``n`` verification samples (batch 1 each) and where they came from: 'calibration' or 'random'."""
-    if model.calibration.data is not None:
+def task_set(model: ModelSpec, n: int, seed: int = 4321, data=None) -> tuple[list[dict], str]:
+    """``n`` verification samples (batch 1 each) and where they came from: 'verify.data' (the spec's separate
+    verification set), 'calibration' or 'random'."""
+    if data is not None or model.calibration.data is not None:
         from .calibration import calibration_samples
 
-        m = dataclasses.replace(model, calibration=dataclasses.replace(model.calibration, samples=n))
-        return calibration_samples(m, None, lambda s: None), "calibration"
+        cal = dataclasses.replace(model.calibration, samples=n, data=data if data is not None else model.calibration.data)
+        m = dataclasses.replace(model, calibration=cal)
+        where = f"{model.where}.verify.data" if data is not None else None
+        return calibration_samples(m, None, lambda s: None, where=where), "verify.data" if data is not None else "calibration"
     opt = tuple(sorted(model.dims_at("opt").items()))
     point = Point(1 if model.max_batch_size > 0 else 0, opt)
     return [make_inputs(model, point, seed=seed + i) for i in range(n)], "random"
@@ -234,16 +246,16 @@ def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
     return out
 
 
-def _reference_outputs(reference, model: ModelSpec, n: int):
+def _reference_outputs(reference, model: ModelSpec, n: int, data=None):
     """(batches, PyTorch outputs, data source), computed once per reference owner (one per model build)."""
-    key = (model.name, n, str(model.calibration.data))
+    key = (model.name, n, str(model.calibration.data), str(data))
     owner = getattr(reference, "__self__", reference)
     try:
         store = _REFERENCES.setdefault(owner, {})
     except TypeError:
         store = {}
     if key not in store:
-        samples, source = task_set(model, n)
+        samples, source = task_set(model, n, data=data)
         batches = _batches(model, samples)
         store[key] = (batches, [reference(feeds, point) for feeds, point in batches], source)
     return store[key]
@@ -251,22 +263,24 @@ def _reference_outputs(reference, model: ModelSpec, n: int):
 
 def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
     n = tol.samples or DEFAULT_TASK_SAMPLES
-    batches, refs, source = _reference_outputs(reference, model, n)
+    batches, refs, source = _reference_outputs(reference, model, n, getattr(tol, "data", None))
     name = model.outputs[0].name
     ref = np.concatenate([r[name].reshape(len(r[name]) if p.batch else 1, -1) for (_, p), r in zip(batches, refs)])
     got = np.concatenate([np.asarray(run(feeds)[name]).reshape(len(ref_b[name]) if p.batch else 1, -1)
                           for (feeds, p), ref_b in zip(batches, refs)]).astype(np.float64)
     ref = ref.astype(np.float64)
     out = {"task": tol.task, "samples": int(ref.shape[0]), "data": source, "output": name}
+    if out["samples"] < MIN_TASK_SAMPLES:
+        out["warning"] = few_samples_warning(out["samples"], source)
     if tol.task == "classification":
         k = min(5, ref.shape[1])
         out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
         top_r = np.argsort(-ref, axis=1)[:, :k]
         top_g = np.argsort(-got, axis=1)[:, :k]
         out["top5"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]))
-    else:
-        num = np.sum(ref * got, axis=1)
-        den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-        cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-        out["mean_cosine"] = float(np.mean(cos))
+    # per-sample cosine for classification too: unlike top-1 agreement, near-tied logits do not make it noise
+    num = np.sum(ref * got, axis=1)
+    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    out["mean_cosine"] = float(np.mean(cos))
     return out

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "perf" / "results"
 FIELDS = ["model", "variant", "runtime", "precision", "batch", "median_ms", "p90_ms", "items_per_s", "speedup",
+          "ceiling_pct",
           "size_mb", "max_abs", "gate"]
 
 
@@ -184,9 +185,48 @@ def run_bench(spec_path, repo_dir=Path("model_repository"), batches=(1, 8), thre
                                                      "max_abs", "gate")} | {
                     "batch": r["batch"], "median_ms": r["median_ms"], "p90_ms": r["p90_ms"],
                     "items_per_s": r["items_per_s"], "speedup": speed})
+    notes = add_ceiling(rows, spec, repo, Path(out_dir), log)
     out = Path(out_dir) / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    write_results(rows, out, {"threads": threads, "warmup": warmup, "iters": iters, "batches": list(batches)})
+    write_results(rows, out, {"threads": threads, "warmup": warmup, "iters": iters, "batches": list(batches),
+                              "notes": notes})
+    for n in notes:
+        log(n)
     return rows
+
+
+def _ceiling_cell(r: dict) -> str:
+    return f"{r['ceiling_pct']:.1f}% {r.get('ceiling', '')}".strip() if r.get("ceiling_pct") is not None else "-"
+
+
+def add_ceiling(rows: list[dict], spec, repo: Path, out_dir: Path, log=print) -> list[str]:
+    """Each row's achieved FLOP/s (FLOPs of the fp32 graph x items/s) as a % of this machine's GEMM ceiling for
+    its precision (perf/probe.py, cached per CPU), plus one line per precision this CPU lacks the
+    instructions for (generator/isa.py). Returns those lines."""
+    from generator import isa
+    from generator.render import triton_model_name
+
+    from . import probe
+
+    peaks = probe.machine_peak(out_dir / "machine_probe.json").get("peak_gflops", {})
+    flops: dict[str, float | None] = {}
+    for m in spec.models:
+        src = next((repo / triton_model_name(m.name, k) / "1" / "model.onnx" for k in ("onnx", "onnx-int8")
+                    if (repo / triton_model_name(m.name, k) / "1" / "model.onnx").is_file()), None)
+        if src is None:
+            continue
+        shapes = {t.name: [1] * (m.max_batch_size > 0) + list(t.concrete(m.dims_at("opt"))) for t in m.inputs}
+        try:
+            flops[m.name] = probe.count_flops(src, shapes)["flops"]
+        except Exception as e:  # shape inference can fail on exotic graphs: no ceiling column then
+            log(f"  {m.name}: FLOP count failed ({type(e).__name__}); no % of ceiling")
+    for r in rows:
+        kind, peak = probe.peak_for(r.get("precision") or "fp32", peaks)
+        f = flops.get(r["model"])
+        if f and peak and r.get("items_per_s"):
+            r["ceiling_pct"] = 100.0 * f * r["items_per_s"] / (peak * 1e9)
+            r["ceiling"] = kind
+    notes = [n for n in {isa.speed_note(r.get("precision") or "") for r in rows} if n]
+    return sorted(notes)
 
 
 def _fmt(v, spec=".2f"):
@@ -204,14 +244,16 @@ def write_results(rows: list[dict], out: Path, meta: dict) -> Path:
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k) for k in FIELDS})
-    head = ["model", "variant", "batch", "median ms", "p90 ms", "items/s", "speed-up", "size MB", "max err", "gate"]
+    head = ["model", "variant", "batch", "median ms", "p90 ms", "items/s", "speed-up", "% of ceiling", "size MB",
+            "max err", "gate"]
     lines = [f"# tritongen bench ({', '.join(f'{k}={v}' for k, v in meta.items())})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: (r["model"], r["batch"], -(r["items_per_s"] or 0))):
         lines.append("| " + " | ".join([
             r["model"], r["variant"], str(r["batch"]), _fmt(r["median_ms"], ".1f"), _fmt(r["p90_ms"], ".1f"),
-            _fmt(r["items_per_s"]), (_fmt(r["speedup"]) + "x") if r["speedup"] else "-", _fmt(r["size_mb"], ".1f"),
-            _fmt(r["max_abs"], "e"), r["gate"] or "-"]) + " |")
+            _fmt(r["items_per_s"]), (_fmt(r["speedup"]) + "x") if r["speedup"] else "-", _ceiling_cell(r),
+            _fmt(r["size_mb"], ".1f"), _fmt(r["max_abs"], "e"), r["gate"] or "-"]) + " |")
+    lines += [""] + [f"- {n}" for n in meta.get("notes", [])]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     _print_table(rows, out)
@@ -226,11 +268,12 @@ def _print_table(rows: list[dict], out: Path) -> None:
         print((out / "bench.md").read_text())
         return
     t = Table(title=f"tritongen bench -> {out}")
-    for h in ("model", "variant", "batch", "median ms", "p90 ms", "items/s", "speed-up", "size MB", "max err", "gate"):
+    for h in ("model", "variant", "batch", "median ms", "p90 ms", "items/s", "speed-up", "% of ceiling", "size MB",
+              "max err", "gate"):
         t.add_column(h, justify="left" if h in ("model", "variant", "gate") else "right")
     for r in sorted(rows, key=lambda r: (r["model"], r["batch"], -(r["items_per_s"] or 0))):
         t.add_row(r["model"], r["variant"], str(r["batch"]), _fmt(r["median_ms"], ".1f"), _fmt(r["p90_ms"], ".1f"),
-                  _fmt(r["items_per_s"]), (_fmt(r["speedup"]) + "x") if r["speedup"] else "-",
+                  _fmt(r["items_per_s"]), (_fmt(r["speedup"]) + "x") if r["speedup"] else "-", _ceiling_cell(r),
                   _fmt(r["size_mb"], ".1f"), _fmt(r["max_abs"], "e"), r["gate"] or "-")
     Console(width=None if sys.stdout.isatty() else 160).print(t)
 

@@ -3,12 +3,14 @@
 No calibration data needed. Stages: the optimised fp32 graph -> ``quantize_dynamic`` on MatMul/Gemm
 (ONNX Runtime rewrites them to MatMulInteger / DynamicQuantizeMatMul) -> the accuracy gate (the INT8
 default: see onnx_int8.int8_tolerance). Options: ``per_channel`` (default false), ``op_types``,
-``nodes_to_exclude``, ``reduce_range``.
+``nodes_to_exclude``, ``reduce_range`` (default: true on x86 without VNNI, where U8S8 can saturate -- ORT's
+advice; generator/isa.py).
 """
 
 from __future__ import annotations
 
 
+from .. import isa
 from .. import quantize as q
 from ..runtimes import onnx_artifact_runner
 from ..spec import Tolerance
@@ -22,6 +24,7 @@ def build(ctx: BuildContext) -> None:
     src = optimized_fp32(ctx)
     nodes = q.graph_nodes(src)
     q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
+    ctx.info["isa"] = isa.summary()  # reduce_range followed this CPU (ORT's advice without VNNI)
     ctx.info.update(q.quantize_dynamic_onnx(
         src, ctx.artifact_dir / "model.onnx", op_types=opts["op_types"], per_channel=opts["per_channel"],
         reduce_range=opts["reduce_range"], exclude=opts["exclude"], variant=VARIANT.key))

@@ -10,14 +10,23 @@ performance_hint, num_streams) and
 - ``subset_size``: calibration samples used (default: all of ``calibration``, at most 300);
 - ``fast_bias_correction``: default true;
 - ``ignored_nodes`` / ``ignored_types``: kept in float (NNCF ``IgnoredScope``).
-Skipped when nncf or openvino is not importable. A failing gate is reported like any other variant.
+- ``search`` (default true) / ``search_budget_s`` (default 600): when the first recipe fails the gate, try the
+  other activation symmetry (preset), full bias correction, then NNCF's accuracy-aware quantization driven by
+  the gate's own metric (per-sample cosine to PyTorch on the verification set), which keeps the ops that hurt
+  it most in float. Every attempt goes to the manifest's ``info.attempts`` and build.log.
+Skipped when nncf or openvino is not importable. Nothing that fails the gate is shipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
+from .. import isa
 from ..errors import UserError, VariantFailed
+from ..inputs import verification_points
+from ..verify import verify
 from ..spec import ModelSpec, Tolerance
 from .base import BuildContext, Skip, Variant
 from .derived import optimized_fp32
@@ -64,36 +73,143 @@ def build(ctx: BuildContext) -> None:
     src = optimized_fp32(ctx)
     n = _nncf_options(ctx, src)
     samples = ctx.calibration()
-    model = ov.convert_model(str(src))
+    ctx.info["isa"] = isa.summary()
+    caps = isa.openvino_capabilities()
+    if caps:
+        ctx.info["isa"]["openvino"] = caps
     in_names = [t.name for t in ctx.model.inputs]
     dataset = nncf.Dataset(samples, lambda feeds: {k: feeds[k] for k in in_names})
-    kwargs = dict(
-        preset=nncf.QuantizationPreset.PERFORMANCE if n["preset"] == "performance" else nncf.QuantizationPreset.MIXED,
-        subset_size=min(n["subset_size"], len(samples)),
-        fast_bias_correction=n["fast_bias_correction"],
-    )
-    if n["model_type"] == "transformer":
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    if n["ignored_nodes"] or n["ignored_types"]:
-        kwargs["ignored_scope"] = nncf.IgnoredScope(names=n["ignored_nodes"], types=n["ignored_types"])
-    try:
-        quantized = nncf.quantize(model, dataset, **kwargs)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise VariantFailed(f"openvino-int8: nncf.quantize failed: {type(e).__name__}: {first}; "
-                            "keep the named node/op in float with options.ignored_nodes / ignored_types")
+    subset = min(n["subset_size"], len(samples))
+
+    def kwargs_for(r: dict) -> dict:
+        kw = dict(preset=nncf.QuantizationPreset.PERFORMANCE if r["preset"] == "performance" else nncf.QuantizationPreset.MIXED,
+                  subset_size=subset, fast_bias_correction=r["fast_bias_correction"])
+        if r["model_type"] == "transformer":
+            kw["model_type"] = nncf.ModelType.TRANSFORMER
+        if r["ignored_nodes"] or r["ignored_types"]:
+            kw["ignored_scope"] = nncf.IgnoredScope(names=r["ignored_nodes"], types=r["ignored_types"])
+        return kw
+
+    def quantize(r: dict, accuracy_control: bool = False):
+        try:
+            if accuracy_control:
+                return _with_accuracy_control(ctx, nncf, ov.convert_model(str(src)), dataset, kwargs_for(r), tol)
+            return nncf.quantize(ov.convert_model(str(src)), dataset, **kwargs_for(r))
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise VariantFailed(f"openvino-int8: nncf.quantize failed: {type(e).__name__}: {first}; "
+                                "keep the named node/op in float with options.ignored_nodes / ignored_types")
+
     out = ctx.artifact_dir / "model.xml"
+    search = ctx.options.get("search", True)
+    budget = ctx.options.get("search_budget_s", 600)
+    where = f"{ctx.model.where}.variants.{VARIANT.key}.options"
+    if not isinstance(search, bool):
+        raise UserError(f"{where}.search: expected true or false, got {search!r}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        raise UserError(f"{where}.search_budget_s: expected seconds >= 0, got {budget!r}")
+    tol = VARIANT.tolerance_for(ctx.model, ctx.variant)
+    search = search and ctx.reference is not None  # the search verifies against PyTorch
+    chosen, quantized = n, None
+    if not search:
+        quantized = quantize(n)
+    else:
+        start = time.perf_counter()
+        trial = ctx.work_dir / "trial"
+        trial.mkdir(exist_ok=True)
+        attempts: list[dict] = []
+        chosen = None
+        recipes = [(n, False)] + [(r, False) for r in _variations(n)] + [(n, True)]
+        for r, ac in recipes:
+            if chosen is not None or (attempts and time.perf_counter() - start > budget):
+                break
+            t = time.perf_counter()
+            model = quantize(r, accuracy_control=ac)
+            ov.save_model(model, str(trial / "model.xml"), compress_to_fp16=False)
+            v = verify(runner(trial, ctx.model, ctx.variant.options), ctx.reference, ctx.model, tol)
+            label = _label(r) + (" + accuracy control" if ac else "")
+            attempts.append({"recipe": label, **{k: r[k] for k in ("preset", "model_type", "fast_bias_correction")},
+                             "accuracy_control": ac, "passed": v.passed, "metrics": _metrics(v),
+                             "seconds": round(time.perf_counter() - t, 2),
+                             **({} if v.passed else {"failed": (v.error or "; ".join(v.failed))[:300]})})
+            ctx.log(f"recipe {len(attempts)} [{label}]: {'passed' if v.passed else 'failed'} ({v.summary}) "
+                    f"in {attempts[-1]['seconds']:.1f}s")
+            if v.passed:
+                chosen, quantized = r, model
+        ctx.info["attempts"] = attempts
+        ctx.info["search_s"] = round(time.perf_counter() - start, 1)
+        if chosen is None:
+            raise VariantFailed(f"{VARIANT.key}: {len(attempts)} recipes tried in {ctx.info['search_s']}s, none "
+                                f"passed the gate ({attempts[-1].get('failed', '')}); see build.log and manifest "
+                                "info.attempts")
+        ctx.info["recipe"] = attempts[-1]["recipe"]
     ov.save_model(quantized, str(out), compress_to_fp16=False)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-    ctx.info.update({"fake_quantize_ops": fq, "calibration_samples": kwargs["subset_size"], "openvino": ov.__version__,
-                     "nncf": nncf.__version__, "inference_precision": opts["precision"], **n})
+    ctx.info.update({"fake_quantize_ops": fq, "calibration_samples": subset, "openvino": ov.__version__,
+                     "nncf": nncf.__version__, "inference_precision": opts["precision"], **chosen})
     ctx.info.update(plugin_default_note(opts["precision"]))
     ctx.reproduce.append(
         "python -c \"import nncf, openvino as ov; "
         f"m = nncf.quantize(ov.convert_model('{src}'), nncf.Dataset(YOUR_SAMPLES), preset=nncf.QuantizationPreset."
-        f"{n['preset'].upper()}{', model_type=nncf.ModelType.TRANSFORMER' if n['model_type'] == 'transformer' else ''}, "
-        f"subset_size={kwargs['subset_size']}); ov.save_model(m, 'model.xml', compress_to_fp16=False)\""
+        f"{chosen['preset'].upper()}{', model_type=nncf.ModelType.TRANSFORMER' if chosen['model_type'] == 'transformer' else ''}, "
+        f"subset_size={subset}, fast_bias_correction={chosen['fast_bias_correction']}); "
+        "ov.save_model(m, 'model.xml', compress_to_fp16=False)\""
     )
+
+
+def _label(r: dict) -> str:
+    return (f"{r['preset']} ({'symmetric' if r['preset'] == 'performance' else 'asymmetric'} activations), "
+            f"{r['model_type']}, {'fast' if r['fast_bias_correction'] else 'full'} bias correction")
+
+
+def _variations(first: dict) -> list[dict]:
+    """After ``first``: the other activation symmetry (NNCF preset), then full bias correction."""
+    other = dict(first, preset="mixed" if first["preset"] == "performance" else "performance")
+    out = [other]
+    if first["fast_bias_correction"]:
+        out.append(dict(other, fast_bias_correction=False))
+    return out
+
+
+def _metrics(v) -> dict:
+    m = {"min_cosine": round(v.min_cosine, 6)}
+    for k in ("top1", "top5", "mean_cosine"):
+        if v.task and v.task.get(k) is not None:
+            m[k] = round(v.task[k], 4)
+    return m
+
+
+def _with_accuracy_control(ctx: BuildContext, nncf, model, dataset, kwargs: dict, tol):
+    """NNCF's accuracy-aware quantization: ranks the quantized ops by their effect on the gate's own metric (the
+    mean per-sample cosine to PyTorch on the verification set) and reverts the worst to float until the drop is
+    within 1 - min_mean_cosine (at most 8 reverts)."""
+    import numpy as np
+
+    from ..verify import DEFAULT_TASK_SAMPLES, task_set
+
+    samples, _ = task_set(ctx.model, tol.samples or DEFAULT_TASK_SAMPLES, data=tol.data)
+    first = ctx.model.outputs[0].name
+    point = next(iter(verification_points(ctx.model)))
+    items = []
+    for feeds in samples:
+        p = dataclasses.replace(point, batch=1 if ctx.model.max_batch_size > 0 else 0)
+        items.append((feeds, np.asarray(ctx.reference(feeds, p)[first], np.float64).ravel()))
+    in_names = [t.name for t in ctx.model.inputs]
+
+    def validate(compiled, data):
+        cos = []
+        for feeds, ref in data:
+            got = np.asarray(next(iter(compiled({k: feeds[k] for k in in_names}).values())), np.float64).ravel()
+            d = np.linalg.norm(ref) * np.linalg.norm(got)
+            cos.append(float(ref @ got / d) if d > 0 else 1.0)
+        return float(np.mean(cos)), cos
+
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    val = nncf.Dataset(items, lambda item: {k: item[0][k] for k in in_names})
+    return nncf.quantize_with_accuracy_control(
+        model, dataset, val, validate, max_drop=max(0.0, 1.0 - (tol.min_mean_cosine or 0.98)) * 0.8,
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=8), **kwargs)
 
 
 def runner(artifact_dir: Path, model: ModelSpec, options: dict):
@@ -114,7 +230,8 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="openvino",
-    options=OPTIONS + ("preset", "model_type", "subset_size", "fast_bias_correction", "ignored_nodes", "ignored_types"),
+    options=OPTIONS + ("preset", "model_type", "subset_size", "fast_bias_correction", "ignored_nodes", "ignored_types",
+                       "search", "search_budget_s"),
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},
                                                        key="openvino-int8"),
