@@ -408,16 +408,20 @@ class Bench:
         return sorted({min(x, self.max_concurrency) for x in (inst, 2 * inst, 2 * b * inst)})
 
     def measure(self, cand: Candidate, base_cfg, model_spec, levels: list[int] | None = None) -> Measurement:
+        m = Measurement(key=cand.key(), candidate=asdict(cand))
+        cfg = apply_candidate(base_cfg, cand)
+        return self.measure_config(m, cand.variant, cfg, model_spec, levels or self.levels(cand))
+
+    def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int]) -> Measurement:
+        """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels``."""
         from perf import loadgen, server_stats
 
         t0 = time.time()
-        m = Measurement(key=cand.key(), candidate=asdict(cand))
-        cfg = apply_candidate(base_cfg, cand)
-        problems = check_candidate(cfg, cand.variant)
+        problems = check_candidate(cfg, name)
         if problems:
             m.error = f"rejected by the validator: {problems[0]}"
             return m
-        reason = self.load(cand.variant, cfg)
+        reason = self.load(name, cfg)
         if reason:
             m.error = f"failed to load: {reason}"
             return m
@@ -425,17 +429,16 @@ class Bench:
         batch = loadgen.batch_of(feeds[0], model_spec)
         outputs = [o.name for o in model_spec.outputs]
         settings = self.settings_for(model_spec)
-        budget = settings.latency_budget_ms
-        for conc in levels or self.levels(cand):
-            before = server_stats.snapshot(self.url, cand.variant)
-            step = loadgen.run_step("grpc", self.url, cand.variant, feeds, outputs, conc, batch=batch,
+        for conc in levels:
+            before = server_stats.snapshot(self.url, name)
+            step = loadgen.run_step("grpc", self.url, name, feeds, outputs, conc, batch=batch,
                                     warmup_requests=max(4, conc), warmup_s=self.warmup_s,
                                     measurement_s=self.window_s, max_requests=self.max_requests, timeout_s=60.0)
             if step.aborted or (step.errors and not self.alive()):
                 if not self.alive():
-                    raise ServerGone(f"tritonserver at {self.url} stopped during {cand.short()} at concurrency {conc}")
+                    raise ServerGone(f"tritonserver at {self.url} stopped while measuring {name} at concurrency {conc}")
             try:
-                d = server_stats.delta(before, server_stats.snapshot(self.url, cand.variant)).to_dict()
+                d = server_stats.delta(before, server_stats.snapshot(self.url, name)).to_dict()
             except Exception:
                 d = {}
             row = {"concurrency": conc, "throughput": step.throughput, "p50_ms": step.p50_ms, "p99_ms": step.p99_ms,
