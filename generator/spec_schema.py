@@ -66,6 +66,7 @@ def mappings() -> dict[str, dict[str, dict]]:
             "triton": _ref("triton", "What goes into config.pbtxt beyond tensors."),
             "opset": _t("integer", "ONNX opset (default 20).", minimum=7),
             "preprocess": _ref("preprocess", "CPU preprocessing + an ensemble: image bytes or strings in."),
+            "tune": _ref("tune", "tritongen tune's search space and goal for this model."),
         },
         "source": {
             "factory": _t("string", "'module:callable' returning an nn.Module, importable from the spec's folder.",
@@ -116,6 +117,20 @@ def mappings() -> dict[str, dict[str, dict]]:
             "min_top5": {**_FRACTION, "description": "classification: top-5 overlap with PyTorch."},
             "min_mean_cosine": {**_FRACTION, "description": "embedding: mean cosine with PyTorch."},
             "samples": {**_POS_INT, "description": "Size of the task-metric set."},
+            "data": _t("string", "A separate verification set for the task metrics (.npz, image folder or "
+                                 "sentences .txt); default: the calibration data."),
+        },
+        "tune": {
+            "variants": _t("array", "Variants to search (default: every gate-passed one).", items={"type": "string"}),
+            "instances": _t("array", "Instance counts (default: 1 .. cores).", items=_POS_INT),
+            "max_batch_size": _t("array", "max_batch_size values (<= the verified one).", items=_POS_INT),
+            "queue_delay_us": _t("array", "max_queue_delay_microseconds values.", items={"type": "integer", "minimum": 0}),
+            "threads": _t("array", "Runtime threads per instance (0 = runtime default).",
+                          items={"type": "integer", "minimum": 0}),
+            "objective": _t("string", "Maximise throughput or minimise p99.", enum=["throughput", "latency"]),
+            "latency_budget_ms": _t("number", "p99 constraint (ms).", minimum=0),
+            "min_throughput": _t("number", "Throughput constraint (inferences/s).", minimum=0),
+            "max_memory_mb": _t("number", "Server memory constraint for the model (MB).", minimum=0),
         },
         "variant": {
             "name": _t("string", "Variant name.", enum=_variant_names()),

@@ -83,7 +83,12 @@ def _queue_policy(s):
     return s["models"][0]["triton"]["dynamic_batching"]["default_queue_policy"]
 
 
-SETUP = {"pickle": _pickle, "text": _text, "backend": _backend, "rate_limiter": _rate_limiter,
+def _tune(s):
+    s["models"][0]["tune"] = {"instances": [1]}
+    return s["models"][0]["tune"]
+
+
+SETUP = {"tune": _tune, "pickle": _pickle, "text": _text, "backend": _backend, "rate_limiter": _rate_limiter,
          "rate_limiter_resource": _rate_limiter_resource, "queue_policy": _queue_policy}
 
 
