@@ -483,15 +483,28 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
 @click.option("--name", default=None, help="Model name (default: from the checkpoint's name).")
 @click.option("--task", default=None, help="Hugging Face folders: the task (default: from the architecture).")
 @click.option("--force", is_flag=True, help="Overwrite an existing spec.")
-def init(checkpoint, output, factory, name, task, force):
+@click.option("--image-size", default=None, metavar="HxW",
+              help="state_dict image models: the input size (e.g. 224 or 224x224); adds image preprocessing + an "
+                   "ensemble (image bytes in).")
+@click.option("--mean", default=None, metavar="R,G,B", help="With --image-size: per-channel mean (default ImageNet).")
+@click.option("--std", default=None, metavar="R,G,B", help="With --image-size: per-channel std (default ImageNet).")
+def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
     """Write a starting spec for CHECKPOINT: a Hugging Face folder, a TorchScript or torch.export file,
     or a state_dict with --factory. What cannot be inferred is left as a TODO the build names."""
     import time
 
     from .init import init_spec
 
+    image = None
+    if image_size is not None:
+        image = {"size": _hw(image_size, "--image-size")}
+        for opt, val in (("mean", mean), ("std", std)):
+            if val is not None:
+                image[opt] = _floats3(val, f"--{opt}")
+    elif mean is not None or std is not None:
+        raise UserError("--mean/--std: only with --image-size")
     t = time.perf_counter()
-    text = init_spec(checkpoint, output, factory=factory, name=name, task=task, force=force)
+    text = init_spec(checkpoint, output, factory=factory, name=name, task=task, force=force, image=image)
     todos = text.count("TODO")
     _console().print(f"wrote {output} in {time.perf_counter() - t:.1f}s"
                      + (f"; {todos} TODO(s) to check" if todos else "; next: tritongen build " + str(output)))
@@ -514,6 +527,29 @@ def schema(output):
         tmp = Path(output).with_name(f".{Path(output).name}.tmp")
         tmp.write_text(text)
         tmp.rename(output)
+
+
+def _hw(text: str, opt: str) -> list[int]:
+    parts = text.lower().split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) < 1:
+        raise UserError(f"{opt} {text}: give a size like 224 or 224x192 (height x width)")
+    return hw
+
+
+def _floats3(text: str, opt: str) -> list[float]:
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != 3:
+        raise UserError(f"{opt} {text}: give three comma-separated numbers (R,G,B)")
+    return v
 
 
 def _isa_warnings(repository: Path) -> None:

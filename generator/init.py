@@ -48,8 +48,11 @@ def _tensor_lines(key: str, tensors: list[dict], indent: str = "    ") -> list[s
 
 
 def init_spec(checkpoint: str | Path, output: Path, factory: str | None = None, name: str | None = None,
-              task: str | None = None, force: bool = False) -> str:
-    """Write ``output`` (a spec for one model) and return its text."""
+              task: str | None = None, force: bool = False, image: dict | None = None) -> str:
+    """Write ``output`` (a spec for one model) and return its text.
+
+    ``image``: ``{size: [h, w], mean: [...], std: [...]}`` for an image model given as a state_dict: the input
+    is (channels, h, w) and the spec gets CPU image preprocessing + an ensemble (image bytes in)."""
     output = Path(output)
     if output.exists() and not force:
         raise UserError(f"-o {output}: already exists; choose another file or pass --force")
@@ -72,8 +75,10 @@ def init_spec(checkpoint: str | Path, output: Path, factory: str | None = None, 
         body = _from_hf(ckpt, spec_dir, name, task)
     elif task:
         raise UserError("--task: only for Hugging Face folders")
+    if image is not None and not (factory and not ckpt.is_dir()):
+        raise UserError("--image-size: only for a state_dict with --factory (Hugging Face folders say it themselves)")
     elif factory:
-        body = _from_state_dict(ckpt, spec_dir, name, factory)
+        body = _from_state_dict(ckpt, spec_dir, name, factory, image)
     elif ckpt.suffix == ".pt2":
         body = _from_exported(ckpt, spec_dir, name)
     else:
@@ -188,17 +193,30 @@ def _from_torchscript_or_hint(path: Path, spec_dir: Path, name: str) -> list[str
 _GUESSES = [(3, 224, 224), (3, 32, 32), (1, 28, 28)]
 
 
-def _probe(module, names: list[str], first_weight=None):
-    """Inputs/outputs by running ``module`` on guessed shapes (one float input); TODOs when nothing fits."""
+def _probe(module, names: list[str], first_weight=None, image_size=None):
+    """Inputs/outputs by running ``module`` on guessed shapes (one float input); TODOs when nothing fits.
+    ``image_size`` (h, w): the input is (channels, h, w), channels from the first conv (else 3)."""
     import torch
 
     guesses = list(_GUESSES)
-    if first_weight is not None:
+    if image_size is not None:
+        ch = first_weight.shape[1] if first_weight is not None and len(first_weight.shape) == 4 else 3
+        guesses = [(int(ch), *image_size)]
+    elif first_weight is not None:
         shape = tuple(first_weight.shape)
         if len(shape) == 4:  # a conv: channels known, spatial size guessed
             guesses = [(shape[1], 224, 224), (shape[1], 64, 64), (shape[1], 32, 32)]
         elif len(shape) == 2:  # a linear layer: features known
             guesses = [(shape[1],)]
+    if image_size is not None and len(names) == 1:
+        g = guesses[0]
+        try:
+            with torch.inference_mode():
+                module(torch.zeros((2, *g)))
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"--image-size {image_size[0]}x{image_size[1]}: the model rejects a batch of "
+                            f"{list(g)} images ({type(e).__name__}: {first}); give the size it was trained on")
     if len(names) == 1:
         for g in guesses:
             try:
@@ -210,7 +228,7 @@ def _probe(module, names: list[str], first_weight=None):
             if not all(isinstance(o, torch.Tensor) and o.ndim >= 1 and o.shape[0] == 2 for o in outs):
                 continue
             inputs = [{"name": names[0], "dtype": "float32", "shape": list(g),
-                       "_todo": "shape found by a probe run: check it"}]
+                       "_todo": None if image_size is not None else "shape found by a probe run: check it"}]
             outputs = [{"name": "output" if len(outs) == 1 else f"output_{i}",
                         "dtype": str(o.dtype).replace("torch.", ""), "shape": list(o.shape[1:])}
                        for i, o in enumerate(outs)]
@@ -277,7 +295,7 @@ def _from_exported(path: Path, spec_dir: Path, name: str) -> list[str]:
     return lines
 
 
-def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str) -> list[str]:
+def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str, image: dict | None = None) -> list[str]:
     from .loading import _from_factory, apply_state_dict, load_state_dict
     from .spec import Source
 
@@ -296,12 +314,19 @@ def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str) -> lis
     apply_state_dict(module, state, "source")
     module.eval()
     first = next((v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) >= 2), None)
-    inputs, outputs, mbs = _probe(module, ["input"], first)
+    inputs, outputs, mbs = _probe(module, ["pixel_values" if image else "input"], first,
+                                  tuple(image["size"]) if image else None)
     source = {"factory": factory, "checkpoint": _rel(path, spec_dir)}
     if key:
         source["state_dict_key"] = key
     lines = [f"  - name: {name}",
              f"    source: {_flow(source)}   # the factory must be importable from this spec's folder"]
+    if image and len(outputs) == 1:
+        outputs[0]["name"] = "logits"
     lines += _tensor_lines("inputs", inputs) + _tensor_lines("outputs", outputs)
     lines += [f"    max_batch_size: {mbs}", "    variants: [onnx]"]
+    if image and inputs[0]["shape"][0] == 3:
+        if len(outputs) == 1 and len(outputs[0]["shape"]) == 1:
+            lines.append(f"    verify: {_flow({'task': 'classification', 'samples': 8})}")
+        lines.append(f"    preprocess: {_flow({'image': image})}   # image bytes -> pixel_values -> model")
     return lines
