@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf plans clean help
+.PHONY: setup repo test validate bench serve stop perf plans clean help zoo
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -18,6 +18,7 @@ help:
 	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
 	@echo "make perf     build + serve + sweep + report + stop"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
+	@echo "make zoo      build the model zoo (real architectures x CPU variants), table in build/zoo/results.md"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +69,12 @@ plans:
 	docker run --gpus all --rm -v "$(CURDIR)":/w -w /w nvcr.io/nvidia/tensorrt:$(TRITON_RELEASE)-py3 bash -c \
 	  "pip install -q -r requirements.txt -e . && python examples/make_checkpoints.py && \
 	   tritongen build $(SPEC) -o $(REPO) --target triton --require-all"
+
+# The model zoo: every architecture in tests/zoo/registry.py through tritongen with every CPU variant;
+# prints the model x variant table and writes build/zoo/results.md (+ .json). ZOO_ARGS: --models a,b --force
+ZOO_ARGS ?=
+zoo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python tests/zoo/run_zoo.py $(ZOO_ARGS)
 
 clean:
 	rm -rf build .pytest_cache
