@@ -112,3 +112,31 @@ def test_minilm_factory_is_the_sentence_transformers_model():
         ours = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])["embedding"].numpy()
     theirs = reference.encode(["Triton serves models.", "A model zoo for tritongen"], convert_to_numpy=True)
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_fp16_keeps_ops_after_an_int_to_float_cast_in_fp16(tmp_path):
+    """Found by the zoo (DeBERTa-v2's relative positions): the converter left Cast(int -> float) casting to
+    fp32 while marking its output fp16, so each consumer (Div by a constant here) failed to type-check and
+    was kept in fp32, until DeBERTa's graph ran out of op types to keep. Now the Cast produces fp16."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from generator.variants.onnx_fp16 import convert_fp16
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["ids"], ["c"], to=TensorProto.FLOAT, name="cast_ids"),
+         helper.make_node("Div", ["c", "three"], ["d"], name="div"),
+         helper.make_node("Add", ["x", "d"], ["y"], name="add")],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 4]),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(np.array(3.0, np.float32), "three")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    info = convert_fp16(tmp_path / "m.onnx", tmp_path / "half.onnx")
+    assert info["kept_fp32_op_types"] == []
+    div = next(n for n in onnx.load(str(tmp_path / "half.onnx")).graph.node if n.name == "div")
+    assert div.input[1] == "three"  # no Cast inserted before it: it runs in fp16
+    ids, x = np.arange(8).reshape(2, 4), np.ones((2, 4), np.float32)
+    y = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"]).run(None, {"ids": ids, "x": x})[0]
+    np.testing.assert_allclose(y, x + ids / 3, rtol=1e-3)
