@@ -16,7 +16,7 @@ from typing import Callable
 
 
 from .errors import UserError
-from .inputs import Point, make_inputs
+from .inputs import Point, call_module, call_plan, make_inputs, pick_outputs
 from .spec import ModelSpec
 
 TWO_GB = 2 * 1024**3
@@ -38,6 +38,9 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
     point = example_point(model)
     feeds = make_inputs(model, point, seed=1)
     args = tuple(torch.from_numpy(feeds[t.name]) for t in model.inputs)
+    # inputs by name in, declared outputs out, in declared order
+    module = script_adapter(module, model, args) if isinstance(module, torch.jit.ScriptModule) \
+        else io_adapter(module, model)
     opset = model.opset or DEFAULT_OPSET
     errors = []
     with tempfile.TemporaryDirectory(prefix="tritongen-export-") as tmp:
@@ -59,7 +62,13 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             raise UserError(_export_error(model, errors))
         if exporter == "legacy":
             log(f"exported with the legacy exporter (dynamo failed: {_first_line(errors[0][1])})")
-        info = finalize_onnx(raw, out)
+        named = Path(tmp) / "named.onnx"
+        renamed = name_graph_io(raw, named, [t.name for t in model.inputs], [t.name for t in model.outputs],
+                                model.where)
+        if renamed:
+            log(f"renamed {len(renamed)} graph value(s) that collided with declared names: "
+                + ", ".join(f"{a} -> {b}" for a, b in renamed[:5]))
+        info = finalize_onnx(named, out)
     info.update(exporter=exporter, opset=opset)
     return info
 
@@ -94,8 +103,6 @@ def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> No
             str(path),
             dynamo=True,
             opset_version=opset,
-            input_names=[t.name for t in model.inputs],
-            output_names=[t.name for t in model.outputs],
             dynamic_shapes=tuple(shapes),
             external_data=True,
             verbose=False,
@@ -116,6 +123,8 @@ def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> No
         for j, d in enumerate(t.shape):
             if isinstance(d, str):
                 a[j + off] = d
+            elif d == -1:  # follows no input: its own symbolic dim
+                a[j + off] = f"{t.name}_dim{j}"
         if a:
             axes[t.name] = a
     with warnings.catch_warnings():
@@ -131,6 +140,168 @@ def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> No
             dynamic_axes=axes,
             do_constant_folding=True,
         )
+
+
+def _param_names(model: ModelSpec) -> list[str]:
+    """Python parameter names for the adapter's forward: the declared names where they are identifiers
+    (TorchScript keeps them; Triton's libtorch backend matches inputs by forward()'s names), else input_<i>."""
+    import keyword
+
+    out, seen = [], set()
+    for i, t in enumerate(model.inputs):
+        n = t.name if t.name.isidentifier() and not keyword.iskeyword(t.name) and t.name != "self" else f"input_{i}"
+        while n in seen:
+            n = f"{n}_{i}"
+        seen.add(n)
+        out.append(n)
+    return out
+
+
+def io_adapter(module, model: ModelSpec):
+    """``module`` behind a forward that takes the declared inputs by position (in declared order), passes
+    them to ``module`` by name (``inputs.call_plan``) and returns the declared outputs as a tuple in declared
+    order, picked by key from dicts / ``ModelOutput`` (``inputs.pick_outputs``). Exporters and tracers see
+    only this: graph inputs and outputs are exactly the spec's, in its order."""
+    import torch
+
+    plan = call_plan(module, model)
+    params = _param_names(model)
+    ns: dict = {}
+    exec(f"def forward(self, {', '.join(params)}):\n    return self._io({', '.join(params)})\n", ns)
+
+    class TritongenIO(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def _io(self, *args):
+            outs = tuple(pick_outputs(call_module(self.inner, model, plan, list(args)), model))
+            return outs[0] if len(outs) == 1 else outs
+
+    TritongenIO.forward = ns["forward"]
+    adapter = TritongenIO()
+    adapter.training = False  # not .eval(): an ExportedProgram's module refuses train()/eval()
+    return adapter
+
+
+def output_paths(out, model: ModelSpec) -> list[tuple]:
+    """Where each declared output sits in ``out`` (what forward() returned): a tuple of keys / indices."""
+    import torch
+
+    where: dict[int, tuple] = {}
+
+    def walk(o, path):
+        if isinstance(o, torch.Tensor):
+            where.setdefault(id(o), path)
+        elif isinstance(o, dict) or hasattr(o, "to_tuple"):
+            for k, v in o.items():
+                walk(v, path + (k,))
+        elif isinstance(o, (list, tuple)):
+            for i, v in enumerate(o):
+                walk(v, path + (i,))
+
+    walk(out, ())
+    return [where[id(t)] for t in pick_outputs(out, model)]
+
+
+_SCRIPT_SOURCES = 0
+
+
+def script_adapter(module, model: ModelSpec, example: tuple):
+    """For a TorchScript source: the adapter of ``io_adapter`` written as TorchScript (tracers cannot call
+    a ScriptModule from Python code), generated from the names and the output structure seen on ``example``."""
+    import linecache
+
+    import torch
+
+    global _SCRIPT_SOURCES
+    plan = call_plan(module, model)
+    with torch.no_grad():
+        paths = output_paths(call_module(module, model, plan, list(example)), model)
+    params = _param_names(model)
+    call = ", ".join(f"{t.name}={p}" if plan.by_name else p for t, p in zip(model.inputs, params))
+    picks = ["out" + "".join(f"[{k!r}]" for k in path) for path in paths]
+    ret = picks[0] if len(picks) == 1 else "(" + ", ".join(picks) + ",)"
+    _SCRIPT_SOURCES += 1
+    filename = f"<tritongen-io-{_SCRIPT_SOURCES}>"
+    src = (
+        "import torch\n"
+        "class TritongenIO(torch.nn.Module):\n"
+        "    def __init__(self, inner):\n"
+        "        super().__init__()\n"
+        "        self.inner = inner\n\n"
+        f"    def forward(self, {', '.join(f'{p}: torch.Tensor' for p in params)}):\n"
+        f"        out = self.inner({call})\n"
+        f"        return {ret}\n"
+    )
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    ns: dict = {"__name__": f"tritongen_io_{_SCRIPT_SOURCES}"}
+    exec(compile(src, filename, "exec"), ns)
+    adapter = ns["TritongenIO"](module)
+    adapter.training = False
+    return torch.jit.script(adapter)
+
+
+def name_graph_io(path: Path, dst: Path, inputs: list[str], outputs: list[str],
+                  where: str = "model") -> list[tuple[str, str]]:
+    """Write the ONNX graph at ``path`` to ``dst`` with exactly the declared input and output names.
+
+    Values inside the graph (or its subgraphs) that carry a declared name are renamed first (``<name>__<k>``),
+    so a model whose submodule is called ``embedding`` can still have an output ``embedding`` (ONNX requires
+    single static assignment). An output that is a graph input, an initializer or an earlier output gets an
+    Identity node. Returns [(old, new)] for the internal values renamed.
+    """
+    import onnx_ir as ir
+
+    model = ir.load(str(path))
+    g = model.graph
+    real_inputs = [v for v in g.inputs if not v.is_initializer()]
+    if len(real_inputs) != len(inputs):
+        raise UserError(
+            f"{where}.inputs: the exported graph has {len(real_inputs)} input(s) but the spec declares {len(inputs)}; "
+            "an input the model never uses is dropped by the exporter: remove it from the spec")
+    if len(g.outputs) != len(outputs):
+        raise AssertionError(f"exported graph has {len(g.outputs)} outputs, expected {len(outputs)} (a bug)")
+    declared = set(inputs) | set(outputs)
+    keep = {id(v) for v in real_inputs} | {id(v) for v in g.outputs}
+    values = []
+    for v in g.inputs:
+        values.append(v)
+    values += list(g.initializers.values())
+    for node in ir.traversal.RecursiveGraphIterator(g):
+        values += list(node.outputs)
+    io_values = {id(v): v for v in (*real_inputs, *g.outputs)}.values()
+    for k, v in enumerate(io_values):  # free every declared name first: an output may carry another's
+        v.name = f"__tritongen_io_{k}"
+    taken = {v.name for v in values if v.name}
+    renamed = []
+    for v in values:
+        if v.name in declared and id(v) not in keep:
+            k, new = 1, f"{v.name}__{1}"
+            while new in taken or new in declared:
+                k += 1
+                new = f"{v.name}__{k}"
+            renamed.append((v.name, new))
+            taken.add(new)
+            v.name = new
+    for v, name in zip(real_inputs, inputs):
+        v.name = name
+    seen = set()
+    for i, (v, name) in enumerate(zip(list(g.outputs), outputs)):
+        if v.producer() is None or v.is_graph_input() or v.is_initializer() or id(v) in seen:
+            new = ir.Value(name=name, type=v.type, shape=v.shape)
+            g.append(ir.Node("", "Identity", [v], outputs=[new]))
+            g.outputs[i] = new
+            seen.add(id(new))
+        else:
+            seen.add(id(v))
+    for v, name in zip(list(g.outputs), outputs):
+        if v.name != name:
+            if any(o is not v and o.name == name for o in g.outputs):
+                raise AssertionError(f"output name {name} still taken (a bug)")
+            v.name = name
+    ir.save(model, str(dst), external_data=dst.name + ".data")
+    return renamed
 
 
 def finalize_onnx(src: Path, out: Path) -> dict:

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError, VariantFailed
-from .inputs import Point, make_inputs, torch_forward, verification_points
+from .inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from .loading import load_module, sha256_file
 from .render import config_context, render, template_for, triton_model_name
 from .repository import Staging, copy_tree, digest, file_entries, tool_versions, write_json
 from .spec import ModelSpec, Spec, VariantSpec
 from .validate import check_config, check_model_dir, parse_config
 from .variants import REGISTRY, BuildContext, Skip, Variant
-from .verify import verify
+from .verify import gate_reason, verify
 
 STAMP = "stamp.json"
 
@@ -103,6 +103,7 @@ class ModelBuild:
         self.spec, self.model, self.events, self.force = spec, model, events, force
         self.dir = build_dir / model.name
         self._module = None
+        self._plan = None
         self._onnx: Path | None = None
         self._refs: dict[Point, dict] = {}
         self._calibration: list[dict] | None = None
@@ -121,7 +122,9 @@ class ModelBuild:
         if self._module is None:
             self.events.stage(self.model.name, "loading PyTorch model")
             t = time.perf_counter()
-            self._module = load_module(self.model, self.spec.root)
+            module = load_module(self.model, self.spec.root)
+            self._plan = call_plan(module, self.model)  # inputs by name, checked against forward() up front
+            self._module = module
             self.timings["load_s"] = time.perf_counter() - t
             self._check_forward()
         return self._module
@@ -132,7 +135,8 @@ class ModelBuild:
             self.reference(make_inputs(self.model, point, seed=0), point)
 
     def reference(self, feeds: dict, point: Point) -> dict:
-        return torch_forward(self.module(), self.model, feeds, point)
+        module = self.module()
+        return torch_forward(module, self.model, feeds, point, plan=self._plan)
 
     def onnx(self) -> Path:
         if self._onnx is not None:
@@ -195,9 +199,9 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     stamp_path = vdir / STAMP
     if not mb.force and stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
-        if stamp.get("key") == key and (stamp["status"] != "built" or (vdir / "artifact").is_dir()):
-            r = VariantResult(**{**stamp["result"], "status": "cached" if stamp["status"] == "built" else stamp["status"]})
-            return r
+        # only a verified artifact is reused: failed and skipped variants are tried again on the next run
+        if stamp.get("key") == key and stamp["status"] == "built" and (vdir / "artifact").is_dir():
+            return VariantResult(**{**stamp["result"], "status": "cached"})
     tmp = mb.dir / f"{variant.key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "artifact").mkdir(parents=True)
@@ -229,7 +233,8 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
         result.verification = v.to_dict()
         if not v.passed:
             result.status = "failed"
-            result.reason = f"over tolerance ({v.summary}; atol {tol.atol}, rtol {tol.rtol})"
+            result.reason = gate_reason(v)
+            log(result.reason)
     except Skip as e:
         result.status, result.reason = "skipped", str(e)
     except VariantFailed as e:
@@ -237,6 +242,16 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     except UserError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except Exception as e:  # anything else a stage raises fails this variant only; the others go on
+        import traceback
+
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        result.status = "failed"
+        result.reason = f"{variant.key} stage raised {type(e).__name__}: {first}".rstrip(": ")
+        result.build_s = result.build_s or time.perf_counter() - t
+        log(result.reason)
+        log_lines.append("".join(traceback.format_exception(e)))
+        shutil.rmtree(tmp / "artifact", ignore_errors=True)  # possibly half-written: never staged
     result.info = ctx.info
     result.bytes = sum(p.stat().st_size for p in (tmp / "artifact").rglob("*") if p.is_file())
     if result.status == "failed" and not keep_failed:

@@ -34,6 +34,7 @@ class TensorSpec:
     dtype: dtypes.DType
     shape: tuple  # ints and named-dim strings, no batch dim
     range: tuple | None = None  # (low, high) for integer inputs, high exclusive
+    key: str | int | None = None  # outputs: the dict key / tuple index forward() returns it under
 
     def concrete(self, dims: dict[str, int]) -> tuple[int, ...]:
         return tuple(d if isinstance(d, int) else dims[d] for d in self.shape)
@@ -475,7 +476,7 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
     out = []
     for i, t in enumerate(raw):
         w = f"{where}[{i}]"
-        f = _Fields(t, w, ("name", "dtype", "shape", "range") if is_input else ("name", "dtype", "shape"))
+        f = _Fields(t, w, ("name", "dtype", "shape", "range") if is_input else ("name", "dtype", "shape", "key"))
         name = f.str("name", required=True)
         if not TENSOR_NAME_RE.match(name):
             raise UserError(f"{w}.name: '{name}' is not a valid tensor name; start with a letter or '_'")
@@ -490,6 +491,11 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
                 if d not in dims:
                     raise UserError(f"{w}.shape[{j}]: dim '{d}' is not declared; add it under dims: {{{d}: [min, opt, max]}}")
                 norm.append(d)
+            elif d == -1 and not is_input and not isinstance(d, bool):
+                norm.append(-1)  # an output dim that follows no input (frames from samples, detections)
+            elif d == -1 and not isinstance(d, bool):
+                raise UserError(f"{w}.shape[{j}]: -1 is for outputs only; give a dynamic input dim a name and "
+                                f"declare it under dims: {{name: [min, opt, max]}}")
             else:
                 norm.append(_int(d, f"{w}.shape[{j}]", minimum=1))
         rng = None
@@ -500,7 +506,13 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
             if not isinstance(r, list) or len(r) != 2 or not all(isinstance(x, int) for x in r) or r[0] >= r[1]:
                 raise UserError(f"{w}.range: expected [low, high] integers with low < high (high exclusive)")
             rng = (r[0], r[1])
-        out.append(TensorSpec(name=name, dtype=dtype, shape=tuple(norm), range=rng))
+        key = None
+        if f.has("key"):
+            key = f.get("key")
+            if isinstance(key, bool) or not isinstance(key, (str, int)) or key == "":
+                raise UserError(f"{w}.key: expected the dict key (a string) or tuple index (an integer) "
+                                f"forward() returns this output under, got {_kind(key)}")
+        out.append(TensorSpec(name=name, dtype=dtype, shape=tuple(norm), range=rng, key=key))
     return tuple(out)
 
 

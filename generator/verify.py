@@ -2,7 +2,9 @@
 
 Metrics per output: max abs error, max relative error, cosine similarity. A point passes when
 ``|y - ref| <= atol + rtol * |ref|`` everywhere (checked only when atol or rtol is set: INT8 gates leave
-both unset) and cosine >= min_cosine.
+both unset) and cosine >= min_cosine. Integer and bool outputs must be exactly equal; a degenerate
+reference (every |ref| < 1e-30) is judged on absolute error alone. Each failure names its criterion
+(abs/rel, cosine, exact, top-k) with the numbers (``judge``, ``gate_reason``).
 
 Task metrics (when ``verify.task`` is set) over a verification set of ``verify.samples`` inputs (default
 64): the spec's calibration data when it has some, else random inputs from the declared shapes, run in
@@ -64,30 +66,73 @@ class Verification:
             parts = [f"{k} {t[k]:.4f}" for k in ("top1", "top5", "mean_cosine") if t.get(k) is not None]
             text += f"  {t['task']} on {t['samples']} {t['data']} samples: " + "  ".join(parts)
         if self.failed:
-            text += "  FAILED: " + "; ".join(self.failed)
+            text += "  FAILED: " + " | ".join(self.failed)
         return text
 
 
+DEGENERATE_REF = 1e-30  # all |ref| below this: cosine and relative error mean nothing
+DEGENERATE_ATOL = 1e-6  # the absolute limit for a degenerate reference when the gate sets no atol
+
+
 def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[float, float, float, bool]:
+    c = judge(ref, got, tol)
+    return c["max_abs"], c["max_rel"], c["cosine"], c["ok"]
+
+
+def judge(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> dict:
+    """One output at one point: {max_abs, max_rel, cosine, ok, why}; ``why`` names each failed criterion
+    with its numbers (empty when ok).
+
+    - shapes must be equal (outputs with ``-1`` dims are checked here: rank and every size);
+    - integer and bool outputs must be exactly equal;
+    - a degenerate reference (every |ref| < 1e-30, e.g. denormals) is judged on absolute error alone:
+      max|Δ| <= atol (1e-6 when the gate sets none);
+    - else abs/rel (``|Δ| <= atol + rtol·|ref|`` everywhere, when atol or rtol is set) and cosine >= min_cosine.
+    """
+    out = {"max_abs": float("inf"), "max_rel": float("inf"), "cosine": 0.0, "ok": False, "why": ""}
     if ref.shape != got.shape:
-        return float("inf"), float("inf"), 0.0, False
+        out["why"] = f"shape {list(got.shape)} but PyTorch gives {list(ref.shape)}"
+        return out
     r = ref.astype(np.float64).ravel()
     g = got.astype(np.float64).ravel()
     if r.size == 0:
-        return 0.0, 0.0, 1.0, True
-    if not np.all(np.isfinite(g)):
-        return float("inf"), float("inf"), 0.0, False
+        return {**out, "max_abs": 0.0, "max_rel": 0.0, "cosine": 1.0, "ok": True}
+    if not np.all(np.isfinite(g)) and not np.array_equal(np.isfinite(g), np.isfinite(r)):
+        out["why"] = f"{int(np.sum(~np.isfinite(g)))} non-finite value(s) where PyTorch's are finite"
+        return out
     diff = np.abs(g - r)
+    diff = np.where(np.isnan(diff), 0.0, diff)  # inf/nan where PyTorch has the same non-finite value
     max_abs = float(diff.max())
     max_rel = float((diff / np.maximum(np.abs(r), 1e-6)).max())
     nr, ng = np.linalg.norm(r), np.linalg.norm(g)
-    cosine = float(np.dot(r, g) / (nr * ng)) if nr > 0 and ng > 0 else float(nr == ng)
-    ok = True
-    if tol.atol is not None or tol.rtol is not None:
-        ok = bool(np.all(diff <= (tol.atol or 0.0) + (tol.rtol or 0.0) * np.abs(r)))
-    if tol.min_cosine is not None and cosine < tol.min_cosine:
-        ok = False
-    return max_abs, max_rel, cosine, ok
+    cosine = float(np.dot(r, g) / (nr * ng)) if nr > 0 and ng > 0 and np.isfinite(nr * ng) else float(nr == ng)
+    out.update(max_abs=max_abs, max_rel=max_rel, cosine=cosine)
+    why = []
+    exact = ref.dtype.kind in "biu" or got.dtype.kind in "biu"
+    ref_max = float(np.max(np.abs(r[np.isfinite(r)]))) if np.any(np.isfinite(r)) else 0.0
+    if exact:
+        wrong = int(np.sum(g != r))
+        if wrong:
+            why.append(f"exact ({ref.dtype.name} output): {wrong} of {r.size} values differ (max|Δ| {max_abs:.3g})")
+    elif ref_max < DEGENERATE_REF:
+        limit = tol.atol if tol.atol is not None else DEGENERATE_ATOL
+        if max_abs > limit:
+            why.append(f"abs (degenerate reference: max|ref| {ref_max:.1e} < {DEGENERATE_REF:.0e}, judged on absolute "
+                       f"error alone): max|Δ| {max_abs:.2e} > {limit:g}")
+    else:
+        if tol.atol is not None or tol.rtol is not None:
+            a, rt = tol.atol or 0.0, tol.rtol or 0.0
+            over = diff - (a + rt * np.abs(r))
+            if np.any(over > 0):
+                k = int(np.argmax(over))
+                why.append(f"abs/rel: {int(np.sum(over > 0))} of {r.size} values over atol {a:g} + rtol {rt:g}·|ref| "
+                           f"(worst |Δ| {diff[k]:.2e} at |ref| {abs(r[k]):.2e}; max|Δ| {max_abs:.2e}, "
+                           f"max rel {max_rel:.2e})")
+        if tol.min_cosine is not None and cosine < tol.min_cosine:
+            why.append(f"cosine {cosine:.6f} < min_cosine {tol.min_cosine}")
+    out["ok"] = not why
+    out["why"] = "; ".join(why)
+    return out
 
 
 def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point] | None = None,
@@ -108,15 +153,15 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
                 result.passed = False
                 result.error = f"output '{t.name}' missing at {point.label}"
                 return result
-            max_abs, max_rel, cos, ok = compare(ref[t.name], np.asarray(got[t.name]), tol)
+            c = judge(ref[t.name], np.asarray(got[t.name]), tol)
+            max_abs, max_rel, cos, ok = c["max_abs"], c["max_rel"], c["cosine"], c["ok"]
             result.checks.append(asdict(Comparison(point.label, t.name, max_abs, max_rel, cos, ok)))
             result.max_abs = max(result.max_abs, max_abs)
             result.max_rel = max(result.max_rel, max_rel)
             result.min_cosine = min(result.min_cosine, cos)
             result.passed = result.passed and ok
             if not ok:
-                result.failed.append(f"{t.name} at {point.label}: max|Δ| {max_abs:.2e}, cos {cos:.6f}"
-                                     f" (atol {tol.atol}, rtol {tol.rtol}, min_cosine {tol.min_cosine})")
+                result.failed.append(f"{t.name} at {point.label}: {c['why']}")
     if tol.task in ("classification", "embedding"):
         try:
             result.task = task_metrics(run, reference, model, tol)
@@ -129,8 +174,21 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
             value = result.task.get(metric)
             if value is not None and limit is not None and value < limit:
                 result.passed = False
-                result.failed.append(f"{metric} {value:.4f} < min_{metric} {limit}")
+                result.failed.append(f"{_METRIC_WORDS[metric]} {value:.4f} < min_{metric} {limit}")
     return result
+
+
+_METRIC_WORDS = {"top1": "top-k: top1 agreement", "top5": "top-k: top5 overlap", "mean_cosine": "mean cosine"}
+
+
+def gate_reason(v: Verification) -> str:
+    """Why a variant failed its gate, in one line: each failed criterion with its numbers."""
+    if v.error:
+        return f"gate not reached: {v.error}"
+    if not v.failed:
+        return f"gate failed ({v.summary})"
+    more = f" (+{len(v.failed) - 3} more)" if len(v.failed) > 3 else ""
+    return "gate failed: " + " | ".join(v.failed[:3]) + more
 
 
 # --------------------------------------------------------------------------- task metrics

@@ -148,7 +148,8 @@ def test_variant_over_tolerance_is_not_written_and_reported(workdir):
     _, report = _build(workdir, [cnn_model(variants=[{"name": "onnx", "verify": {"atol": 0, "rtol": 0}}, "torchscript"])])
     status = {r.variant: r for r in report.results}
     assert status["torchscript"].status == "built"
-    assert status["onnx"].status == "failed" and "over tolerance" in status["onnx"].reason
+    assert status["onnx"].status == "failed" and "gate failed" in status["onnx"].reason
+    assert "abs/rel:" in status["onnx"].reason and "over atol 0 + rtol 0" in status["onnx"].reason
     assert not (workdir / "model_repository" / "cnn__onnx").exists()
     assert (workdir / "model_repository" / "cnn__torchscript").exists()
 

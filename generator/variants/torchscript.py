@@ -1,7 +1,8 @@
 """Variant ``torchscript``: a traced (or scripted) TorchScript module for ``pytorch_libtorch``.
 
-Input names follow forward()'s argument order as declared in the spec; outputs are mapped by
-order (Triton's libtorch backend does both when names are not ``NAME__i``).
+The traced module takes the inputs in the spec's order (forward()'s parameters carry the declared
+names where they are identifiers) and passes them to the model by name; it returns the declared outputs
+as a tuple in the spec's order, picked by key from dicts (Triton's libtorch backend maps by order).
 Option ``method: trace | script`` (default trace; script keeps data-dependent control flow).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VariantFailed
-from ..export import example_point
+from ..export import example_point, io_adapter, script_adapter
 from ..inputs import make_inputs
 from ..runtimes import torchscript_runner
 from ..spec import ModelSpec, Tolerance
@@ -24,15 +25,18 @@ def build(ctx: BuildContext) -> None:
     method = ctx.options.get("method", "trace")
     if method not in ("trace", "script"):
         raise VariantFailed(f"{ctx.model.where}.variants.torchscript.options.method: '{method}' is not trace or script")
+    # The artifact is always the spec's I/O adapter traced (inputs by position in declared order, passed to
+    # the model by name; outputs a tuple in declared order, picked by key): Triton's libtorch backend maps
+    # both by order. ``script`` scripts the model itself first, so its control flow survives inside.
+    if method == "script" and not isinstance(module, torch.jit.ScriptModule):
+        module = torch.jit.script(module)  # then wrapped like a TorchScript source
+    feeds = make_inputs(ctx.model, example_point(ctx.model), seed=2)
+    args = tuple(torch.from_numpy(feeds[t.name]) for t in ctx.model.inputs)
     if isinstance(module, torch.jit.ScriptModule):
-        scripted = module
-    elif method == "script":
-        scripted = torch.jit.script(module)
+        scripted = script_adapter(module, ctx.model, args)
     else:
-        feeds = make_inputs(ctx.model, example_point(ctx.model), seed=2)
-        args = tuple(torch.from_numpy(feeds[t.name]) for t in ctx.model.inputs)
         with torch.inference_mode(False), torch.no_grad():
-            scripted = torch.jit.trace(module, args, check_trace=False, strict=False)
+            scripted = torch.jit.trace(io_adapter(module, ctx.model), args, check_trace=False, strict=False)
     scripted = torch.jit.freeze(scripted.eval()) if ctx.options.get("freeze", False) else scripted
     torch.jit.save(scripted, str(ctx.artifact_dir / "model.pt"))
     ctx.info["method"] = method

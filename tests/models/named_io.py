@@ -1,0 +1,75 @@
+"""Models whose inputs and outputs must be matched by name, not position (issue 14 items 2 and 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TwoIds(nn.Module):
+    """Two int64 inputs that must not be swapped; an int64 output (exact) and a float one."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(64, 4)
+
+    def forward(self, input_ids, token_type_ids, scale: float = 1.0):
+        code = input_ids * 10 + token_type_ids  # swapped inputs give other numbers
+        return code, self.emb(code % 64).sum(-1) * scale
+
+
+def two_ids():
+    return TwoIds().eval()
+
+
+class Encoder(nn.Module):
+    """A submodule called ``embedding`` (its ONNX value is named so) and a dict output, BERT-style."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.embedding = nn.Embedding(50, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.embedding(input_ids)
+        if attention_mask is not None:
+            h = h * attention_mask.unsqueeze(-1).to(h.dtype)
+        return {"last_hidden_state": h, "pooler_output": self.fc(h.mean(1)), "nonzero": (h.abs().sum((1, 2)) > 0).unsqueeze(-1)}
+
+
+def encoder():
+    return Encoder().eval()
+
+
+class Frames(nn.Module):
+    """Raw samples -> frames: the output length follows from the input's, through a strided conv."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv1d(1, 8, kernel_size=8, stride=4)
+
+    def forward(self, input_values):
+        return self.conv(input_values.unsqueeze(1)).transpose(1, 2)
+
+
+def frames():
+    return Frames().eval()
+
+
+class Tiny(nn.Module):
+    """Outputs around 1e-41 (denormals): cosine means nothing there."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) * 1e-41
+
+
+def tiny():
+    return Tiny().eval()

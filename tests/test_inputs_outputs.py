@@ -1,0 +1,167 @@
+"""Inputs by name, outputs by key (issue 14 items 2-4): what reaches forward(), what leaves the graph,
+how outputs whose size follows no input are declared and verified, and what a failed gate says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from generator.errors import UserError
+from generator.pipeline import build
+from generator.spec import Tolerance, load_spec
+from generator.verify import judge
+from specs import write_spec
+
+IDS = [{"name": "token_type_ids", "dtype": "int64", "shape": ["seq"], "range": [0, 2]},  # not forward()'s order
+       {"name": "input_ids", "dtype": "int64", "shape": ["seq"], "range": [0, 6]}]
+
+
+def _two_ids(**over):
+    m = {"name": "ids", "source": {"factory": "tinymodels.named_io:two_ids"}, "inputs": IDS,
+         "outputs": [{"name": "code", "dtype": "int64", "shape": ["seq"]},
+                     {"name": "score", "dtype": "float32", "shape": ["seq"]}],
+         "dims": {"seq": [1, 4, 8]}, "max_batch_size": 2, "variants": ["onnx", "torchscript"]}
+    m.update(over)
+    return m
+
+
+def _encoder(**over):
+    m = {"name": "enc", "source": {"factory": "tinymodels.named_io:encoder"},
+         "inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["seq"], "range": [0, 50]}],
+         "outputs": [{"name": "embedding", "key": "pooler_output", "dtype": "float32", "shape": [4]},
+                     {"name": "last_hidden_state", "dtype": "float32", "shape": ["seq", 8]},
+                     {"name": "nonzero", "dtype": "bool", "shape": [1]}],
+         "dims": {"seq": [1, 4, 8]}, "max_batch_size": 2, "variants": ["onnx", "torchscript"]}
+    m.update(over)
+    return m
+
+
+def _build(workdir, models, **kw):
+    spec = load_spec(write_spec(workdir, {"models": models}))
+    return build(spec, workdir / "model_repository", workdir / "build", **kw)
+
+
+def _session(workdir, name):
+    return ort.InferenceSession(str(workdir / "model_repository" / name / "1" / "model.onnx"),
+                                providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.slow
+def test_inputs_reach_forward_by_name_and_int_outputs_are_exact(workdir):
+    from tinymodels.named_io import two_ids
+
+    report = _build(workdir, [_two_ids()])
+    assert [r.status for r in report.results] == ["built", "built"], [r.reason for r in report.results]
+    ids = np.array([[1, 2, 3]], np.int64)
+    types = np.array([[0, 1, 1]], np.int64)
+    code, score = two_ids()(input_ids=torch.from_numpy(ids), token_type_ids=torch.from_numpy(types))
+    sess = _session(workdir, "ids__onnx")
+    assert [i.name for i in sess.get_inputs()] == ["token_type_ids", "input_ids"]
+    got = sess.run(["code", "score"], {"token_type_ids": types, "input_ids": ids})
+    np.testing.assert_array_equal(got[0], code.numpy())  # [[10, 21, 31]]: not [[1, 12, 13]] (swapped)
+    np.testing.assert_allclose(got[1], score.detach().numpy(), atol=1e-5)
+    ts = torch.jit.load(str(workdir / "model_repository" / "ids__torchscript" / "1" / "model.pt"))
+    t_code, t_score = ts(torch.from_numpy(types), torch.from_numpy(ids))  # Triton's libtorch feeds config order
+    np.testing.assert_array_equal(t_code.numpy(), code.numpy())
+    checks = report.results[0].verification["checks"]
+    assert all(c["max_abs"] == 0 for c in checks if c["output"] == "code")
+
+
+@pytest.mark.slow
+def test_dict_outputs_by_key_and_an_output_named_like_an_internal_value(workdir):
+    from tinymodels.named_io import encoder
+
+    report = _build(workdir, [_encoder()])
+    assert [r.status for r in report.results] == ["built", "built"], [r.reason for r in report.results]
+    ids = np.array([[3, 4, 5, 6, 7]], np.int64)
+    ref = encoder()(torch.from_numpy(ids))
+    sess = _session(workdir, "enc__onnx")
+    assert [o.name for o in sess.get_outputs()] == ["embedding", "last_hidden_state", "nonzero"]
+    emb, hidden, nz = sess.run(None, {"input_ids": ids})
+    np.testing.assert_allclose(emb, ref["pooler_output"].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(hidden, ref["last_hidden_state"].detach().numpy(), atol=1e-6)
+    assert nz.dtype == np.bool_ and nz.tolist() == [[True]]
+    ts = torch.jit.load(str(workdir / "model_repository" / "enc__torchscript" / "1" / "model.pt"))
+    np.testing.assert_allclose(ts(torch.from_numpy(ids))[0].detach().numpy(), emb, atol=1e-5)
+    cfg = text_format.Parse((workdir / "model_repository" / "enc__onnx" / "config.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    assert [o.name for o in cfg.output] == ["embedding", "last_hidden_state", "nonzero"]
+    assert cfg.output[2].data_type == model_config_pb2.TYPE_BOOL
+
+
+@pytest.mark.slow
+def test_output_dim_that_follows_no_input_is_dynamic_and_verified_at_every_point(workdir):
+    from tinymodels.named_io import frames
+
+    model = {"name": "audio", "source": {"factory": "tinymodels.named_io:frames"},
+             "inputs": [{"name": "input_values", "dtype": "float32", "shape": ["samples"]}],
+             "outputs": [{"name": "hidden", "dtype": "float32", "shape": [-1, 8]}],
+             "dims": {"samples": [16, 64, 400]}, "max_batch_size": 2, "variants": ["onnx"]}
+    report = _build(workdir, [model])
+    r = report.results[0]
+    assert r.status == "built", r.reason
+    assert {c["point"] for c in r.verification["checks"]} >= {"batch=1,samples=16", "batch=1,samples=400"}
+    cfg = text_format.Parse((workdir / "model_repository" / "audio__onnx" / "config.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    assert list(cfg.output[0].dims) == [-1, 8]
+    x = np.random.default_rng(0).standard_normal((1, 100)).astype(np.float32)
+    got = _session(workdir, "audio__onnx").run(None, {"input_values": x})[0]
+    ref = frames()(torch.from_numpy(x)).detach().numpy()
+    assert got.shape == ref.shape == (1, 24, 8)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tiny_reference_is_judged_on_absolute_error_alone(workdir):
+    model = {"name": "tiny", "source": {"factory": "tinymodels.named_io:tiny"},
+             "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
+             "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}], "max_batch_size": 2,
+             "variants": ["onnx", "onnx-int8-dynamic"]}
+    report = _build(workdir, [model])
+    assert [r.status for r in report.results] == ["built", "built"], [r.reason for r in report.results]
+
+
+@pytest.mark.parametrize("model, match", [
+    (_two_ids(inputs=[IDS[1], {**IDS[0], "name": "segment_ids"}]),
+     "models[0].inputs[1].name: 'segment_ids' is not a parameter of forward(input_ids, token_type_ids, scale)"),
+    (_two_ids(inputs=[IDS[1]]), "forward(input_ids, token_type_ids, scale) needs 'token_type_ids'"),
+    (_encoder(outputs=[{"name": "embedding", "dtype": "float32", "shape": [4]}]),
+     "models[0].outputs[0].name: 'embedding' is not a tensor key of what forward() returns (keys: "
+     "last_hidden_state, pooler_output, nonzero)"),
+    (_encoder(outputs=[{"name": "e", "key": 7, "dtype": "float32", "shape": [4]}]),
+     "models[0].outputs[0].key: index 7 is out of range"),
+])
+def test_names_that_do_not_match_are_one_line_errors(workdir, model, match):
+    spec = load_spec(write_spec(workdir, {"models": [model]}))
+    with pytest.raises(UserError) as e:
+        build(spec, workdir / "model_repository", workdir / "build")
+    assert match in str(e.value) and "\n" not in str(e.value)
+
+
+def test_minus_one_is_for_outputs_only(workdir):
+    bad = _two_ids(inputs=[{**IDS[0], "shape": [-1]}, IDS[1]])
+    with pytest.raises(UserError, match=r"models\[0\]\.inputs\[0\]\.shape\[0\]: -1 is for outputs only"):
+        load_spec(write_spec(workdir, {"models": [bad]}))
+
+
+def test_gate_messages_name_the_criterion_and_numbers():
+    ref = np.array([1.0, 2.0, 3.0], np.float32)
+    c = judge(ref, ref + np.array([0, 0, 0.5], np.float32), Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999))
+    assert not c["ok"] and "abs/rel: 1 of 3 values over atol 0.001 + rtol 0.001·|ref|" in c["why"]
+    assert "worst |Δ| 5.00e-01 at |ref| 3.00e+00" in c["why"] and "cosine 0.99" in c["why"]
+    c = judge(ref, -ref, Tolerance(min_cosine=0.98))  # an INT8-style gate: cosine only
+    assert c["why"] == "cosine -1.000000 < min_cosine 0.98"
+    c = judge(np.array([1, 2], np.int64), np.array([1, 3], np.int64), Tolerance(atol=10, min_cosine=0.5))
+    assert not c["ok"] and c["why"].startswith("exact (int64 output): 1 of 2 values differ")
+    tiny = np.array([1e-41, -2e-41, 3e-41], np.float32)
+    assert judge(tiny, tiny * 0, Tolerance(min_cosine=0.9999))["ok"]  # cosine would be 0
+    c = judge(tiny, tiny + 1e-3, Tolerance(min_cosine=0.9999))
+    assert not c["ok"] and "degenerate reference" in c["why"] and "judged on absolute error alone" in c["why"]
+    c = judge(ref, ref[:2], Tolerance(atol=1))
+    assert c["why"] == "shape [2] but PyTorch gives [3]"
