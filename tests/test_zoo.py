@@ -45,15 +45,7 @@ def _fresh_inputs(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return feeds
 
 
-# Until the generator picks dict outputs by key and accepts -1 output dims (issue 14 items 2-3, branch core)
-PENDING = {
-    "wav2vec2": "output dims that follow no input (-1) are refused until issue 14 item 3 lands",
-    "clip": "ModelOutput outputs picked by key land with issue 14 item 3",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n], strict=False))
-                                  if n in PENDING else n for n in FAST])
+@pytest.mark.parametrize("name", FAST)
 def test_zoo_model_builds_verifies_and_serves_outputs_by_name(name, tmp_path):
     import onnxruntime as ort
     import torch
