@@ -78,6 +78,26 @@ def test_zoo_model_builds_verifies_and_serves_outputs_by_name(name, tmp_path):
         np.testing.assert_allclose(got[o["name"]], ref, atol=1e-4, rtol=1e-3, err_msg=f"{name}.{o['name']}")
 
 
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_factory_outputs_are_not_degenerate(name):
+    """Every zoo model's outputs vary with the input: a reference of zeros (random-init BatchNorm scales made
+    MobileViT's logits exactly 0) would let any variant pass its gate."""
+    import torch
+
+    import factories
+
+    entry = ZOO[name]
+    module = getattr(factories, entry["factory"])()
+    with torch.inference_mode():
+        outs = [module(**{k: torch.from_numpy(x) for k, x in _fresh_inputs(name, np.random.default_rng(s)).items()})
+                for s in (1, 2)]
+    for o in entry["outputs"]:
+        key = o.get("key", o["name"])
+        a, b = (np.asarray(out[key]) for out in outs)
+        assert np.isfinite(a).all() and a.std() > 1e-4 * max(1.0, np.abs(a).mean()), f"{name}.{o['name']} is flat"
+        assert a.shape != b.shape or np.abs(a - b).max() > 1e-4, f"{name}.{o['name']} ignores its input"
+
+
 def test_wav2vec2_frames_follow_the_samples():
     """The zoo's wav2vec2 declares its frames -1 because no input dim gives them: check that they vary."""
     import torch

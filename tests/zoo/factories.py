@@ -32,6 +32,30 @@ def _seeded(cls, config):
     return model.eval()
 
 
+def _torch_init(model, image_size: int):
+    """Conv, Linear and BatchNorm layers back to PyTorch's initialisation, then BatchNorm statistics measured
+    on random images (cumulative average over 4 batches), as a trained checkpoint's are.
+
+    transformers draws every weight, BatchNorm scales included, from N(0, 0.02): deep CNN stacks then scale
+    their input by ~1e-8 per stage and MobileViT's logits come out exactly 0 -- a reference that checks
+    nothing."""
+    torch.manual_seed(SEED + 1)
+    norms = []
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear)):
+            m.reset_parameters()
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+            norms.append(m)
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(pixel_values=torch.randn(8, 3, image_size, image_size))
+    for m in norms:
+        m.momentum = 0.1
+    return model.eval()
+
+
 def _cfg(cls, **kw):
     kw.setdefault("return_dict", True)
     return cls(**kw)
@@ -155,9 +179,9 @@ def resnet():
 def mobilevit():
     from transformers import MobileViTConfig, MobileViTForImageClassification
 
-    return _seeded(MobileViTForImageClassification, _cfg(MobileViTConfig, image_size=64, patch_size=2, num_channels=3,
+    return _torch_init(_seeded(MobileViTForImageClassification, _cfg(MobileViTConfig, image_size=64, patch_size=2, num_channels=3,
                                                          hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 48],
-                                                         num_attention_heads=2, num_labels=10))
+                                                         num_attention_heads=2, num_labels=10)), 64)
 
 
 def dinov2():
@@ -170,10 +194,10 @@ def dinov2():
 def segformer():
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    return _seeded(SegformerForSemanticSegmentation, _cfg(SegformerConfig, num_channels=3, num_encoder_blocks=2,
+    return _torch_init(_seeded(SegformerForSemanticSegmentation, _cfg(SegformerConfig, num_channels=3, num_encoder_blocks=2,
                                                           depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
                                                           patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2],
-                                                          mlp_ratios=[2, 2], decoder_hidden_size=32, num_labels=4))
+                                                          mlp_ratios=[2, 2], decoder_hidden_size=32, num_labels=4)), 32)
 
 
 def yolos():
