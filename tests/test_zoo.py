@@ -152,3 +152,28 @@ def test_fp16_keeps_ops_after_an_int_to_float_cast_in_fp16(tmp_path):
     ids, x = np.arange(8).reshape(2, 4), np.ones((2, 4), np.float32)
     y = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"]).run(None, {"ids": ids, "x": x})[0]
     np.testing.assert_allclose(y, x + ids / 3, rtol=1e-3)
+
+
+def test_fp16_keeps_a_cast_to_bool_written_with_saturate_first(tmp_path):
+    """Found by the zoo (DETR's pixel mask; T5 raised instead): torch writes Cast(saturate, to); the converter's
+    clean-up read attribute[0] as `to`, took Cast(to=BOOL) for a cast back to fp32 and dropped it with the
+    fp16 Cast in front, so And got a float input. The Cast must survive and the result stay exact."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from generator.variants.onnx_fp16 import convert_fp16
+
+    cast = helper.make_node("Cast", ["x"], ["xb"], name="to_bool", saturate=1, to=TensorProto.BOOL)
+    assert cast.attribute[0].name == "saturate"  # the order torch.onnx writes
+    graph = helper.make_graph(
+        [cast, helper.make_node("And", ["xb", "m"], ["y"], name="and")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+              helper.make_tensor_value_info("m", TensorProto.BOOL, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [2, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(tmp_path / "m.onnx"))
+    convert_fp16(tmp_path / "m.onnx", tmp_path / "half.onnx")
+    x = np.array([[0, 1.5, 0, -2], [3, 0, 0.25, 0]], np.float32)
+    m = np.array([[1, 1, 0, 1], [0, 1, 1, 1]], bool)
+    y = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x, "m": m})[0]
+    np.testing.assert_array_equal(y, (x != 0) & m)

@@ -37,6 +37,7 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
     added: list[str] = []
     for _ in range(6):
         model = onnx.load(str(src), load_external_data=True)
+        _cast_attribute_to_first(model)
         float_casts = _float_casts(model)
         try:
             half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
@@ -67,6 +68,20 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
         raise VariantFailed(f"onnx-fp16: the fp16 graph did not type-check after keeping {', '.join(added)} in fp32")
     casts = sum(1 for n in half.graph.node if n.op_type == "Cast")
     return {"nodes_fp16": info["nodes"], "casts": casts, "kept_fp32_op_types": added}
+
+
+def _cast_attribute_to_first(model) -> None:
+    """Put each Cast's ``to`` attribute first. The converter's cast-pair clean-up reads ``attribute[0]`` as
+    ``to``; torch's exporter writes ``saturate`` first, so a Cast(to=BOOL) read as "to float" was dropped with
+    the fp16 Cast before it (DETR's mask: And then got a float input) or made the clean-up raise (T5)."""
+    for n in model.graph.node:
+        if n.op_type == "Cast" and len(n.attribute) > 1 and n.attribute[0].name != "to":
+            attrs = sorted(n.attribute, key=lambda a: a.name != "to")
+            copies = [type(a)() for a in attrs]
+            for c, a in zip(copies, attrs):
+                c.CopyFrom(a)
+            del n.attribute[:]
+            n.attribute.extend(copies)
 
 
 def _float_casts(model) -> set[str]:
