@@ -238,7 +238,7 @@ def _pick_from_sequence(out, t: TensorSpec, i: int, where: str):
 
 
 def torch_forward(module, model: ModelSpec, feeds: dict[str, np.ndarray], point: Point | None = None,
-                  plan: CallPlan | None = None):
+                  plan: CallPlan | None = None, root=None):
     """Run the PyTorch module on numpy inputs; returns {output name: ndarray}.
 
     Inputs are passed by name (see ``call_plan``); outputs are picked by key (see ``pick_outputs``).
@@ -254,7 +254,7 @@ def torch_forward(module, model: ModelSpec, feeds: dict[str, np.ndarray], point:
         except Exception as e:
             shapes = ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in feeds.items())
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            at = user_frame(e)
+            at = (user_frame(e, root) if root is not None else None) or user_frame(e)
             raise UserError(
                 f"{model.where}.inputs: forward() failed on the declared inputs ({shapes}): "
                 f"{type(e).__name__}: {first}{f' (at {at})' if at else ''}; fix inputs (shape/dtype/range) "
@@ -281,7 +281,7 @@ def user_frame(e: BaseException, root=None) -> str | None:
     for fs in traceback.extract_tb(e.__traceback__):
         f = os.path.abspath(fs.filename)
         if root is not None:
-            if f.startswith(str(root) + os.sep):
+            if f.startswith(str(root) + os.sep) or os.path.realpath(f).startswith(os.path.realpath(root) + os.sep):
                 best = f"{os.path.relpath(f, root)}:{fs.lineno}"
         elif not (f.startswith(here) or "site-packages" in f or f.startswith("<") or "/lib/python3" in f):
             best = f"{f}:{fs.lineno}"

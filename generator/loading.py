@@ -23,6 +23,57 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for cand in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def local_sources(module_name: str, root: Path) -> list[Path]:
+    """The ``.py`` files under ``root`` that ``module_name`` is made of: the module, its packages'
+    ``__init__.py`` and, transitively, every module under ``root`` it imports (anywhere in the file, also
+    inside functions). Found by reading the files with ``ast``; nothing is imported (no torch)."""
+    import ast
+
+    seen: dict[Path, None] = {}
+    todo = [module_name]
+    done: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in done or not name:
+            continue
+        done.add(name)
+        parts = name.split(".")
+        for i in range(1, len(parts)):  # parent packages run their __init__.py
+            init = root.joinpath(*parts[:i]) / "__init__.py"
+            if init.is_file():
+                seen.setdefault(init)
+        path = _module_file(name, root)
+        if path is None:
+            continue
+        seen.setdefault(path)
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):
+            continue  # importing it will say what is wrong
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".") if package else []
+                    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                todo.append(mod)
+                todo += [f"{mod}.{a.name}" if mod else a.name for a in node.names if a.name != "*"]
+    return sorted(seen, key=str)
+
+
 def load_module(model: ModelSpec, root: Path):
     """The model as an eval-mode module on CPU."""
     src = model.source
@@ -32,7 +83,7 @@ def load_module(model: ModelSpec, root: Path):
             field = "checkpoint" if p == src.checkpoint else src.kind
             raise UserError(f"{where}.{field}: file '{p}' not found; check the path (relative to the spec file)")
     if src.kind == "factory":
-        module = _from_factory(src, where, root)
+        module = _from_factory(src, where, root, model.name)
         if src.checkpoint is not None:
             state = load_state_dict(src, where)
             apply_state_dict(module, state, where)
@@ -66,36 +117,110 @@ def _torch_call(fn, where: str, field: str, path: Path):
         raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?")
 
 
-def _from_factory(src: Source, where: str, root: Path):
+_IMPORTED: dict[str, tuple] = {}  # module name -> (file, size, mtime_ns) of the spec-folder modules we loaded
+
+
+def _under(path: str, root: Path) -> bool:
+    import os
+
+    # some modules carry a relative or made-up __file__ ('_ops.py'): only real absolute paths count
+    return isinstance(path, str) and os.path.isabs(path) and path.startswith(str(root) + os.sep) \
+        and "site-packages" not in path and "dist-packages" not in path and os.path.isfile(path)
+
+
+def _forget_changed_local_modules() -> None:
+    """Python caches imported modules: when a spec-folder module tritongen loaded has changed on disk since,
+    drop all of them so the factory runs the code as it is now (a long-lived process, the tests)."""
+    import os
+
+    def stamp(f):
+        try:
+            st = os.stat(f)
+            return (f, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None
+
+    if any(stamp(v[0]) != v for v in _IMPORTED.values()):
+        for name in _IMPORTED:
+            sys.modules.pop(name, None)
+        _IMPORTED.clear()
+        importlib.invalidate_caches()
+
+
+def _remember_local_modules(root: Path) -> None:
+    import os
+
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if f and name not in _IMPORTED and _under(f, root):
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            _IMPORTED[name] = (f, st.st_size, st.st_mtime_ns)
+
+
+def _from_factory(src: Source, where: str, root: Path, name: str = ""):
+    """Import ``module:callable`` from the spec's folder and call it. The folder stays on ``sys.path``
+    while the factory runs (imports inside the function work); an exception in the user's code is one
+    line naming the callable, the exception and the user's file:line."""
     mod_name, fn_name = src.factory.split(":")
     root_s = str(root)
     added = root_s not in sys.path
     if added:
         sys.path.insert(0, root_s)
+    _forget_changed_local_modules()
     try:
         try:
             mod = importlib.import_module(mod_name)
         except ImportError as e:
+            at = user_location(e, root)
+            if getattr(e, "name", None) and e.name != mod_name and not mod_name.startswith(f"{e.name}."):
+                raise UserError(f"{where}.factory: importing '{mod_name}' failed: {type(e).__name__}: "
+                                f"{_first(e)}{at}; install it or make it importable from {root}")
             raise UserError(
-                f"{where}.factory: cannot import module '{mod_name}' ({e}); it must be importable from {root}"
+                f"{where}.factory: cannot import module '{mod_name}' ({_first(e)}){at}; it must be importable from {root}"
             )
         except Exception as e:
-            raise UserError(f"{where}.factory: importing '{mod_name}' failed: {type(e).__name__}: {e}")
+            raise UserError(f"{where}.factory: model '{name}': importing '{mod_name}' failed: {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the module")
+        fn = getattr(mod, fn_name, None)
+        if not callable(fn):
+            raise UserError(f"{where}.factory: module '{mod_name}' has no callable '{fn_name}'")
+        try:
+            module = fn(**src.kwargs)
+        except UserError:
+            raise
+        except TypeError as e:
+            if e.__traceback__ is not None and e.__traceback__.tb_next is None:  # the call itself: bad kwargs
+                raise UserError(f"{where}.kwargs: {src.factory} rejected them ({e}); fix kwargs")
+            raise UserError(f"{where}.factory: model '{name}': {src.factory} raised {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the factory")
+        except Exception as e:  # the user's code: one line, no traceback
+            raise UserError(f"{where}.factory: model '{name}': {src.factory} raised {type(e).__name__}: "
+                            f"{_first(e)}{user_location(e, root)}; fix the factory")
     finally:
-        if added:
+        _remember_local_modules(root)
+        if added and root_s in sys.path:
             sys.path.remove(root_s)
-    fn = getattr(mod, fn_name, None)
-    if not callable(fn):
-        raise UserError(f"{where}.factory: module '{mod_name}' has no callable '{fn_name}'")
-    try:
-        module = fn(**src.kwargs)
-    except TypeError as e:
-        raise UserError(f"{where}.kwargs: {src.factory} rejected them ({e}); fix kwargs")
     import torch
 
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{where}.factory: {src.factory} returned a {type(module).__name__}, not a torch.nn.Module")
     return module
+
+
+def _first(e: BaseException) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:200]
+
+
+def user_location(e: BaseException, root: Path | None) -> str:
+    """`` (at file.py:12)`` for the deepest frame of ``e``'s traceback in the user's code, or ''."""
+    from .inputs import user_frame
+
+    at = user_frame(e, root) or (user_frame(e) if root is not None else None)
+    return f" (at {at})" if at else ""
 
 
 def load_state_dict(src: Source, where: str) -> dict:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from .errors import UserError, VariantFailed
 from .inputs import Point, call_plan, make_inputs, torch_forward, verification_points
-from .loading import load_module, sha256_file
+from .loading import load_module, local_sources
 from .render import config_context, render, template_for, triton_model_name
-from .repository import Staging, copy_tree, digest, file_entries, tool_versions, write_json
+from .repository import (HashCache, Staging, copy_tree, digest, file_entries, tool_versions, write_json,
+                         write_json_if_changed)
 from .spec import ModelSpec, Spec, VariantSpec
 from .validate import check_config, check_model_dir, parse_config
 from .variants import REGISTRY, BuildContext, Skip, Variant
@@ -99,8 +100,10 @@ def _quiet_libraries():
 class ModelBuild:
     """Lazy per-model state shared by its variants: module, exported ONNX, references."""
 
-    def __init__(self, spec: Spec, model: ModelSpec, build_dir: Path, events: Events, force: bool):
+    def __init__(self, spec: Spec, model: ModelSpec, build_dir: Path, events: Events, force: bool,
+                 hashes: HashCache | None = None):
         self.spec, self.model, self.events, self.force = spec, model, events, force
+        self.hashes = hashes if hashes is not None else HashCache(None)
         self.dir = build_dir / model.name
         self._module = None
         self._plan = None
@@ -114,9 +117,10 @@ class ModelBuild:
                 field_ = "checkpoint" if p == model.source.checkpoint else model.source.kind
                 raise UserError(f"{model.where}.source.{field_}: file '{p}' not found; check the path "
                                 "(relative to the spec file)")
-            hashes[str(p.name)] = sha256_file(p)
+            hashes[str(p.name)] = self.hashes.sha256(p)
         self.checkpoint_sha256 = hashes
-        self.key = digest("model", model.artifact_hash(), hashes, tool_versions())
+        self.inputs_sha256 = model_inputs_hashes(spec, model, self.hashes)
+        self.key = digest("model", model.artifact_hash(), hashes, self.inputs_sha256, tool_versions())
 
     def module(self):
         if self._module is None:
@@ -136,7 +140,7 @@ class ModelBuild:
 
     def reference(self, feeds: dict, point: Point) -> dict:
         module = self.module()
-        return torch_forward(module, self.model, feeds, point, plan=self._plan)
+        return torch_forward(module, self.model, feeds, point, plan=self._plan, root=self.spec.root)
 
     def onnx(self) -> Path:
         if self._onnx is not None:
@@ -174,12 +178,38 @@ class ModelBuild:
         return self._calibration
 
 
+def model_inputs_hashes(spec: Spec, model: ModelSpec, hashes: HashCache) -> dict:
+    """What else the artifacts are made from, by content: the factory's source files (and the local
+    modules they import from the spec's folder), the calibration data (a file, or every file of a
+    folder), and the preprocessing that turns calibration images into inputs."""
+    root = spec.root
+    out: dict = {}
+    src = model.source
+    if src.kind == "factory":
+        mod = src.factory.split(":")[0]
+        out["sources"] = {str(p.relative_to(root)): hashes.sha256(p) for p in local_sources(mod, root)}
+    data = model.calibration.data
+    if data is not None:
+        if data.is_file():
+            out["calibration"] = hashes.sha256(data)
+        elif data.is_dir():
+            out["calibration"] = {str(p.relative_to(data)): hashes.sha256(p)
+                                  for p in sorted(data.rglob("*")) if p.is_file()}
+        out["preprocess"] = model.raw.get("preprocess")  # how calibration/verification samples are made
+    return out
+
+
 CONFIG_ONLY_OPTIONS = ("trt_accelerator",)  # change the config, not the artifact
 
 
 def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
     options = {k: v for k, v in vspec.options.items() if k not in CONFIG_ONLY_OPTIONS}
-    return digest("variant", mb.key, variant.key, options, vspec.verify)
+    extra = None
+    if variant.runtime == "tensorrt":  # profiles follow triton.dynamic_batching (the opt batch)
+        from .tensorrt import profiles_for
+
+        extra = [p.as_dict() for p in profiles_for(mb.model, vspec)]
+    return digest("variant", mb.key, variant.key, options, vspec.verify, extra)
 
 
 def _check_options(model: ModelSpec, variant: Variant, vspec: VariantSpec, index: int) -> None:
@@ -220,7 +250,8 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     mb.events.stage(model.name, f"building {variant.key}")
     t = time.perf_counter()
     try:
-        mb.module()  # checks forward() against the declared outputs before any variant is built
+        # forward() is checked against the declared outputs when the module is first loaded (by the export,
+        # the build or the verification): a variant that skips (no TensorRT here) never loads torch
         with _quiet_libraries():
             variant.build(ctx)
         result.build_s = time.perf_counter() - t
@@ -259,10 +290,21 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     (tmp / "build.log").write_text("\n".join(log_lines) + "\n")
     (tmp / "reproduce.sh").write_text(ctx.reproduce_script or _reproduce(mb, variant, vspec, ctx.reproduce))
     stamp_result = {k: v for k, v in result.__dict__.items()}
+    if result.status == "skipped" and _same_skip(stamp_path, key, result):
+        shutil.rmtree(tmp, ignore_errors=True)  # tried again, skipped again for the same reason: keep the old
+        return result
     write_json(tmp / STAMP, {"key": key, "status": result.status, "result": stamp_result})
     shutil.rmtree(vdir, ignore_errors=True)
     tmp.rename(vdir)
     return result
+
+
+def _same_skip(stamp_path: Path, key: str, result: VariantResult) -> bool:
+    try:
+        stamp = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp.get("key") == key and stamp.get("status") == "skipped" and stamp["result"].get("reason") == result.reason
 
 
 def _reproduce(mb: ModelBuild, variant: Variant, vspec: VariantSpec, lines: list[str]) -> str:
@@ -299,7 +341,14 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
             else DEFAULT_TEMPLATES / "runner" / "model.py"
         shutil.copy2(runner, vdir_out / "model.py")
     (mdir / "config.pbtxt").write_text(text)
-    problems += check_model_dir(mdir).problems
+    files = file_entries(vdir_out, mb.hashes)
+    checked = digest("validated", text, files)  # the same config over the same bytes: validated once
+    if not mb.hashes.is_validated(checked):
+        problems += check_model_dir(mdir).problems
+        if not problems:
+            mb.hashes.mark_validated(checked)
+    if not problems:
+        staging.validated.add(result.triton_name)
     if problems:
         raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
     manifest = {
@@ -319,7 +368,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "tool_versions": tool_versions(),
         "verification": result.verification,
         "info": result.info,
-        "files": file_entries(vdir_out),
+        "files": files,
     }
     write_json(mdir / "manifest.json", manifest)
 
@@ -375,11 +424,12 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
     if only:
         owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble")}
     staging = Staging(out, owned)
+    hashes = HashCache(build_dir / "hashes.json")
     results: list[VariantResult] = []
     timings: dict = {}
     try:
         for m in models:
-            mb = ModelBuild(spec, m, build_dir, events, force)
+            mb = ModelBuild(spec, m, build_dir, events, force, hashes)
             for vs in m.variants:
                 variant = REGISTRY[vs.name]
                 r = build_variant(mb, variant, vs, keep_failed=keep_failed)
@@ -390,11 +440,14 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
             if m.preprocess is not None:
                 _stage_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written], templates)
             timings[m.name] = mb.timings
-            write_json(mb.dir / "manifest.json", {
+            write_json_if_changed(mb.dir / "manifest.json", {  # a no-op run writes nothing
                 "model": m.name, "spec": str(spec.path), "spec_hash": m.spec_hash(),
-                "checkpoint_sha256": mb.checkpoint_sha256, "tool_versions": tool_versions(),
-                "variants": [r.__dict__ for r in results if r.model == m.name],
+                "checkpoint_sha256": mb.checkpoint_sha256, "inputs_sha256": mb.inputs_sha256,
+                "tool_versions": tool_versions(),
+                "variants": [{**r.__dict__, "status": "built" if r.status == "cached" else r.status}
+                             for r in results if r.model == m.name],
             })
+        hashes.save()
         changed = not staging.unchanged()
         if changed:
             staging.commit()

@@ -13,7 +13,16 @@ from .errors import UserError
 from .spec import ModelSpec, VariantSpec
 from .variants import Variant
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+def _default_templates() -> Path:
+    """``templates/`` of a checkout (or an editable install), else the copy installed as ``generator/_templates``."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "templates"
+    if (checkout / "config.pbtxt.j2").is_file():
+        return checkout
+    return here / "_templates"
+
+
+DEFAULT_TEMPLATES = _default_templates()
 TARGETS = ("triton", "embedded")
 
 
@@ -35,6 +44,17 @@ def environment(templates: Path | None = None):
         lstrip_blocks=False,
         autoescape=False,
     )
+
+
+_ENVIRONMENTS: dict = {}
+
+
+def _environment_cached(templates: Path | None = None):
+    """One environment per templates folder: compiled templates are reused (jinja2 reloads changed files)."""
+    key = str(templates) if templates else None
+    if key not in _ENVIRONMENTS:
+        _ENVIRONMENTS[key] = environment(templates)
+    return _ENVIRONMENTS[key]
 
 
 def _tensor(t, *, data_type=None) -> dict:
@@ -168,7 +188,7 @@ def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> d
 def render(context: dict, template: str, templates: Path | None = None) -> str:
     import jinja2
 
-    env = environment(templates)
+    env = _environment_cached(templates)
     try:
         text = env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as e:

@@ -63,6 +63,7 @@ class Staging:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir()
+        self.validated: set[str] = set()  # model folders whose config was checked against their artifact
         if self.out.is_dir():
             readme = self.out / "README.md"
             if readme.is_file():
@@ -95,7 +96,12 @@ class Staging:
             return False
 
     def commit(self) -> None:
-        (self.dir / STATE_FILE).write_text(json.dumps({"fingerprint": self.fingerprint()}) + "\n")
+        state = {"fingerprint": self.fingerprint(),
+                 # model folders the build validated (config vs artifact): `tritongen validate` trusts these
+                 # while their files are the same ones (same config text, sizes, mtimes, inodes)
+                 "validated": {n: dir_identity(self.dir / n) for n in sorted(self.validated)
+                               if (self.dir / n).is_dir()}}
+        (self.dir / STATE_FILE).write_text(json.dumps(state) + "\n")
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
         if self.out.exists():
             os.rename(self.out, old)
@@ -112,15 +118,97 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def file_entries(folder: Path) -> list[dict]:
+def dir_identity(model_dir: Path) -> str:
+    """A model folder's identity without reading its artifacts: config text, and each file's size,
+    mtime and inode."""
+    h = hashlib.sha256()
+    cfg = model_dir / "config.pbtxt"
+    h.update(cfg.read_bytes() if cfg.is_file() else b"")
+    for p in sorted(model_dir.rglob("*")):
+        if p.is_file() and p.name != "config.pbtxt":
+            st = p.stat()
+            h.update(f"{p.relative_to(model_dir)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\0".encode())
+    return h.hexdigest()
+
+
+def validated_by_build(model_dir: Path) -> bool:
+    """Whether the build that wrote this repository validated ``model_dir`` exactly as it is now."""
+    state = model_dir.parent / STATE_FILE
+    try:
+        known = json.loads(state.read_text()).get("validated", {}).get(model_dir.name)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return known is not None and known == dir_identity(model_dir)
+
+
+def sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class HashCache:
+    """sha256 of files, remembered by (device, inode) with (size, mtime_ns) in ``build/hashes.json``: a file
+    whose size and mtime are unchanged is not read again (the checkpoint, artifacts hard-linked into the
+    repository). Also remembers which (config, artifact hashes) passed validation."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.files: dict[str, list] = {}
+        self.validated: dict[str, bool] = {}
+        self.used: set[str] = set()
+        self.dirty = False
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                if data.get("version") == self.VERSION:
+                    self.files, self.validated = data.get("files", {}), data.get("validated", {})
+            except (OSError, ValueError, AttributeError):
+                pass
+
+    def sha256(self, path: Path) -> str:
+        path = Path(path)
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = f"{st.st_dev}:{st.st_ino}"  # by file, not path: a hard link in the staged repository is a hit
+        self.used.add(key)
+        hit = self.files.get(key)
+        if hit and hit[:3] == stamp:
+            return hit[3]
+        digest_ = sha256_path(path)
+        self.files[key] = stamp + [digest_]
+        self.dirty = True
+        return digest_
+
+    def is_validated(self, key: str) -> bool:
+        return self.validated.get(key, False)
+
+    def mark_validated(self, key: str) -> None:
+        if not self.validated.get(key):
+            self.validated[key] = True
+            self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        files = self.files
+        if len(files) > 20000:  # keep it small: what this run used
+            files = {k: v for k, v in files.items() if k in self.used}
+        validated = dict(list(self.validated.items())[-20000:])
+        write_json(self.path, {"version": self.VERSION, "files": files, "validated": validated})
+        self.dirty = False
+
+
+def file_entries(folder: Path, hashes: HashCache | None = None) -> list[dict]:
     out = []
     for p in sorted(folder.rglob("*")):
         if p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            out.append({"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": h.hexdigest()})
+            sha = hashes.sha256(p) if hashes is not None else sha256_path(p)
+            out.append({"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha})
     return out
 
 
@@ -129,3 +217,15 @@ def write_json(path: Path, data) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def write_json_if_changed(path: Path, data) -> bool:
+    """``write_json`` unless the file already holds exactly this (mtimes stay put on a no-op run)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    write_json(path, data)
+    return True

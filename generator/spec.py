@@ -305,7 +305,15 @@ def load_spec(path: str | Path, known_variants: tuple[str, ...] | None = None) -
     if not path.is_file():
         raise UserError(f"{path}: spec file not found; pass the path to your spec YAML")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                        "save the spec as UTF-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the spec ({e.strerror or type(e).__name__}); check the file's permissions")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

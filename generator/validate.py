@@ -206,6 +206,10 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
             elif a.endswith(".onnx"):
                 artifact = vdir / a
         if artifact is not None:
+            from .repository import validated_by_build
+
+            if validated_by_build(model_dir):  # the build checked these very files: do not re-read the graph
+                continue
             rep.problems += _onnx_problems(cfg, artifact, f"{model_dir.name}/{v}/{artifact.name}")
     return rep
 

@@ -49,15 +49,17 @@ def _make_runner(job: dict, model, threads: int):
     if kind == "eager":
         import torch
 
+        from generator.inputs import call_module, call_plan
         from generator.loading import load_module
 
         torch.set_num_threads(threads)
         module = load_module(model, Path(job["spec_root"]))
         names = [t.name for t in model.inputs]
+        plan = call_plan(module, model)  # inputs by name, as the reference calls it
 
         def run(feeds):
             with torch.inference_mode():
-                return module(*[torch.from_numpy(feeds[n]) for n in names])
+                return call_module(module, model, plan, [torch.from_numpy(feeds[n]) for n in names])
 
         return run
     path = Path(job["artifact"])
