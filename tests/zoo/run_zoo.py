@@ -164,8 +164,8 @@ def cell_text(c: dict, notes: list[str]) -> str:
     note = c.get("reason") or s
     if note not in notes:
         notes.append(note)
-    label = {"failed": "✗ gate" if "tolerance" in (c.get("reason") or "") or "FAILED" in (c.get("reason") or "")
-             else "✗ failed", "skipped": "– unsupported", "error": "✗ error", "bug": "✗ bug",
+    gate = (c.get("reason") or "").startswith(("gate failed", "over tolerance"))
+    label = {"failed": "✗ gate" if gate else "✗ failed", "skipped": "– unsupported", "error": "✗ error", "bug": "✗ bug",
              "crashed": "✗ crashed", "missing": "✗ missing"}.get(s, s)
     return f"{label} [{notes.index(note) + 1}]"
 
