@@ -191,3 +191,22 @@ def test_fp16_keeps_a_cast_to_bool_written_with_saturate_first(tmp_path):
     m = np.array([[1, 1, 0, 1], [0, 1, 1, 1]], bool)
     y = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x, "m": m})[0]
     np.testing.assert_array_equal(y, (x != 0) & m)
+
+
+def test_zoo_row_for_a_model_that_cannot_load_is_one_line_per_cell(tmp_path, monkeypatch):
+    """A zoo entry whose factory does not exist: every cell is the same one-line UserError, and the table
+    shows it once as a note (no traceback, the other rows unaffected)."""
+    import registry
+    import run_zoo
+
+    monkeypatch.setitem(registry.ZOO, "missing", {**ZOO["resnet"], "factory": "no_such_factory", "kind": "test"})
+    row = build_one("missing", ("onnx", "torchscript"), tmp_path / "zoo")
+    assert {c["status"] for c in row["cells"].values()} == {"error"}
+    reason = row["cells"]["onnx"]["reason"]
+    assert "no_such_factory" in reason and "\n" not in reason and "Traceback" not in reason
+    ok = {"status": "built", "reason": "", "build_s": 1.0, "verify_s": 0.5, "max_abs": 2e-7, "min_cosine": 1.0}
+    text = run_zoo.table([row, {"model": "fine", "kind": "", "wall_s": 1, "cells": {"onnx": ok, "torchscript": ok}}],
+                         ("onnx", "torchscript"))
+    assert "| missing | test | ✗ error [1] | ✗ error [1] |" in text
+    assert "| fine |  | ✓ 1.5s Δ2.0e-07 | ✓ 1.5s Δ2.0e-07 |" in text
+    assert f"[1] {reason}" in text and "[2]" not in text and "2/4 cells built" in text
