@@ -316,13 +316,48 @@ def finalize_onnx(src: Path, out: Path) -> dict:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False) if not external else proto
     except Exception:
         pass
-    if external:
-        onnx.save_model(proto, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=EXTERNAL_DATA_NAME, size_threshold=1024)
-    else:
-        onnx.save_model(proto, str(out))
+    save_onnx(proto, out, size)
     onnx.checker.check_model(str(out), full_check=not external)
     return {"nodes": len(proto.graph.node), "bytes": size, "external_data": external}
+
+
+def data_file(path: Path) -> Path:
+    """Where ``save_onnx`` puts the weights of a model over 2 GB: ``<name>.data`` beside it
+    (``model.onnx.data`` for the artifact, the name Triton's onnxruntime backend loads)."""
+    return path.with_name(path.name + ".data")
+
+
+def save_onnx(proto, path: Path, size: int | None = None) -> bool:
+    """Save ``proto`` (weights loaded) to ``path``: inline under 2 GB, else with its weights in
+    ``data_file(path)``. Returns whether the weights went to the data file."""
+    import onnx
+
+    size = proto.ByteSize() if size is None else size
+    data_file(path).unlink(missing_ok=True)
+    if size >= TWO_GB:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_file(path).name, size_threshold=1024)
+        data_file(path).chmod(0o644)  # onnx writes it 0600: a server running as another user must read it
+        return True
+    onnx.save_model(proto, str(path))
+    return False
+
+
+def has_external_data(path: Path) -> bool:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+
+
+def copy_onnx(src: Path, dst: Path) -> None:
+    """Copy an ONNX model with its external data (re-saved beside ``dst`` under its own name)."""
+    import onnx
+
+    if not has_external_data(src):
+        shutil.copy(src, dst)
+        return
+    save_onnx(onnx.load(str(src), load_external_data=True), dst)
 
 
 def _first_line(e: BaseException) -> str:

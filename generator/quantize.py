@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UserError, VariantFailed
-from .export import finalize_onnx
+from .export import data_file, finalize_onnx, has_external_data, save_onnx
 
 STATIC_OPS = ("MatMul", "Gemm", "Conv")
 DYNAMIC_OPS = ("MatMul", "Gemm")
@@ -77,7 +77,7 @@ def diagnose(src: Path, samples: list[dict], op_types) -> tuple[str, str, str] |
     have = {o.name for o in proto.graph.output}
     proto.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in watch if t not in have])
     tmp = src.with_name("diagnose.onnx")
-    onnx.save_model(proto, str(tmp))
+    save_onnx(proto, tmp)
     try:
         sess = ort_session(tmp, level="disable")
         outs = [o.name for o in sess.get_outputs()]
@@ -91,6 +91,7 @@ def diagnose(src: Path, samples: list[dict], op_types) -> tuple[str, str, str] |
         return None
     finally:
         tmp.unlink(missing_ok=True)
+        data_file(tmp).unlink(missing_ok=True)
     for n in proto.graph.node:
         if n.op_type in op_types:
             for t in n.input:
@@ -147,6 +148,7 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
             # symmetric int8 activations where asked; weights are always symmetric int8
             extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
+            use_external_data_format=has_external_data(src),  # a model over 2 GB
         )
     except (UserError, VariantFailed):
         raise
@@ -160,6 +162,7 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
         raise failure(variant, e, nodes, list(op_types)) from None
     info = finalize_onnx(raw, out)
     raw.unlink(missing_ok=True)
+    data_file(raw).unlink(missing_ok=True)
     _load_check(variant, out, nodes, list(op_types))
     quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
     return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
@@ -175,11 +178,13 @@ def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_cha
     raw = out.with_suffix(".raw.onnx")
     try:
         quantize_dynamic(str(src), str(raw), op_types_to_quantize=list(op_types), per_channel=per_channel,
-                         reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+                         reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                         use_external_data_format=has_external_data(src))
     except Exception as e:
         raise failure(variant, e, nodes, list(op_types)) from None
     info = finalize_onnx(raw, out)
     raw.unlink(missing_ok=True)
+    data_file(raw).unlink(missing_ok=True)
     _load_check(variant, out, nodes, list(op_types))
     quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
     return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),

@@ -145,3 +145,27 @@ def test_failed_variant_is_tried_again_on_the_next_run(workdir):
     r2 = build(spec, out, bdir).results[0]
     assert r2.status == "failed" and r2.verification is not None
     assert log.stat().st_mtime_ns != t1  # built and verified again, not read from the cache
+
+
+@pytest.mark.slow
+def test_validate_trusts_the_build_only_for_the_very_same_files(workdir):
+    import onnx
+
+    from generator.repository import validated_by_build
+    from generator.validate import validate_repository
+
+    spec = _spec(workdir)
+    out = workdir / "model_repository"
+    build(spec, out, workdir / "build")
+    mdir = out / "lin__onnx"
+    assert validated_by_build(mdir)
+    assert not [p for r in validate_repository(out) for p in r.problems]
+    path = mdir / "1" / "model.onnx"
+    proto = onnx.load(str(path))
+    proto.graph.output[0].name = "z"  # the config still says y
+    proto.graph.node[-1].output[0] = "z"
+    path.unlink()  # a new file, as an editor or a copy would make
+    onnx.save(proto, str(path))
+    assert not validated_by_build(mdir)
+    problems = [p for r in validate_repository(out) for p in r.problems]
+    assert any("'y'" in p for p in problems), problems

@@ -30,7 +30,7 @@ def optimized_fp32(ctx: BuildContext) -> Path:
     tmp.mkdir()
     info = optimize_onnx(base, tmp / "model.onnx", tmp, ctx.log)
     for p in tmp.iterdir():
-        if p.name != "model.onnx":
+        if p.name not in ("model.onnx", "model.onnx.data"):  # the weights of a model over 2 GB stay
             p.unlink()
     (tmp / "source.json").write_text(json.dumps({"source": source, "info": info}))
     shutil.rmtree(d, ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError, VariantFailed
-from ..export import finalize_onnx
+from ..export import data_file, finalize_onnx, save_onnx
 from ..runtimes import onnx_artifact_runner
 from ..spec import Tolerance
 from .base import BuildContext, Variant
@@ -48,7 +48,7 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
         # the converter leaves stale fp32 value_info behind the Casts it inserts: drop it, finalize re-infers
         del half.graph.value_info[:]
         tmp = out.with_suffix(".raw.onnx")
-        onnx.save_model(half, str(tmp))
+        save_onnx(half, tmp)  # over 2 GB: weights in model.raw.onnx.data
         try:
             info = finalize_onnx(tmp, out)
             break
@@ -64,6 +64,7 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
             log(f"{m.group(1)} kept in fp32 (the fp16 graph did not type-check at node {node.group(1) if node else '?'})")
         finally:
             tmp.unlink(missing_ok=True)
+            data_file(tmp).unlink(missing_ok=True)
     else:
         raise VariantFailed(f"onnx-fp16: the fp16 graph did not type-check after keeping {', '.join(added)} in fp32")
     casts = sum(1 for n in half.graph.node if n.op_type == "Cast")

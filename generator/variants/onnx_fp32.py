@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..export import finalize_onnx, onnx_io
+from ..export import copy_onnx, finalize_onnx, has_external_data, onnx_io, save_onnx
 from ..runtimes import onnx_artifact_runner, ort_session
 from ..spec import Tolerance
 from .base import BuildContext, Variant
@@ -26,14 +26,18 @@ def optimize_onnx(src: Path, out: Path, work: Path, log) -> dict:
     slimmed = work / "slim.onnx"
     try:
         model = onnxslim.slim(str(src))
-        onnx.save_model(model, str(slimmed))
+        save_onnx(model, slimmed)  # with model.onnx's weights beside it when over 2 GB
     except Exception as e:  # onnxslim is best-effort: keep going with the exported graph
         log(f"onnxslim skipped: {str(e).splitlines()[0][:200]}")
-        shutil.copy(src, slimmed)
+        copy_onnx(src, slimmed)
     after_slim = onnx_io(slimmed)["nodes"]
-    ort_out = work / "ort_basic.onnx"
-    ort_session(slimmed, level="basic", optimized_out=ort_out)
-    info = finalize_onnx(ort_out, out)
+    if has_external_data(slimmed):  # ORT's offline save of a model over 2 GB needs its own data-file setup
+        log("ORT basic offline optimisation skipped: the model is over 2 GB (weights in model.onnx.data)")
+        info = finalize_onnx(slimmed, out)
+    else:
+        ort_out = work / "ort_basic.onnx"
+        ort_session(slimmed, level="basic", optimized_out=ort_out)
+        info = finalize_onnx(ort_out, out)
     return {"nodes_exported": before, "nodes_after_onnxslim": after_slim, "nodes_optimized": info["nodes"]}
 
 
