@@ -298,3 +298,16 @@ class SentenceEmbedding(torch.nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return {"embedding": torch.nn.functional.normalize(pooled, p=2, dim=1)}
+
+
+# --------------------------------------------------------------------------- over 2 GB (make zoo ZOO_ARGS=--big)
+
+
+def mlp_over_2gb(width: int = 8192, layers: int = 8):
+    """A generated MLP just over 2 GB of fp32 weights (8 x 8192 x 8192 + biases = 2.15 GB): ONNX's protobuf
+    limit, so every ONNX artifact keeps its weights in ``model.onnx.data`` beside the graph."""
+    torch.manual_seed(SEED)
+    blocks = []
+    for _ in range(layers):
+        blocks += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    return torch.nn.Sequential(*blocks[:-1]).eval()

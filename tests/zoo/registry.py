@@ -113,6 +113,13 @@ ZOO: dict[str, dict] = {
                         "kind": "sentence embedding, pretrained all-MiniLM-L6-v2"},
 }
 
+# Opt-in (`make zoo ZOO_ARGS=--big`): slow, ~15 GB of disk and several GB of memory while it builds
+BIG: dict[str, dict] = {
+    "mlp_over_2gb": {"factory": "mlp_over_2gb", "inputs": [{"name": "x", "dtype": "float32", "shape": [8192]}],
+                     "outputs": [_out("y", [8192])], "kind": "generated MLP, 2.15 GB of weights (external data)"},
+}
+ZOO_ALL = {**ZOO, **BIG}
+
 # The subset `make test` builds: a text encoder with a dict output, a vision CNN, audio with derived
 # output length, a multi-input multi-output model.
 FAST = ("bert", "resnet", "wav2vec2", "clip")
@@ -123,7 +130,7 @@ NOT_SPEC_KEYS = ("factory", "kind", "note", "variant_options")
 
 def model_entry(name: str, variants=VARIANTS) -> dict:
     """The spec's model mapping for zoo model ``name``."""
-    e = copy.deepcopy(ZOO[name])
+    e = copy.deepcopy(ZOO[name] if name in ZOO else BIG[name])
     m = {"name": name, "source": {"factory": f"factories:{e['factory']}"}}
     m.update({k: v for k, v in e.items() if k not in NOT_SPEC_KEYS})
     m.setdefault("max_batch_size", MAX_BATCH)

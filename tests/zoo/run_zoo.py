@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+import registry  # noqa: E402
 from registry import VARIANTS, ZOO, spec_for  # noqa: E402
 
 MODEL_TIMEOUT_S = 1800
@@ -36,6 +37,10 @@ STATUS_OK = ("built", "cached")
 
 
 # --------------------------------------------------------------------------- one model, in this process
+
+
+def _entry(name: str) -> dict:
+    return registry.ZOO[name] if name in registry.ZOO else registry.BIG[name]
 
 
 def write_spec(name: str, variants, work: Path) -> Path:
@@ -81,7 +86,7 @@ def build_one(name: str, variants=VARIANTS, work: Path = ROOT / "build" / "zoo",
     from generator.spec import load_spec
 
     work = Path(work).resolve()
-    row = {"model": name, "kind": ZOO[name].get("kind", ""), "cells": {}, "error": None, "wall_s": 0.0}
+    row = {"model": name, "kind": _entry(name).get("kind", ""), "cells": {}, "error": None, "wall_s": 0.0}
     t0 = time.perf_counter()
     try:
         spec = load_spec(write_spec(name, variants, work))
@@ -134,7 +139,7 @@ def run_child(name: str, variants, work: Path, force: bool) -> dict:
     else:
         why = f"process exited {rc}"
     cell = {"status": "crashed", "reason": f"{why} (see logs/{name}.log)"}
-    return {"model": name, "kind": ZOO[name].get("kind", ""), "cells": {v: dict(cell) for v in variants},
+    return {"model": name, "kind": _entry(name).get("kind", ""), "cells": {v: dict(cell) for v in variants},
             "error": cell, "wall_s": round(time.perf_counter() - t, 1)}
 
 
@@ -190,6 +195,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--work", default=str(ROOT / "build" / "zoo"))
     ap.add_argument("--force", action="store_true", help="rebuild even what the cache holds")
+    ap.add_argument("--big", action="store_true", help="also the generated model over 2 GB (slow, ~15 GB disk)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -199,10 +205,10 @@ def main(argv=None) -> int:
         row = build_one(a.one, variants, work, a.force)
         (work / "results" / f"{a.one}.json").write_text(json.dumps(row, indent=1))
         return 0
-    names = [n for n in a.models.split(",") if n] or list(ZOO)
-    unknown = [n for n in names if n not in ZOO]
+    names = [n for n in a.models.split(",") if n] or list(ZOO) + (list(registry.BIG) if a.big else [])
+    unknown = [n for n in names if n not in registry.ZOO_ALL]
     if unknown:
-        print(f"--models: unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(ZOO)}", file=sys.stderr)
+        print(f"--models: unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(registry.ZOO_ALL)}", file=sys.stderr)
         return 1
     rows = []
     t0 = time.perf_counter()
