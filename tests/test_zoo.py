@@ -11,6 +11,7 @@ output served under the wrong name or order fails.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -210,3 +211,23 @@ def test_zoo_row_for_a_model_that_cannot_load_is_one_line_per_cell(tmp_path, mon
     assert "| missing | test | ✗ error [1] | ✗ error [1] |" in text
     assert "| fine |  | ✓ 1.5s Δ2.0e-07 | ✓ 1.5s Δ2.0e-07 |" in text
     assert f"[1] {reason}" in text and "[2]" not in text and "2/4 cells built" in text
+
+
+def test_zoo_crash_keeps_the_cells_built_before_it(tmp_path, monkeypatch):
+    """A model process killed mid-build (the OOM killer) keeps the variants it reported; the rest are 'crashed'
+    with the signal's name. The child is replaced by a stand-in that reports one variant, then dies."""
+    import subprocess
+    import types
+
+    import run_zoo
+
+    def killed_after_one_variant(cmd, **kwargs):
+        (tmp_path / "results" / "resnet.json").write_text(json.dumps(
+            {"model": "resnet", "kind": "", "error": None, "wall_s": 1.0, "partial": True,
+             "cells": {"onnx": {"status": "built", "reason": "", "build_s": 1.0, "verify_s": 0.1}}}))
+        return types.SimpleNamespace(returncode=-9)
+
+    monkeypatch.setattr(subprocess, "run", killed_after_one_variant)
+    row = run_zoo.run_child("resnet", ("onnx", "torchscript"), tmp_path, force=False)
+    assert row["cells"]["onnx"]["status"] == "built"
+    assert row["cells"]["torchscript"] == {"status": "crashed", "reason": "process killed by SIGKILL (see logs/resnet.log)"}

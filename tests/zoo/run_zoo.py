@@ -75,11 +75,19 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {s.splitlines()[0] if s else ''}"[:300]
 
 
-def build_one(name: str, variants=VARIANTS, work: Path = ROOT / "build" / "zoo", force: bool = False) -> dict:
+def _cell(r) -> dict:
+    v = r.verification or {}
+    return {"status": r.status, "reason": r.reason, "build_s": round(r.build_s, 2), "verify_s": round(r.verify_s, 2),
+            "max_abs": v.get("max_abs"), "min_cosine": v.get("min_cosine"), "task": v.get("task"), "bytes": r.bytes}
+
+
+def build_one(name: str, variants=VARIANTS, work: Path = ROOT / "build" / "zoo", force: bool = False,
+              progress: Path | None = None) -> dict:
     """Build zoo model ``name`` with tritongen's library API; one row of the table.
 
     ``cells[variant]``: status built | cached | failed | skipped | error (a UserError: the whole model)
-    | bug (an exception from tritongen) | missing (no result), with reason and numbers.
+    | bug (an exception from tritongen) | missing (no result), with reason and numbers. With ``progress``,
+    the row is written there after each variant (``partial: true``), so a crash keeps the cells already built.
     """
     from generator.errors import UserError
     from generator.pipeline import build, Events
@@ -90,15 +98,17 @@ def build_one(name: str, variants=VARIANTS, work: Path = ROOT / "build" / "zoo",
     t0 = time.perf_counter()
     try:
         spec = load_spec(write_spec(name, variants, work))
-        events = type("ZooEvents", (_Progress, Events), {})()
+
+        def done(result):
+            _Progress.done(None, result)
+            row["cells"][result.variant] = _cell(result)
+            if progress is not None:
+                progress.write_text(json.dumps({**row, "partial": True}, indent=1))
+
+        events = type("ZooEvents", (_Progress, Events), {"done": lambda self, r: done(r)})()
         report = build(spec, work / "repos" / name, work / "build", force=force, events=events)
         for r in report.results:
-            v = r.verification or {}
-            row["cells"][r.variant] = {
-                "status": r.status, "reason": r.reason, "build_s": round(r.build_s, 2),
-                "verify_s": round(r.verify_s, 2), "max_abs": v.get("max_abs"), "min_cosine": v.get("min_cosine"),
-                "task": v.get("task"), "bytes": r.bytes,
-            }
+            row["cells"][r.variant] = _cell(r)
         row["timings"] = report.timings.get(name, {})
     except UserError as e:
         row["error"] = {"status": "error", "reason": str(e)}
@@ -130,8 +140,9 @@ def run_child(name: str, variants, work: Path, force: bool) -> dict:
             rc = p.returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
-    if out.is_file():
-        return json.loads(out.read_text())
+    row = json.loads(out.read_text()) if out.is_file() else None
+    if row is not None and not row.get("partial"):
+        return row
     if rc == "timeout":
         why = f"timed out after {MODEL_TIMEOUT_S} s"
     elif isinstance(rc, int) and rc < 0:
@@ -139,8 +150,9 @@ def run_child(name: str, variants, work: Path, force: bool) -> dict:
     else:
         why = f"process exited {rc}"
     cell = {"status": "crashed", "reason": f"{why} (see logs/{name}.log)"}
-    return {"model": name, "kind": _entry(name).get("kind", ""), "cells": {v: dict(cell) for v in variants},
-            "error": cell, "wall_s": round(time.perf_counter() - t, 1)}
+    done = (row or {}).get("cells", {})
+    return {"model": name, "kind": _entry(name).get("kind", ""), "error": cell, "wall_s": round(time.perf_counter() - t, 1),
+            "cells": {v: done.get(v) or dict(cell) for v in variants}}
 
 
 def cpu_flags() -> str:
@@ -202,8 +214,9 @@ def main(argv=None) -> int:
     work = Path(a.work).resolve()
     variants = tuple(v for v in a.variants.split(",") if v)
     if a.one:
-        row = build_one(a.one, variants, work, a.force)
-        (work / "results" / f"{a.one}.json").write_text(json.dumps(row, indent=1))
+        out = work / "results" / f"{a.one}.json"
+        row = build_one(a.one, variants, work, a.force, progress=out)
+        out.write_text(json.dumps(row, indent=1))
         return 0
     names = [n for n in a.models.split(",") if n] or list(ZOO) + (list(registry.BIG) if a.big else [])
     unknown = [n for n in names if n not in registry.ZOO_ALL]
