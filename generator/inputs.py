@@ -79,6 +79,7 @@ class CallPlan:
     by_name: bool
     params: tuple = ()  # forward()'s parameter names (for messages)
     positional: tuple | None = None  # by name, but called by position in this order (ExportedProgram modules)
+    only_kwargs: tuple = ()  # declared inputs that match no named parameter and go into forward's **kwargs
 
 
 def forward_parameters(module):
@@ -138,7 +139,8 @@ def call_plan(module, model: ModelSpec) -> CallPlan:
         order = None
         if getattr(module, "_in_spec", None) is not None:  # ExportedProgram.module(): takes what export took
             order = tuple(n for n, k, _ in params if k in ("positional", "positional_only") and n in names)
-        return CallPlan(by_name=True, params=tuple(n for n, _, _ in params), positional=order)
+        return CallPlan(by_name=True, params=tuple(n for n, _, _ in params), positional=order,
+                        only_kwargs=tuple(unknown))
     if len(names) == 1 and len(required) <= 1 and not any(n in named for n in names):
         return CallPlan(by_name=False, params=tuple(n for n, _, _ in params))
     if all(k in ("var_positional", "positional_only") for _, k, _ in params if k != "var_keyword") and params:

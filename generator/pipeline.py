@@ -128,6 +128,9 @@ class ModelBuild:
             t = time.perf_counter()
             module = load_module(self.model, self.spec.root)
             self._plan = call_plan(module, self.model)  # inputs by name, checked against forward() up front
+            if self._plan.only_kwargs:
+                self.events.log(self.model.name, "inputs " + ", ".join(self._plan.only_kwargs) + " match no named "
+                                "parameter of forward() and go into its **kwargs: check their spelling")
             self._module = module
             self.timings["load_s"] = time.perf_counter() - t
             self._check_forward()

@@ -3,7 +3,7 @@ how outputs whose size follows no input are declared and verified, and what a fa
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -165,3 +165,20 @@ def test_gate_messages_name_the_criterion_and_numbers():
     assert not c["ok"] and "degenerate reference" in c["why"] and "judged on absolute error alone" in c["why"]
     c = judge(ref, ref[:2], Tolerance(atol=1))
     assert c["why"] == "shape [2] but PyTorch gives [3]"
+
+
+def test_forward_with_kwargs_takes_any_name_and_says_which_go_there():
+    from generator.inputs import call_module, call_plan
+    from generator.spec import parse_spec
+
+    class KW(torch.nn.Module):
+        def forward(self, input_ids, **kwargs):
+            return input_ids * 2 + kwargs["extra"]
+
+    m = parse_spec({"models": [_two_ids(inputs=[IDS[1], {**IDS[0], "name": "extra"}],
+                                        outputs=[{"name": "y", "dtype": "int64", "shape": ["seq"]}])]},
+                   Path("/nonexistent/spec.yaml")).models[0]
+    plan = call_plan(KW(), m)
+    assert plan.by_name and plan.only_kwargs == ("extra",)
+    y = call_module(KW(), m, plan, [torch.tensor([[1, 2]]), torch.tensor([[10, 20]])])
+    assert y.tolist() == [[12, 24]]
