@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf plans clean help zoo
+.PHONY: setup repo test validate bench serve stop perf plans clean help
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -73,6 +73,7 @@ plans:
 # The model zoo: every architecture in tests/zoo/registry.py through tritongen with every CPU variant;
 # prints the model x variant table and writes build/zoo/results.md (+ .json). ZOO_ARGS: --models a,b --force
 ZOO_ARGS ?=
+.PHONY: zoo
 zoo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python tests/zoo/run_zoo.py $(ZOO_ARGS)
 
