@@ -20,6 +20,7 @@ help:
 	@echo "make tune     search variant x Triton settings through the server, apply the winner"
 	@echo "make tune-vs-ma  tritongen tune vs Triton Model Analyzer, side by side"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
+	@echo "make zoo      build the model zoo (real architectures x CPU variants), table in build/zoo/results.md"
 
 $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,6 +90,13 @@ plans:
 	docker run --gpus all --rm -v "$(CURDIR)":/w -w /w nvcr.io/nvidia/tensorrt:$(TRITON_RELEASE)-py3 bash -c \
 	  "pip install -q -r requirements.txt -e . && python examples/make_checkpoints.py && \
 	   tritongen build $(SPEC) -o $(REPO) --target triton --require-all"
+
+# The model zoo: every architecture in tests/zoo/registry.py through tritongen with every CPU variant;
+# prints the model x variant table and writes build/zoo/results.md (+ .json). ZOO_ARGS: --models a,b --force
+ZOO_ARGS ?=
+.PHONY: zoo
+zoo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python tests/zoo/run_zoo.py $(ZOO_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

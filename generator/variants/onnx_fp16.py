@@ -37,8 +37,11 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
     added: list[str] = []
     for _ in range(6):
         model = onnx.load(str(src), load_external_data=True)
+        _cast_attribute_to_first(model)
+        float_casts = _float_casts(model)
         try:
             half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+            _retarget_float_casts(half, float_casts, blocked)
         except Exception as e:
             raise VariantFailed(f"onnx-fp16: float16 conversion failed: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:200]}")
@@ -66,6 +69,43 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
         raise VariantFailed(f"onnx-fp16: the fp16 graph did not type-check after keeping {', '.join(added)} in fp32")
     casts = sum(1 for n in half.graph.node if n.op_type == "Cast")
     return {"nodes_fp16": info["nodes"], "casts": casts, "kept_fp32_op_types": added}
+
+
+def _cast_attribute_to_first(model) -> None:
+    """Put each Cast's ``to`` attribute first. The converter's cast-pair clean-up reads ``attribute[0]`` as
+    ``to``; torch's exporter writes ``saturate`` first, so a Cast(to=BOOL) read as "to float" was dropped with
+    the fp16 Cast before it (DETR's mask: And then got a float input) or made the clean-up raise (T5)."""
+    for n in model.graph.node:
+        if n.op_type == "Cast" and len(n.attribute) > 1 and n.attribute[0].name != "to":
+            attrs = sorted(n.attribute, key=lambda a: a.name != "to")
+            copies = [type(a)() for a in attrs]
+            for c, a in zip(copies, attrs):
+                c.CopyFrom(a)
+            del n.attribute[:]
+            n.attribute.extend(copies)
+
+
+def _float_casts(model) -> set[str]:
+    """Names of the graph's own ``Cast(to=FLOAT)`` nodes (int -> float: positions, masks, bucket indices)."""
+    from onnx import TensorProto
+
+    return {n.name for n in model.graph.node if n.op_type == "Cast" and n.name
+            and any(a.name == "to" and a.i == TensorProto.FLOAT for a in n.attribute)}
+
+
+def _retarget_float_casts(half, names: set[str], blocked: list[str]) -> None:
+    """onnxconverter-common 1.16 marks a Cast(to=FLOAT)'s output fp16 but leaves the node casting to fp32, so
+    its fp16 consumers get mixed types (DeBERTa's relative positions: Cast -> Div by an fp16 constant).
+    Make those Casts produce fp16, as the converter's value types say (older converter releases did this)."""
+    from onnx import TensorProto
+
+    if "Cast" in blocked:
+        return
+    for n in half.graph.node:
+        if n.op_type == "Cast" and n.name in names:
+            for a in n.attribute:
+                if a.name == "to" and a.i == TensorProto.FLOAT:
+                    a.i = TensorProto.FLOAT16
 
 
 def build(ctx: BuildContext) -> None:
