@@ -16,8 +16,9 @@ How a configuration is measured: the base config.pbtxt of the variant is parsed 
 the candidate's values are applied (warm-up and preferred sizes follow ``max_batch_size``, so every
 candidate stays loadable), the result is checked with tritongen's validator, then loaded into the server
 with a config override (``load_model(name, config=...)``, explicit model control: only the model under
-test holds the CPU) and driven by the project's load generator (``perf.loadgen``) at a few concurrency
-levels (instances, 2 x instances, 2 x max_batch_size x instances: Model Analyzer's rule, capped). A
+test holds the CPU) and driven by the project's load generator (``perf.loadgen``) up a concurrency ladder
+(instances, doubling to 2 x max_batch_size x instances: Model Analyzer's ceiling), stopping once more load
+stops paying. A
 configuration's score is its best throughput at a level whose p99 is within the budget with no errors.
 The server's memory for the model is the growth of the server's whole process group (tritonserver and
 the python-backend stubs) over the server with nothing loaded.
@@ -87,7 +88,7 @@ class Candidate:
     preferred: tuple[int, ...]
     queue_delay_us: int | None  # None: no dynamic batching (Triton's default)
     threads: int  # per-instance runtime threads; 0: the runtime's default
-    label: str = ""  # "spec", "triton-default" or ""
+    label: str = ""  # "spec", "spec (primary variant)", "triton-default" or ""
 
     def key(self) -> str:
         d = asdict(self)
@@ -403,17 +404,25 @@ class Bench:
             c.close()
 
     def levels(self, cand: Candidate) -> list[int]:
+        """A concurrency ladder: instances, doubling up to 2 x max_batch_size x instances (Model Analyzer's
+        rule for the top), capped; ``measure_config`` stops climbing it early (see there)."""
         inst = cand.instances or 1
-        b = max(cand.max_batch_size, 1)
-        return sorted({min(x, self.max_concurrency) for x in (inst, 2 * inst, 2 * b * inst)})
+        top = min(2 * max(cand.max_batch_size, 1) * inst, self.max_concurrency)
+        out, c = [], min(inst, top)
+        while c < top:
+            out.append(c)
+            c *= 2
+        return out + [top]
 
     def measure(self, cand: Candidate, base_cfg, model_spec, levels: list[int] | None = None) -> Measurement:
         m = Measurement(key=cand.key(), candidate=asdict(cand))
         cfg = apply_candidate(base_cfg, cand)
-        return self.measure_config(m, cand.variant, cfg, model_spec, levels or self.levels(cand))
+        return self.measure_config(m, cand.variant, cfg, model_spec, levels or self.levels(cand), ladder=not levels)
 
-    def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int]) -> Measurement:
-        """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels``."""
+    def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int],
+                       ladder: bool = False) -> Measurement:
+        """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels`` (a ladder: stop early
+        once more concurrency stops paying)."""
         from perf import loadgen, server_stats
 
         t0 = time.time()
@@ -446,6 +455,13 @@ class Bench:
                    "avg_batch": d.get("avg_batch"), "queue_ms": d.get("queue_ms"),
                    "compute_infer_ms": d.get("compute_infer_ms")}
             m.levels.append(row)
+            if ladder and len(m.levels) >= 2:
+                # stop climbing the ladder once more load only queues: p99 past the budget, errors, or
+                # throughput up by less than 5% over the best so far
+                best = max(r["throughput"] for r in m.levels[:-1])
+                over = settings.latency_budget_ms is not None and (row["p99_ms"] or 0) > settings.latency_budget_ms
+                if over or row["errors"] or row["throughput"] < 1.05 * best:
+                    break
         if self.server is not None and self.idle_mb is not None:
             rss = _group_rss_mb(self.server.pid)
             m.memory_mb = None if rss is None else max(rss - self.idle_mb, 0.0)
@@ -652,8 +668,13 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
     # the baseline: the spec's own settings on the variant that did best at them (the hardest to beat)
     spec_c = spec_cands[keep[0].name] if keep else spec_cands[ranked[0][0].variant]
     default_c = default_candidate(next(t for t in targets if t.name == spec_c.variant), bases[spec_c.variant])
+    # and the configuration the spec serves: its settings on its primary variant (the ensemble's, else the first
+    # listed), which the format search may beat by more than the settings alone
+    primary = primary_variant(model_spec, targets)
+    primary_c = dataclasses.replace(spec_cands[primary], label="spec (primary variant)") \
+        if primary and primary != spec_c.variant and scores.get(primary, 0) > 0 else None
     lineup: list[Candidate] = []
-    for c in [spec_c, default_c, *top]:
+    for c in [spec_c, *([primary_c] if primary_c else []), default_c, *top]:
         if c.key() not in {x.key() for x in lineup}:
             lineup.append(c)
     level_of = {}
@@ -690,6 +711,11 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
                       if b["throughput"] > 0 and a["throughput"] > 0]
         g, lo, hi = ratio_interval(ratios)
         entry.update(ratio_vs_spec=g, ci_low=lo, ci_high=hi, ratios=ratios)
+        if primary_c is not None:
+            prs = res.confirm[primary_c.key()]["rounds"]
+            pr = [a["throughput"] / b["throughput"] for a, b in zip(rs, prs) if b["throughput"] > 0 and a["throughput"] > 0]
+            g, lo, hi = ratio_interval(pr)
+            entry.update(ratio_vs_primary=g, primary_ci_low=lo, primary_ci_high=hi)
     eligible = [(k, e) for k, e in res.confirm.items() if e["within_rounds"] * 2 > rounds]
     if not eligible:
         res.verdict = "no configuration stayed within the constraints in most re-measured rounds"
@@ -710,8 +736,29 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
     else:
         res.verdict = (f"{win['ratio_vs_spec']:.2f}x the spec's {what}, but not distinguishable from it "
                        f"(95% interval {win['ci_low']:.2f}-{win['ci_high']:.2f}x over {rounds} alternating rounds)")
+    if primary_c is not None and settings.objective == "throughput" and win_key != primary_c.key():
+        res.verdict += (f"; {win.get('ratio_vs_primary', 0):.2f}x the spec's settings on its primary variant "
+                        f"{primary_c.variant} (95% interval {win.get('primary_ci_low', 0):.2f}-"
+                        f"{win.get('primary_ci_high', 0):.2f}x)")
     res.seconds = time.time() - t0
     return res
+
+
+def _devices(model_dir: Path) -> tuple[str, ...]:
+    try:
+        return tuple(json.loads((model_dir / "manifest.json").read_text()).get("devices") or ("cpu", "gpu"))
+    except (OSError, ValueError):
+        return ("cpu", "gpu")
+
+
+def primary_variant(model_spec, targets) -> str | None:
+    """The Triton name of the variant the spec serves: the ensemble's, else the first listed that was built."""
+    names = {t.variant: t.name for t in targets}
+    pre = getattr(model_spec.preprocess, "variant", None) if model_spec.preprocess is not None else None
+    for key in ([pre] if pre else []) + [v.name for v in model_spec.variants]:
+        if key in names:
+            return names[key]
+    return None
 
 
 def _base_config(target):
@@ -792,13 +839,16 @@ def write_tune_report(run: dict, out: Path) -> Path:
         if mt["pruned"]:
             lines.append(f"Pruned after the screen: {', '.join(mt['pruned'])}.")
             lines.append("")
-        lines += ["| configuration | role | rounds | throughput (inf/s, mean) | p99 ms (median) | vs spec | 95% interval |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| configuration | role | rounds | throughput (inf/s, mean) | p99 ms (median) | vs spec | 95% interval |"
+                  " vs spec's primary variant |",
+                  "|---|---|---|---|---|---|---|---|"]
         for key, e in mt["confirm"].items():
             star = " **winner**" if mt["winner"] and mt["winner"]["key"] == key else ""
             lines.append(f"| {e['short']} | {e['label'] or '-'}{star} | {len(e['rounds'])} | {e['throughput_mean']:.1f} | "
                          f"{e['p99_median_ms'] or float('nan'):.1f} | {e['ratio_vs_spec']:.2f}x | "
-                         f"{e['ci_low']:.2f}-{e['ci_high']:.2f}x |")
+                         f"{e['ci_low']:.2f}-{e['ci_high']:.2f}x | "
+                         + (f"{e['ratio_vs_primary']:.2f}x ({e['primary_ci_low']:.2f}-{e['primary_ci_high']:.2f})"
+                            if e.get("ratio_vs_primary") else "-") + " |")
         lines += ["", "Every configuration measured in the search (score: best throughput within the constraints):", "",
                   "| configuration | score | best c | p99 ms | memory MB | avg batch | note |", "|---|---|---|---|---|---|---|"]
         for m in mt["measured"]:
@@ -845,8 +895,8 @@ def write_tune_report(run: dict, out: Path) -> Path:
 
 def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[str] | None = None,
              strategy: str = "quick", objective: str | None = None, latency_budget_ms: float | None = None,
-             min_throughput: float | None = None, max_memory_mb: float | None = None, max_configs: int = 24,
-             window_s: float = 3.0, warmup_s: float = 1.0, max_requests: int = 5000, rounds: int = 3,
+             min_throughput: float | None = None, max_memory_mb: float | None = None, max_configs: int = 16,
+             window_s: float = 2.0, warmup_s: float = 0.5, max_requests: int = 2000, rounds: int = 3,
              finalists: int = 2, min_gain: float = 0.05, prune: float = 0.5, max_concurrency: int = 64,
              cores: int | None = None, out: Path | None = None, apply: bool = False,
              apply_to: tuple[Path, ...] = (), install=None, log=print) -> Path:
@@ -867,6 +917,8 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
     spec = load_spec(spec_path)
     repo = Path(repo).resolve()
     targets = [t for t in discover(repo, models) if t.gate == "passed"]
+    if url is None:  # the embedded server here is CPU-only: GPU-only variants (onnx-fp16, TensorRT) are not searched
+        targets = [t for t in targets if "cpu" in _devices(repo / t.name)]
     by_model: dict[str, list] = {}
     for t in targets:
         t.dir = repo / t.name
