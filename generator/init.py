@@ -71,12 +71,12 @@ def init_spec(checkpoint: str | Path, output: Path, factory: str | None = None, 
         raise UserError(f"{checkpoint}: no such file or folder; give a Hugging Face folder, a TorchScript or "
                         "torch.export file, or a state_dict with --factory")
     name = name or _name(ckpt)
+    if image is not None and not (factory and not ckpt.is_dir()):
+        raise UserError("--image-size: only for a state_dict with --factory (Hugging Face folders say it themselves)")
     if ckpt.is_dir():
         body = _from_hf(ckpt, spec_dir, name, task)
     elif task:
         raise UserError("--task: only for Hugging Face folders")
-    if image is not None and not (factory and not ckpt.is_dir()):
-        raise UserError("--image-size: only for a state_dict with --factory (Hugging Face folders say it themselves)")
     elif factory:
         body = _from_state_dict(ckpt, spec_dir, name, factory, image)
     elif ckpt.suffix == ".pt2":

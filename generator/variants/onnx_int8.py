@@ -27,6 +27,7 @@ from pathlib import Path
 from .. import isa
 from .. import quantize as q
 from ..errors import VariantFailed
+from ..export import copy_onnx, data_file
 from ..inputs import torch_forward
 from ..runtimes import onnx_artifact_runner, ort_runner
 from ..spec import ModelSpec, Tolerance
@@ -82,8 +83,8 @@ def build(ctx: BuildContext) -> None:
         attempts.append(rec)
         ctx.log(f"recipe {len(attempts)} [{r.label()}]: {'passed' if v.passed else 'failed'} "
                 f"({v.summary}) in {rec['seconds']:.1f}s")
-        if v.passed:
-            trial.replace(out)
+        if v.passed:  # re-saved under the artifact's name: external data (over 2 GB) follows as model.onnx.data
+            copy_onnx(trial, out)
             ctx.info.update(info)
         return v.passed, _score(v)
 
@@ -120,6 +121,7 @@ def build(ctx: BuildContext) -> None:
                             f"{max(attempts, key=lambda a: a.get('score', 0))['recipe'] if attempts else '-'} "
                             f"({attempts[-1]['failed'] if attempts else ''}); see build.log and manifest info.attempts")
     trial.unlink(missing_ok=True)
+    data_file(trial).unlink(missing_ok=True)
     ctx.info["recipe"] = chosen.label()
     ctx.reproduce.append(_command(src, opts["op_types"], chosen))
     if len(attempts) > 1:
