@@ -58,7 +58,8 @@ def resolve_folder(value: Any, where: str, root: Path, what: str = "a Hugging Fa
     p = (root / value).expanduser().resolve()
     if p.is_dir():
         return p
-    if HUB_ID_RE.match(value) and not value.startswith((".", "/")):
+    # 'org/name' is a hub id unless 'org' is a folder here (checkpoints/all-MiniLM-L6-v2 not yet made)
+    if HUB_ID_RE.match(value) and not value.startswith((".", "/")) and not (root / value.split("/")[0]).is_dir():
         raise UserError(
             f"{where}: '{value}' looks like a Hugging Face Hub id, and tritongen never downloads; fetch it yourself "
             f"(e.g. `hf download {value} --local-dir models/{value.split('/')[-1]}`) and give that folder"

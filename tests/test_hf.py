@@ -141,6 +141,12 @@ def test_a_hub_id_instead_of_a_folder(tmp_path):
            "tritongen never downloads")
 
 
+def test_a_missing_folder_under_a_local_folder_is_not_called_a_hub_id(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    _fails(tmp_path, _spec(tmp_path, "{huggingface: checkpoints/all-MiniLM-L6-v2}"),
+           "folder 'checkpoints/all-MiniLM-L6-v2' not found")
+
+
 def test_pickled_weights_need_trust(folders, tmp_path):
     import shutil
 
