@@ -6,21 +6,12 @@ says ``pickle: {path, trust: true}``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import sys
 from pathlib import Path
 
 from .errors import UserError
 from .spec import ModelSpec, Source
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _module_file(name: str, root: Path) -> Path | None:

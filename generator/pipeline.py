@@ -341,11 +341,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
     vdir_out = mdir / "1"
     copy_tree(mb.dir / variant.key / "artifact", vdir_out)
     if target == "embedded":
-        from .render import DEFAULT_TEMPLATES
-
-        runner = (templates / "runner" / "model.py") if templates and (templates / "runner" / "model.py").is_file() \
-            else DEFAULT_TEMPLATES / "runner" / "model.py"
-        shutil.copy2(runner, vdir_out / "model.py")
+        shutil.copy2(_template_file(templates, "runner", "model.py"), vdir_out / "model.py")
         shutil.copy2(Path(__file__).resolve().parent / "runtimes.py", vdir_out / "tritongen_runtimes.py")
     (mdir / "config.pbtxt").write_text(text)
     files = file_entries(vdir_out, mb.hashes)
@@ -392,18 +388,29 @@ def _raise_backend_rule(problems: list[str]) -> None:
         raise UserError(f"{rule} (from the spec's triton settings; fix them)")
 
 
-def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:
-    """``<model>__preprocess`` (python backend, CPU) and ``<model>__ensemble`` (bytes -> logits)."""
-    from .render import DEFAULT_TEMPLATES, ensemble_context, preprocess_context
+def _template_file(templates: Path | None, *parts: str) -> Path:
+    """A file of ``--templates DIR`` when it has one, else tritongen's own."""
+    from .render import DEFAULT_TEMPLATES
 
-    model = mb.model
+    own = templates.joinpath(*parts) if templates else None
+    return own if own is not None and own.is_file() else DEFAULT_TEMPLATES.joinpath(*parts)
+
+
+def _ensemble_variant(mb: ModelBuild, written: list[VariantResult]) -> str | None:
+    """The variant the ensemble feeds (``preprocess.variant``, else the first written), or None (logged)."""
     keys = [r.variant for r in written]
-    chosen = model.preprocess.variant or (keys[0] if keys else None)
+    chosen = mb.model.preprocess.variant or (keys[0] if keys else None)
     if chosen not in keys:
-        mb.events.log(model.name, f"no ensemble: variant '{chosen}' was not written")
-        return
-    for ctx, template in ((preprocess_context(model, mb.spec.path.name), "preprocess.pbtxt.j2"),
-                          (ensemble_context(model, chosen, mb.spec.path.name), "ensemble.pbtxt.j2")):
+        mb.events.log(mb.model.name, f"no ensemble: variant '{chosen}' was not written")
+        return None
+    return chosen
+
+
+def _stage_helper_models(staging: Staging, mb: ModelBuild, chosen: str, templates: Path | None, models) -> None:
+    """Write the ensemble's own models: ``models`` is [(context, template, runner folder or None, finish)],
+    a python-backend runner copied from ``templates/<folder>/model.py`` and ``finish(model_dir)`` for extras."""
+    model = mb.model
+    for ctx, template, runner, finish in models:
         text = render(ctx, template, templates)
         where = f"{ctx['name']}/config.pbtxt"
         cfg, problem = parse_config(text, where)
@@ -412,16 +419,30 @@ def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResul
         mdir = staging.dir / ctx["name"]
         (mdir / "1").mkdir(parents=True, exist_ok=True)
         (mdir / "config.pbtxt").write_text(text)
-        if template == "preprocess.pbtxt.j2":
-            src = (templates / "preprocess" / "model.py") if templates and (templates / "preprocess" / "model.py").is_file() \
-                else DEFAULT_TEMPLATES / "preprocess" / "model.py"
-            shutil.copy2(src, mdir / "1" / "model.py")
+        if runner:
+            shutil.copy2(_template_file(templates, runner, "model.py"), mdir / "1" / "model.py")
+        if finish:
+            finish(mdir)
         problems = check_config(cfg, text, where, ctx["name"]) + check_model_dir(mdir).problems
         if problems:
             raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
         write_json(mdir / "manifest.json", {"model": model.name, "variant": ctx["variant"], "triton_name": ctx["name"],
                                             "feeds": triton_model_name(model.name, chosen), "status": "built",
                                             "spec_hash": model.spec_hash(), "tool_versions": tool_versions()})
+
+
+def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:
+    """``<model>__preprocess`` (python backend, CPU) and ``<model>__ensemble`` (bytes -> logits)."""
+    from .render import ensemble_context, preprocess_context
+
+    chosen = _ensemble_variant(mb, written)
+    if chosen is None:
+        return
+    name = mb.spec.path.name
+    _stage_helper_models(staging, mb, chosen, templates, [
+        (preprocess_context(mb.model, name), "preprocess.pbtxt.j2", "preprocess", None),
+        (ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None, None),
+    ])
 
 
 def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), target: str = "triton",
@@ -488,40 +509,21 @@ def _stage_text_ensemble(staging: Staging, mb: ModelBuild, written: list[Variant
     """``<model>__tokenizer`` (python backend, CPU, strings -> token ids) and ``<model>__ensemble``
     (strings -> outputs). The embedded target runs the tokenizer in tritongen's numpy<2 stub environment."""
     from .hf import pad_token, write_tokenizer
-    from .render import DEFAULT_TEMPLATES, text_ensemble_context, tokenizer_context
+    from .render import text_ensemble_context, tokenizer_context
 
-    model = mb.model
-    pre = model.preprocess
-    keys = [r.variant for r in written]
-    chosen = pre.variant or (keys[0] if keys else None)
-    if chosen not in keys:
-        mb.events.log(model.name, f"no ensemble: variant '{chosen}' was not written")
+    chosen = _ensemble_variant(mb, written)
+    if chosen is None:
         return
+    pre = mb.model.preprocess
     env = None
     if target == "embedded":
         from .tools import ensure_stub_env
 
         env = str(ensure_stub_env())
-    where = f"{model.where}.preprocess.text.tokenizer"
-    for ctx, template in ((tokenizer_context(model, mb.spec.path.name, target, env, pad_token(pre.tokenizer)),
-                           "tokenizer.pbtxt.j2"),
-                          (text_ensemble_context(model, chosen, mb.spec.path.name), "ensemble.pbtxt.j2")):
-        text = render(ctx, template, templates)
-        cfg_where = f"{ctx['name']}/config.pbtxt"
-        cfg, problem = parse_config(text, cfg_where)
-        if problem:
-            raise UserError(f"{problem} (rendered from template {template}; fix the template)")
-        mdir = staging.dir / ctx["name"]
-        (mdir / "1").mkdir(parents=True, exist_ok=True)
-        (mdir / "config.pbtxt").write_text(text)
-        if template == "tokenizer.pbtxt.j2":
-            src = (templates / "tokenizer" / "model.py") if templates and (templates / "tokenizer" / "model.py").is_file() \
-                else DEFAULT_TEMPLATES / "tokenizer" / "model.py"
-            shutil.copy2(src, mdir / "1" / "model.py")
-            write_tokenizer(pre.tokenizer, mdir / "1" / "tokenizer", where)
-        problems = check_config(cfg, text, cfg_where, ctx["name"]) + check_model_dir(mdir).problems
-        if problems:
-            raise AssertionError(f"tritongen rendered an invalid config (a bug): {problems[0]}")
-        write_json(mdir / "manifest.json", {"model": model.name, "variant": ctx["variant"], "triton_name": ctx["name"],
-                                            "feeds": triton_model_name(model.name, chosen), "status": "built",
-                                            "spec_hash": model.spec_hash(), "tool_versions": tool_versions()})
+    where = f"{mb.model.where}.preprocess.text.tokenizer"
+    name = mb.spec.path.name
+    _stage_helper_models(staging, mb, chosen, templates, [
+        (tokenizer_context(mb.model, name, target, env, pad_token(pre.tokenizer)), "tokenizer.pbtxt.j2", "tokenizer",
+         lambda mdir: write_tokenizer(pre.tokenizer, mdir / "1" / "tokenizer", where)),
+        (text_ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None, None),
+    ])

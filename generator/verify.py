@@ -284,3 +284,12 @@ def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
     cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
     out["mean_cosine"] = float(np.mean(cos))
     return out
+
+
+def gate_metrics(v: Verification) -> dict:
+    """The numbers a gate was judged on, rounded for manifests and logs (INT8 recipe attempts)."""
+    m = {"min_cosine": round(v.min_cosine, 6)}
+    for k in ("top1", "top5", "mean_cosine"):
+        if v.task and v.task.get(k) is not None:
+            m[k] = round(v.task[k], 4)
+    return m

@@ -31,7 +31,7 @@ from ..export import copy_onnx, data_file
 from ..inputs import torch_forward
 from ..runtimes import onnx_artifact_runner, ort_runner
 from ..spec import ModelSpec, Tolerance
-from ..verify import verify
+from ..verify import gate_metrics, verify
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
 
@@ -76,7 +76,7 @@ def build(ctx: BuildContext) -> None:
         t = time.perf_counter()
         info = quantize(r, trial)
         v = verify(ort_runner(trial, [o.name for o in ctx.model.outputs], level="all"), ref, ctx.model, tol)
-        rec = {"recipe": r.label(), **r.as_dict(), "passed": v.passed, "metrics": _metrics(v),
+        rec = {"recipe": r.label(), **r.as_dict(), "passed": v.passed, "metrics": gate_metrics(v),
                "score": round(_score(v), 4), "seconds": round(time.perf_counter() - t, 2)}
         if not v.passed:
             rec["failed"] = v.error or "; ".join(v.failed)[:300]
@@ -126,14 +126,6 @@ def build(ctx: BuildContext) -> None:
     ctx.reproduce.append(_command(src, opts["op_types"], chosen))
     if len(attempts) > 1:
         ctx.reproduce.append(f"# recipe search: {len(attempts)} attempts, the first passing one above (see build.log)")
-
-
-def _metrics(v) -> dict:
-    m = {"min_cosine": round(v.min_cosine, 6)}
-    for k in ("top1", "top5", "mean_cosine"):
-        if v.task and v.task.get(k) is not None:
-            m[k] = round(v.task[k], 4)
-    return m
 
 
 def _score(v) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import isa
 from ..errors import UserError, VariantFailed
 from ..inputs import verification_points
-from ..verify import verify
+from ..verify import gate_metrics, verify
 from ..spec import ModelSpec, Tolerance
 from .base import BuildContext, Skip, Variant
 from .derived import optimized_fp32
@@ -129,7 +129,7 @@ def build(ctx: BuildContext) -> None:
             v = verify(runner(trial, ctx.model, ctx.variant.options), ctx.reference, ctx.model, tol)
             label = _label(r) + (" + accuracy control" if ac else "")
             attempts.append({"recipe": label, **{k: r[k] for k in ("preset", "model_type", "fast_bias_correction")},
-                             "accuracy_control": ac, "passed": v.passed, "metrics": _metrics(v),
+                             "accuracy_control": ac, "passed": v.passed, "metrics": gate_metrics(v),
                              "seconds": round(time.perf_counter() - t, 2),
                              **({} if v.passed else {"failed": (v.error or "; ".join(v.failed))[:300]})})
             ctx.log(f"recipe {len(attempts)} [{label}]: {'passed' if v.passed else 'failed'} ({v.summary}) "
@@ -169,14 +169,6 @@ def _variations(first: dict) -> list[dict]:
     if first["fast_bias_correction"]:
         out.append(dict(other, fast_bias_correction=False))
     return out
-
-
-def _metrics(v) -> dict:
-    m = {"min_cosine": round(v.min_cosine, 6)}
-    for k in ("top1", "top5", "mean_cosine"):
-        if v.task and v.task.get(k) is not None:
-            m[k] = round(v.task[k], 4)
-    return m
 
 
 def _with_accuracy_control(ctx: BuildContext, nncf, model, dataset, kwargs: dict, tol):
