@@ -65,13 +65,13 @@ perf: examples/checkpoints/.done $(MINILM)
 
 # search variant x instances x max_batch_size x queue delay x threads through the embedded server; the
 # winner is written into the embedded repository and into $(REPO) (both validated); tuned.yaml keeps it
-TUNE_ARGS ?= --latency-budget-ms 3000 --apply --apply-to $(REPO)
+TUNE_ARGS ?= --apply --apply-to $(REPO)   # p99 budgets: each model's tune: section in the spec
 tune: repo
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen tune $(SPEC) --repo $(EMBEDDED) $(TUNE_ARGS)
 
 # the same model, server, budget and machine for tritongen tune and Model Analyzer (its own venv in .tools/)
-MA_ARGS ?= --model small_cnn --latency-budget-ms 50
+MA_ARGS ?= --model small_cnn --latency-budget-ms 20   # the ViT: MA_ARGS="--model vit_b16 --latency-budget-ms 1000"
 tune-vs-ma: examples/checkpoints/.done
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/python -m perf.tune_vs_ma $(SPEC) --repo $(EMBEDDED) $(MA_ARGS)

@@ -596,8 +596,8 @@ def _int8_note(console, report) -> None:
 @click.option("--min-throughput", type=float, default=None, help="Throughput constraint (inferences/s).")
 @click.option("--max-memory-mb", type=float, default=None, help="Server memory constraint for the model (MB).")
 @click.option("--max-configs", type=int, default=16, show_default=True, help="Configurations measured per model (search).")
-@click.option("--window-s", type=float, default=2.0, show_default=True,
-              help="Measurement window per concurrency level (it also closes at 2000 requests).")
+@click.option("--window-s", type=float, default=1.5, show_default=True,
+              help="Measurement window per concurrency level (it also closes at 1500 requests).")
 @click.option("--rounds", type=int, default=3, show_default=True,
               help="Alternating re-measurement rounds of the finalists, the spec's config and Triton's defaults.")
 @click.option("--finalists", type=int, default=2, show_default=True)

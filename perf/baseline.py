@@ -134,7 +134,10 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     settings = settings_from_parameters(kind, params, graph_level=level)
     per_instance = threads or threads_of(kind, settings)
     total = per_instance * instances if per_instance else 0
-    if job.get("equal_threads", True):
+    if job.get("total_threads"):  # an explicit total (tune's in-process ceiling: every core on one session)
+        total = int(job["total_threads"])
+        settings = with_threads(kind, settings, total)
+    elif job.get("equal_threads", True):
         settings = with_threads(kind, settings, total)
     else:
         total = per_instance

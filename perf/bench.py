@@ -44,8 +44,6 @@ def _thread_env(threads: int) -> dict:
 
 def _make_runner(job: dict, model, threads: int):
     """feeds -> outputs for the runtime named in ``job``, with ``threads`` intra-op threads."""
-    import numpy as np
-
     kind = job["runtime"]
     if kind == "eager":
         import torch

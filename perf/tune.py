@@ -24,14 +24,17 @@ The server's memory for the model is the growth of the server's whole process gr
 the python-backend stubs) over the server with nothing loaded.
 
 Strategies:
-- ``quick``: (1) screen: every variant at the spec's own settings; variants under ``prune`` x the best
+- ``quick``: (0) in-process ceilings (``inprocess_ceilings``: each runtime alone, all cores; a server started
+  here only): variants whose ceiling is under ``prune`` x the best ceiling never reach the server;
+  (1) screen: every surviving variant at the spec's own settings; variants under ``prune`` x the best
   score are dropped (a variant that cannot reach half the best at the user's own settings rarely wins
   after tuning, and each costs a full climb); (2) a hill climb per surviving variant from the spec's
   settings: all one-step neighbours on each axis are measured, the best one becomes the new centre when it
   beats the centre by more than ``min_gain``; it stops when no neighbour does, or at ``max_configs``;
 - ``brute``: the whole grid, in a fixed order, up to ``max_configs``.
-Then the finalists (best ``finalists`` configs) and the spec's config and Triton's defaults are
-re-measured *alternately* in one server for ``rounds`` rounds (the order rotates each round), and each
+Then the finalists (best ``finalists`` configs) and the spec's config and Triton's defaults are loaded
+side by side as aliases (``Bench.load_alias``: a second model repository of the server started here, each
+alias a config.pbtxt with the variant's version folders linked in) and re-measured *alternately* in one server for ``rounds`` rounds (the order rotates each round), and each
 is compared with the spec's config round by round: the mean of the per-round log throughput ratios with
 a 95% t interval. A winner whose interval includes 1 is reported as not distinguishable from the spec.
 
@@ -50,6 +53,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -67,6 +71,7 @@ THREAD_KEYS = {  # engine -> the config parameter holding per-instance runtime t
     "python": "intra_op_threads",
 }
 DEFAULT_DELAYS = (0, 500, 2000, 10000, 20000, 50000)
+CLIMB_SHARE = 0.8  # quick: variants screened under this share of the best are kept for the report, not climbed
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -165,11 +170,11 @@ class Space:
     def neighbours(self, c: Candidate) -> list[Candidate]:
         out = []
 
-        def step(axis: list, v, name: str):
+        def step(axis: list, v, name: str, far: bool = False):
             if v not in axis:
                 return
             i = axis.index(v)
-            for j in (i - 1, i + 1):
+            for j in ((i - 2, i - 1, i + 1, i + 2) if far else (i - 1, i + 1)):
                 if 0 <= j < len(axis):
                     nv = axis[j]
                     n = dataclasses.replace(c, **{name: nv}, label="")
@@ -180,7 +185,22 @@ class Space:
                         out.append(n)
 
         step(self.instances, c.instances, "instances")
-        step(self.max_batch_size, c.max_batch_size, "max_batch_size")
+        # instances and threads share the cores: also trade one for the other at the same total (2 x 1 <-> 1 x 2),
+        # a move the two single-axis steps cannot make when the machine is already full
+        total = (c.instances or 1) * (c.threads or 1)
+        if c.instances in self.instances and c.threads:
+            i = self.instances.index(c.instances)
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(self.instances):
+                    ni = self.instances[j]
+                    fit = [t for t in self.threads if t and ni * t <= total]
+                    if fit and max(fit) != c.threads:
+                        n = dataclasses.replace(c, instances=ni, threads=max(fit), label="")
+                        if self.ok(n) and n not in out:
+                            out.append(n)
+        # max_batch_size moves two steps too (x4): the best batch is often far from a hand-picked one and one
+        # doubling alone rarely clears the noise
+        step(self.max_batch_size, c.max_batch_size, "max_batch_size", far=len(self.max_batch_size) > 3)
         if c.max_batch_size > 0:
             step(self.queue_delay_us, c.queue_delay_us, "queue_delay_us")
         step(self.threads, c.threads, "threads")
@@ -329,6 +349,7 @@ class Measurement:
     avg_batch: float | None = None
     error: str = ""  # failed to load / rejected by the validator
     seconds: float = 0.0
+    load_s: float = 0.0  # of ``seconds``: loading the config into the server
 
 
 class ServerGone(Exception):
@@ -365,6 +386,7 @@ class Bench:
         self.settings_for = settings_for
         self.idle_mb = _group_rss_mb(server.pid) if server is not None else None
         self.loaded: str | None = None
+        self.alias_root: Path | None = None  # a second model repository of the server (owned servers only)
 
     def _client(self):
         import tritonclient.grpc as grpcclient
@@ -383,8 +405,6 @@ class Bench:
 
     def load(self, name: str, cfg) -> str:
         """Load ``name`` with config ``cfg``; '' when READY, else the server's reason."""
-        from google.protobuf import json_format
-
         c = self._client()
         try:
             if self.loaded and self.loaded != name:
@@ -393,34 +413,80 @@ class Bench:
                 except Exception:
                     pass
             self.loaded = name
-            try:
-                c.load_model(name, config=json_format.MessageToJson(cfg), client_timeout=600)
-            except Exception as e:
-                if not self.alive():
-                    raise ServerGone(f"tritonserver at {self.url} stopped while loading {name}")
-                return " ".join(str(e).split())[:300]
-            return "" if c.is_model_ready(name, client_timeout=10) else "not READY after load"
+            return self._load_with(c, name, cfg)
         finally:
             c.close()
 
-    def levels(self, cand: Candidate) -> list[int]:
-        """A concurrency ladder: instances, doubling up to 2 x max_batch_size x instances (Model Analyzer's
-        rule for the top), capped; ``measure_config`` stops climbing it early (see there)."""
+    def _load_with(self, c, name: str, cfg) -> str:
+        from google.protobuf import json_format
+
+        try:
+            c.load_model(name, config=json_format.MessageToJson(cfg), client_timeout=600)
+        except Exception as e:
+            if not self.alive():
+                raise ServerGone(f"tritonserver at {self.url} stopped while loading {name}")
+            return " ".join(str(e).split())[:300]
+        return "" if c.is_model_ready(name, client_timeout=10) else "not READY after load"
+
+    def levels(self, cand: Candidate, start: int | None = None) -> list[int]:
+        """A concurrency ladder: instances (or ``start``, a hint from a measured neighbour), doubling up to
+        2 x max_batch_size x instances (Model Analyzer's rule for the top), capped; ``measure_config`` stops
+        climbing it early (see there)."""
         inst = cand.instances or 1
         top = min(2 * max(cand.max_batch_size, 1) * inst, self.max_concurrency)
-        out, c = [], min(inst, top)
+        out, c = [], min(max(inst, start or 0), top)
         while c < top:
             out.append(c)
             c *= 2
         return out + [top]
 
-    def measure(self, cand: Candidate, base_cfg, model_spec, levels: list[int] | None = None) -> Measurement:
+    def measure(self, cand: Candidate, base_cfg, model_spec, levels: list[int] | None = None,
+                start: int | None = None, alias: str | None = None) -> Measurement:
+        """Measure ``cand``: loaded as its variant (replacing what was loaded), or, with ``alias``, the alias
+        ``load_alias`` already loaded (no reload: alternating A/B rounds then measure only the load)."""
         m = Measurement(key=cand.key(), candidate=asdict(cand))
         cfg = apply_candidate(base_cfg, cand)
-        return self.measure_config(m, cand.variant, cfg, model_spec, levels or self.levels(cand), ladder=not levels)
+        if alias:
+            cfg.name = alias
+        return self.measure_config(m, alias or cand.variant, cfg, model_spec, levels or self.levels(cand, start),
+                                   ladder=not levels, preloaded=bool(alias))
+
+    def load_alias(self, alias: str, cand: Candidate, base_cfg, source: Path) -> str:
+        """Load ``cand`` as a second model ``alias`` (its own folder in the server's alias repository, the
+        variant's version folders linked in), beside the others: the finalists of an A/B re-measurement stay
+        loaded together and each round measures only the load. '' when READY, else the server's reason."""
+        cfg = apply_candidate(base_cfg, cand)
+        cfg.name = alias
+        problems = check_candidate(cfg, alias)
+        if problems:
+            return f"rejected by the validator: {problems[0]}"
+        d = self.alias_root / alias
+        d.mkdir(parents=True, exist_ok=True)
+        for v in source.iterdir():
+            if v.is_dir() and v.name.isdigit() and not (d / v.name).exists():
+                (d / v.name).symlink_to(v.resolve(), target_is_directory=True)
+        (d / "config.pbtxt").write_text(config_text(cfg, "# tritongen tune: A/B alias of " + cand.short()))
+        c = self._client()
+        try:
+            return self._load_with(c, alias, cfg)
+        finally:
+            c.close()
+
+    def unload(self, names) -> None:
+        c = self._client()
+        try:
+            for n in names:
+                try:
+                    c.unload_model(n, client_timeout=60)
+                except Exception:
+                    pass
+        finally:
+            c.close()
+        if self.loaded in names:
+            self.loaded = None
 
     def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int],
-                       ladder: bool = False) -> Measurement:
+                       ladder: bool = False, preloaded: bool = False) -> Measurement:
         """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels`` (a ladder: stop early
         once more concurrency stops paying)."""
         from perf import loadgen, server_stats
@@ -430,7 +496,9 @@ class Bench:
         if problems:
             m.error = f"rejected by the validator: {problems[0]}"
             return m
-        reason = self.load(name, cfg)
+        t_load = time.time()
+        reason = "" if preloaded else self.load(name, cfg)
+        m.load_s = time.time() - t_load
         if reason:
             m.error = f"failed to load: {reason}"
             return m
@@ -462,7 +530,7 @@ class Bench:
                 over = settings.latency_budget_ms is not None and (row["p99_ms"] or 0) > settings.latency_budget_ms
                 if over or row["errors"] or row["throughput"] < 1.05 * best:
                     break
-        if self.server is not None and self.idle_mb is not None:
+        if self.server is not None and self.idle_mb is not None and not preloaded:  # alone in the server
             rss = _group_rss_mb(self.server.pid)
             m.memory_mb = None if rss is None else max(rss - self.idle_mb, 0.0)
         score_rows(m, settings)
@@ -531,6 +599,7 @@ class ModelTune:
     settings: dict
     screened: list = field(default_factory=list)  # [{variant, score, error}]
     pruned: list = field(default_factory=list)
+    ceilings: dict = field(default_factory=dict)  # variant -> in-process throughput ceiling (inf/s), quick only
     measured: list = field(default_factory=list)  # Measurement dicts, in search order
     confirm: dict = field(default_factory=dict)  # key -> {label, short, rounds: [...], ratio, ci, ...}
     winner: dict | None = None
@@ -559,14 +628,14 @@ def ratio_interval(ratios: list[float]) -> tuple[float, float, float]:
 
 def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSettings, strategy: str,
                max_configs: int, min_gain: float, prune: float, finalists: int, rounds: int, cores: int,
-               log) -> ModelTune:
+               log, inprocess=None) -> ModelTune:
     t0 = time.time()
     res = ModelTune(model=model_spec.name, settings=asdict(settings))
     bases = {t.name: _base_config(t) for t in targets}
     spaces = {t.name: build_space(t, bases[t.name], model_spec, settings, cores) for t in targets}
     budget_used = [0]
 
-    def measure(c: Candidate, levels=None) -> Measurement:
+    def measure(c: Candidate, levels=None, start=None) -> Measurement:
         hit = cache.get(c.key()) if levels is None else None
         if hit is not None:  # counts against max_configs too: a resumed run walks the same path
             cache.reused += 1
@@ -574,7 +643,7 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
             score_rows(hit, settings)  # constraints may differ from the cached run's
             return hit
         log(f"  measure {c.short()}")
-        m = bench.measure(c, bases[c.variant], model_spec, levels)
+        m = bench.measure(c, bases[c.variant], model_spec, levels, start=start)
         if levels is None:
             cache.put(m)
             cache.measured += 1
@@ -590,22 +659,37 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
         d["short"] = c.short()
         res.measured.append(d)
 
-    # 1. screen every variant at the spec's own settings
+    # 1. screen: in-process ceilings first (quick, server started here), then every surviving variant at the
+    # spec's own settings through the server
     spec_cands = {t.name: spec_candidate(t, bases[t.name]) for t in targets}
     scores = {}
-    for t in targets:
+    screen = list(targets)
+    if strategy == "quick" and inprocess is not None and len(targets) > 1:
+        ceil = inprocess(targets, spaces)
+        res.ceilings = ceil
+        top_ceiling = max((v for v in ceil.values() if v), default=0.0)
+        if top_ceiling > 0:
+            screen = [t for t in targets if not ceil.get(t.name) or ceil[t.name] >= prune * top_ceiling]
+            for t in targets:
+                if t not in screen:
+                    res.pruned.append(t.name)
+                    scores[t.name] = 0.0
+                    log(f"  prune {t.name}: in-process ceiling {ceil[t.name]:.1f}/s < {prune:g} x the best "
+                        f"{top_ceiling:.1f}/s")
+    for t in screen:
         m = measure(spec_cands[t.name])
         record(m, spec_cands[t.name])
         scores[t.name] = m.score
         res.screened.append({"variant": t.name, "score": m.score, "error": m.error})
     best = max(scores.values(), default=0.0)
     if strategy == "quick" and best > 0:
-        keep = [t for t in targets if scores[t.name] >= prune * best]
-        res.pruned = [t.name for t in targets if t not in keep]
-        for name in res.pruned:
-            log(f"  prune {name}: {scores[name]:.1f} < {prune:g} x best {best:.1f} at the spec's settings")
+        keep = [t for t in screen if scores[t.name] >= prune * best]
+        for t in screen:
+            if t not in keep:
+                res.pruned.append(t.name)
+                log(f"  prune {t.name}: {scores[t.name]:.1f} < {prune:g} x best {best:.1f} at the spec's settings")
     else:
-        keep = [t for t in targets if not next(s for s in res.screened if s["variant"] == t.name)["error"]]
+        keep = [t for t in screen if not next(s for s in res.screened if s["variant"] == t.name)["error"]]
     keep.sort(key=lambda t: -scores[t.name])
 
     # 2. search
@@ -625,11 +709,17 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
             record(m, c)
             results[c.key()] = (c, m)
     else:
-        for t in keep:
+        # climb the best variant; another one only when it screened within CLIMB_SHARE of the best (one under
+        # it rarely overtakes after tuning, and each climb costs several configurations)
+        climb = [t for t in keep if scores[t.name] >= CLIMB_SHARE * best] or keep[:1]
+        for t in climb:
             space = spaces[t.name]
             centre = space.snap(spec_cands[t.name])
-            if centre.key() not in results:
-                m = measure(centre)
+            if centre.key() not in results:  # the spec's settings moved onto the grid: start near its best level
+                sm = results[spec_cands[t.name].key()][1]
+                hint = max(1, (sm.best_level or 0) // 2) if sm is not None and settings.objective == "throughput" \
+                    else None
+                m = measure(centre, start=hint)
                 record(m, centre)
                 results[centre.key()] = (centre, m)
             cm = results[centre.key()][1]
@@ -641,7 +731,10 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
                     if n.key() in results:
                         nm = results[n.key()][1]
                     else:
-                        nm = measure(n)
+                        # maximising throughput, a neighbour's best concurrency is near the centre's: its
+                        # ladder starts one step below it instead of at its instance count
+                        hint = max(1, (cm.best_level or 0) // 2) if settings.objective == "throughput" else None
+                        nm = measure(n, start=hint)
                         record(nm, n)
                         results[n.key()] = (n, nm)
                     if nm.score > cm.score * (1 + min_gain) and (improved is None or nm.score > improved[1].score):
@@ -672,7 +765,8 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
     # listed), which the format search may beat by more than the settings alone
     primary = primary_variant(model_spec, targets)
     primary_c = dataclasses.replace(spec_cands[primary], label="spec (primary variant)") \
-        if primary and primary != spec_c.variant and scores.get(primary, 0) > 0 else None
+        if primary and primary != spec_c.variant and (scores.get(primary, 0) > 0 or primary not in
+                                                       {x["variant"] for x in res.screened}) else None
     lineup: list[Candidate] = []
     for c in [spec_c, *([primary_c] if primary_c else []), default_c, *top]:
         if c.key() not in {x.key() for x in lineup}:
@@ -685,10 +779,23 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
         res.confirm[c.key()] = {"label": c.label or ("finalist" if c in top else ""), "short": c.short(),
                                 "candidate": asdict(c), "rounds": []}
     log(f"  re-measuring {len(lineup)} configurations alternately, {rounds} rounds")
+    alias_of: dict[str, str] = {}
+    if bench.alias_root is not None:  # load the lineup once, side by side; the rounds then never reload
+        if bench.loaded:
+            bench.unload([bench.loaded])
+        for i, c in enumerate(lineup):
+            alias = f"tune{i}__{c.variant}"
+            why = bench.load_alias(alias, c, bases[c.variant], next(t.dir for t in targets if t.name == c.variant))
+            if why:  # e.g. not enough memory for all of them at once: fall back to reloading each time
+                log(f"    {alias}: {why}; re-measuring by reloading instead")
+                bench.unload(list(alias_of.values()) + [alias])
+                alias_of = {}
+                break
+            alias_of[c.key()] = alias
     for r in range(rounds):
         order = lineup[r % len(lineup):] + lineup[:r % len(lineup)]
         for c in order:
-            m = bench.measure(c, bases[c.variant], model_spec, level_of[c.key()])
+            m = bench.measure(c, bases[c.variant], model_spec, level_of[c.key()], alias=alias_of.get(c.key()))
             if level_of[c.key()] is None and m.best_level:
                 level_of[c.key()] = [m.best_level]
             row = m.levels[0] if len(m.levels) == 1 else next(
@@ -696,6 +803,14 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
             res.confirm[c.key()]["rounds"].append({
                 "concurrency": row.get("concurrency"), "throughput": row.get("throughput") or 0.0,
                 "p99_ms": row.get("p99_ms"), "within": m.score > 0, "error": m.error})
+    if alias_of:
+        bench.unload(list(alias_of.values()))
+    for c in lineup:  # memory: the configuration measured alone in the server (search phase)
+        m = results.get(c.key(), (None, None))[1]
+        if m is not None and m.memory_mb is not None and settings.max_memory_mb is not None \
+                and m.memory_mb > settings.max_memory_mb:
+            for x in res.confirm[c.key()]["rounds"]:
+                x["within"] = False
     spec_rounds = res.confirm[spec_c.key()]["rounds"]
     for key, entry in res.confirm.items():
         rs = entry["rounds"]
@@ -740,8 +855,41 @@ def tune_model(bench: Bench, cache: Cache, model_spec, targets, settings: TuneSe
         res.verdict += (f"; {win.get('ratio_vs_primary', 0):.2f}x the spec's settings on its primary variant "
                         f"{primary_c.variant} (95% interval {win.get('primary_ci_low', 0):.2f}-"
                         f"{win.get('primary_ci_high', 0):.2f}x)")
+    ceil = res.ceilings.get(win["candidate"]["variant"])
+    if ceil and settings.objective == "throughput":  # why a small gain may be all there is
+        share = win["throughput_mean"] / ceil
+        res.verdict += (f"; the winner serves {share:.0%} of its variant's in-process ceiling ({ceil:.1f}/s: the "
+                        "runtime alone on every core)" + ("; no configuration can add much on this machine"
+                                                          if share >= 0.9 else ""))
     res.seconds = time.time() - t0
     return res
+
+
+def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores: int, log) -> dict:
+    """Each variant's in-process throughput ceiling: its runtime alone, without the server, on one session with
+    all ``cores`` threads at batch min(largest max_batch_size searched, 8) (``perf.baseline``: the served
+    config's session settings, a fresh interpreter per variant). No served configuration of a variant beats
+    its runtime run directly, so a variant whose ceiling is under ``prune`` x the best one's is dropped before
+    the server sees it. ``None`` for a variant that cannot run in-process (TensorRT, a failed session)."""
+    from .baseline import run_baseline
+
+    out = {}
+    for t in targets:
+        if t.runtime not in ("onnxruntime", "torchscript", "openvino") or t.artifact is None:
+            out[t.name] = None
+            continue
+        mbs = max(spaces[t.name].max_batch_size)
+        b = min(mbs, 8) if mbs > 0 else 1
+        job = {"spec": str(spec_path), "model": model_spec.name, "kind": t.runtime, "artifact": str(t.artifact),
+               "total_threads": cores, "batches": [b], "measurement_s": 0.5, "max_iters": 20}
+        t0 = time.time()
+        got = run_baseline(job, timeout_s=300)
+        rows = got.get("rows") or []
+        out[t.name] = rows[0]["throughput"] if rows else None
+        log(f"  in-process ceiling {t.name}: " + (f"{out[t.name]:.1f}/s at batch {b}, {cores} threads"
+                                                    if rows else f"not measured ({got.get('error', '?')})")
+            + f" [{time.time() - t0:.1f} s]")
+    return out
 
 
 def _devices(model_dir: Path) -> tuple[str, ...]:
@@ -836,8 +984,13 @@ def write_tune_report(run: dict, out: Path) -> Path:
              f"{run['seconds']:.0f} s.", ""]
     for mt in run["models"]:
         lines += [f"## {mt['model']}", "", f"**Verdict:** {mt['verdict']}", ""]
+        if mt.get("ceilings"):
+            lines.append("In-process ceilings (each runtime alone, every core, no server; inf/s): " + ", ".join(
+                f"{k} {v:.1f}" if v else f"{k} -" for k, v in sorted(mt["ceilings"].items(), key=lambda kv: -(kv[1] or 0)))
+                + ".")
+            lines.append("")
         if mt["pruned"]:
-            lines.append(f"Pruned after the screen: {', '.join(mt['pruned'])}.")
+            lines.append(f"Pruned (in-process ceiling, then the screen at the spec's settings): {', '.join(mt['pruned'])}.")
             lines.append("")
         lines += ["| configuration | role | rounds | throughput (inf/s, mean) | p99 ms (median) | vs spec | 95% interval |"
                   " vs spec's primary variant |",
@@ -896,7 +1049,7 @@ def write_tune_report(run: dict, out: Path) -> Path:
 def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[str] | None = None,
              strategy: str = "quick", objective: str | None = None, latency_budget_ms: float | None = None,
              min_throughput: float | None = None, max_memory_mb: float | None = None, max_configs: int = 16,
-             window_s: float = 2.0, warmup_s: float = 0.5, max_requests: int = 2000, rounds: int = 3,
+             window_s: float = 1.5, warmup_s: float = 0.5, max_requests: int = 1500, rounds: int = 3,
              finalists: int = 2, min_gain: float = 0.05, prune: float = 0.5, max_concurrency: int = 64,
              cores: int | None = None, out: Path | None = None, apply: bool = False,
              apply_to: tuple[Path, ...] = (), install=None, log=print) -> Path:
@@ -948,8 +1101,14 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
     if owned:
         from generator.server import TritonServer
 
+        alias_root = out / "ab-aliases"  # a second repository: the A/B finalists loaded side by side
+        if alias_root.exists():
+            shutil.rmtree(alias_root)
+        alias_root.mkdir()
         server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
-                              log_path=out / "tritonserver.log")
+                              log_path=out / "tritonserver.log", extra_args=["--model-repository", str(alias_root),
+                                          # our configs are complete: no python stub per load to auto-complete them
+                                          "--disable-auto-complete-config"])
         log("starting tritonserver (explicit model control)")
         server.start()
         url = server.urls.grpc
@@ -965,12 +1124,20 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
     if prog == "tritongen":
         run["commands"].append(" ".join(shlex.quote(a) for a in ["tritongen", *sys.argv[1:]]))
     bench = Bench(url, server, spec, window_s, warmup_s, max_requests, max_concurrency, lambda m: settings[m.name], log)
+    if owned:
+        bench.alias_root = alias_root
+
+    def inprocess(model_name):  # in-process ceilings are this machine's: not for a remote server
+        if not owned:
+            return None
+        return lambda targets_m, spaces: inprocess_ceilings(spec_path, spec.model(model_name), targets_m, spaces,
+                                                            cores, log)
     snippets = []
     try:
         for name, targets_m in by_model.items():
             log(f"tuning {name}: {', '.join(t.name for t in targets_m)}")
             mt = tune_model(bench, cache, spec.model(name), targets_m, settings[name], strategy, max_configs,
-                            min_gain, prune, finalists, rounds, cores, log)
+                            min_gain, prune, finalists, rounds, cores, log, inprocess=inprocess(name))
             run["models"].append(asdict(mt))
             log(f"{name}: {mt.verdict}")
             if mt.winner:
@@ -988,6 +1155,7 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(alias_root, ignore_errors=True)
         run["measured"], run["reused"] = cache.measured, cache.reused
         run["seconds"] = time.time() - t_start
         if run["models"]:

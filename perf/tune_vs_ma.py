@@ -12,12 +12,15 @@ budget, same machine, one run. A benchmark (``make tune-vs-ma``), not a test.
    loopback addresses), the same ``--latency-budget``. Its input config has ``preferred_batch_size`` and
    ``model_warmup`` removed: Model Analyzer changes ``max_batch_size`` without them, and the server
    refuses such configs (tritongen's search keeps them consistent instead).
-3. The spec's config, our winner and Model Analyzer's best config under the budget are re-measured
-   *alternately* in one server (``--rounds`` rounds, rotating order) over the same concurrency sweep with
-   the project's load generator; each tool is credited with its config's mean best throughput within the
-   budget in that re-measurement, not with its own claim.
+3. The spec's config (on the screened variant and on the spec's primary variant), our winner and Model
+   Analyzer's best config under the budget are re-measured *alternately* in one server (``--rounds`` rounds,
+   rotating order; round 1 climbs the concurrency sweep, later rounds measure each config at its round-1
+   best) with the project's load generator; each tool is credited with its config's mean best throughput
+   within the budget in that re-measurement, not with its own claim.
 The report (``tune-vs-ma-<time>/report.md`` + results.json) has one row per tool: configurations measured,
-wall time, its own claimed best, the re-measured throughput and p99, and the ratio to the spec's config.
+wall time, its own claimed best, the re-measured throughput and p99, and the ratio to the spec's config with
+a 95% interval over the rounds; and the verdict: our winner / Model Analyzer's, round by round, with its
+interval (better, worse, or not distinguishable) and the two wall times.
 """
 
 from __future__ import annotations
@@ -159,26 +162,32 @@ def parse_model_analyzer(export: Path, out_repo: Path, variant: str, budget_ms: 
     return {"configs_measured": len(configs), "rows": len(rows), "best": best, "csv": str(csvs[0])}
 
 
-def remeasure(repo: Path, spec, model_spec, variant: str, configs: dict, budget_ms: float, rounds: int,
+def remeasure(repo: Path, spec, model_spec, configs: dict, budget_ms: float, rounds: int,
               levels: list[int], window_s: float, install, work: Path, log=print) -> dict:
-    """Each named config (a ModelConfig) measured alternately in one server; mean best throughput within budget."""
+    """Each named config ``{name: (variant, ModelConfig)}`` measured alternately in ONE server (the order
+    rotates each round): round 1 climbs ``levels``, later rounds measure each config at the concurrency where
+    it did best in round 1. Per config: the rounds' best throughput within budget, their mean and median p99."""
     from generator.server import TritonServer
     from generator.tunespec import TuneSettings
     from perf.tune import Bench, Measurement
 
     settings = TuneSettings(latency_budget_ms=budget_ms)
     server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
-                          log_path=work / "remeasure-tritonserver.log")
+                          log_path=work / "remeasure-tritonserver.log", extra_args=["--disable-auto-complete-config"])
     server.start()
-    out = {k: {"rounds": []} for k in configs}
+    out = {k: {"rounds": [], "variant": v} for k, (v, _) in configs.items()}
+    best_level: dict[str, int | None] = {}
     try:
         bench = Bench(server.urls.grpc, server, spec, window_s, 1.0, 100_000, max(levels), lambda m: settings, log)
         names = list(configs)
         for r in range(rounds):
             for k in names[r % len(names):] + names[:r % len(names)]:
-                cfg = configs[k]
+                variant, cfg = configs[k]
                 cfg.name = variant
-                m = bench.measure_config(Measurement(key=k, candidate={}), variant, cfg, model_spec, levels)
+                lv = [best_level[k]] if best_level.get(k) else levels
+                m = bench.measure_config(Measurement(key=k, candidate={}), variant, cfg, model_spec, lv)
+                if r == 0:
+                    best_level[k] = m.best_level
                 out[k]["rounds"].append({"score": m.score, "best_level": m.best_level, "p99_ms": m.best_p99_ms,
                                          "error": m.error})
                 log(f"  round {r + 1} {k}: {m.score:.1f} inf/s within budget (c={m.best_level}) {m.error}")
@@ -192,6 +201,17 @@ def remeasure(repo: Path, spec, model_spec, variant: str, configs: dict, budget_
     return out
 
 
+def paired(remeasured: dict, a: str, b: str) -> tuple[float, float, float] | None:
+    """``a`` / ``b`` throughput, round by round (alternating rounds of one server): geometric mean, 95% interval."""
+    from perf.tune import ratio_interval
+
+    if a not in remeasured or b not in remeasured:
+        return None
+    rs = [x["score"] / y["score"] for x, y in zip(remeasured[a]["rounds"], remeasured[b]["rounds"])
+          if x["score"] > 0 and y["score"] > 0]
+    return ratio_interval(rs) if rs else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("spec", type=Path)
@@ -199,8 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="the spec's model name")
     ap.add_argument("--latency-budget-ms", type=float, required=True)
     ap.add_argument("--ma-mode", choices=["quick", "brute"], default="quick")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--window-s", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--window-s", type=float, default=2.0, help="re-measurement windows (both tools' winners)")
     ap.add_argument("--max-configs", type=int, default=16)
     ap.add_argument("--ma-timeout-s", type=float, default=3600)
     ap.add_argument("--out", type=Path, default=Path("perf/results"))
@@ -236,7 +256,7 @@ def run(a) -> Path:
     # 1. ours
     t0 = time.time()
     tune_dir = run_tune(a.spec, repo, models=[a.model], latency_budget_ms=a.latency_budget_ms, max_configs=a.max_configs,
-                        window_s=a.window_s, out=work / "tune", install=install)
+                        out=work / "tune", install=install)  # tritongen tune's own defaults, as a user runs it
     ours_wall = time.time() - t0
     res = json.loads((tune_dir / "results.json").read_text())
     mt = res["models"][0]
@@ -271,15 +291,12 @@ def run(a) -> Path:
         text_format.Parse(Path(ma["best"]["config_path"]).read_text(), cfg)
         configs["Model Analyzer"] = cfg
     levels = sorted({1, 2, 4, 8, 16, 32})
-    # the winner may be another variant: re-measure each config on its own model folder
-    by_variant = {}
+    # every config on its own model folder (the winner may be another variant), all in one server, alternating
+    named = {}
     for k, cfg in configs.items():
         v = winner.variant if k == "tritongen tune" and winner is not None else primary if k.startswith("spec (") else variant
-        by_variant.setdefault(v, {})[k] = cfg
-    remeasured = {}
-    for v, cfgs in by_variant.items():
-        remeasured.update(remeasure(repo, spec, ms, v, cfgs, a.latency_budget_ms, a.rounds, levels, a.window_s,
-                                    install, work))
+        named[k] = (v, cfg)
+    remeasured = remeasure(repo, spec, ms, named, a.latency_budget_ms, a.rounds, levels, a.window_s, install, work)
     spec_mean = remeasured["spec"]["mean"] or float("nan")
     rows = [
         {"tool": "tritongen tune", "configs_measured": res["measured"] + res["reused"], "wall_s": ours_wall,
@@ -297,9 +314,21 @@ def run(a) -> Path:
         p = remeasured["spec (primary variant)"]
         rows.append({"tool": "spec's config on its primary variant", "configs_measured": None, "wall_s": None,
                      "claimed": None, "config": primary, "remeasured": p["mean"], "p99_ms": p["p99_median_ms"]})
+    keys = {"tritongen tune": "tritongen tune", f"Model Analyzer {MA_VERSION} ({a.ma_mode})": "Model Analyzer",
+            "spec's config": "spec", "spec's config on its primary variant": "spec (primary variant)"}
     for r in rows:
-        r["vs_spec"] = (r["remeasured"] / spec_mean) if r["remeasured"] and spec_mean == spec_mean else None
+        r["vs_spec"] = paired(remeasured, keys[r["tool"]], "spec")
+    ours_vs_ma = paired(remeasured, "tritongen tune", "Model Analyzer")
+    if ours_vs_ma:
+        g, lo, hi = ours_vs_ma
+        word = "better" if lo > 1 else "worse" if hi < 1 else "not distinguishable"
+        verdict = (f"tritongen tune's winner / Model Analyzer's, round by round: {g:.2f}x (95% interval {lo:.2f}-"
+                   f"{hi:.2f}x over {a.rounds} alternating rounds): {word}; wall time {ours_wall:.0f} s vs "
+                   f"{ma['wall_s']:.0f} s ({ours_wall / ma['wall_s']:.2f}x).")
+    else:
+        verdict = "Model Analyzer named no configuration to compare with."
     summary = {"model": a.model, "variant_given_to_ma": variant, "budget_ms": a.latency_budget_ms, "rows": rows,
+               "verdict": verdict, "ours_vs_ma": ours_vs_ma,
                "remeasured": remeasured, "ma": {k: v for k, v in ma.items() if k != "argv"}, "ma_argv": ma["argv"],
                "rounds": a.rounds, "levels": levels, "load_average_start": load0, "load_average_end": os.getloadavg()}
     (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -311,13 +340,19 @@ def run(a) -> Path:
              f"Same embedded tritonserver binary, same perf_analyzer, same machine, one run. Model Analyzer profiled "
              f"`{variant}` (our screen's best variant at the spec's settings); its input config had preferred sizes "
              "and warm-up removed so that its max_batch_size changes load. Re-measured alternately in one server, "
-             f"{a.rounds} rounds, concurrency {levels}, {a.window_s:g} s windows; load average "
-             f"{load0[0]:.2f} at start.", "",
-             "| tool | configs measured | wall s | its own claim (inf/s) | re-measured best within budget (inf/s) | p99 ms | vs spec | config |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{a.rounds} rounds (round 1 climbs concurrency {levels}, later rounds measure each config at its "
+             f"round-1 best), {a.window_s:g} s windows; load average {load0[0]:.2f} at start.", "",
+             f"**{verdict}**", "",
+             "| tool | configs measured | wall s | its own claim (inf/s) | re-measured best within budget (inf/s, mean; "
+             "0 in a round over budget) | rounds within budget | p99 ms | vs spec (95% interval, rounds both within) "
+             "| config |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        vs = "-" if not r["vs_spec"] else f"{r['vs_spec'][0]:.2f}x ({r['vs_spec'][1]:.2f}-{r['vs_spec'][2]:.2f})"
+        rr = remeasured.get(keys[r["tool"]], {}).get("rounds", [])
+        within = f"{sum(1 for x in rr if x['score'] > 0)}/{len(rr)}"
         lines.append(f"| {r['tool']} | {f(r['configs_measured'])} | {f(r['wall_s'], 0)} | {f(r['claimed'])} | "
-                     f"{f(r['remeasured'])} | {f(r['p99_ms'])} | {f(r['vs_spec'], 2)}x | {r['config']} |")
+                     f"{f(r['remeasured'])} | {within} | {f(r['p99_ms'])} | {vs} | {r['config']} |")
     if ma.get("error") or ma.get("returncode") not in (0,):
         lines += ["", f"Model Analyzer: return code {ma.get('returncode')}; {ma.get('error', '')} (log: {ma['log']})"]
     (work / "report.md").write_text("\n".join(lines) + "\n")

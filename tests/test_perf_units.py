@@ -206,3 +206,15 @@ def test_report_files_plots_and_winner(tmp_path):
     csv_lines = (d / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 8 and csv_lines[0].startswith("model,variant,triton_name,driver,concurrency")
     assert (d / "commands.txt").read_text().splitlines()[0] == "tritonserver --model-repository r"
+
+
+def test_cycle_throughput_has_no_window_edge_effect_on_bursty_responses():
+    """4 closed-loop workers answered in bursts every 0.6 s (one batch of 4): 6.67 requests/s. A 1.5 s window
+    [1.0, 2.5] holds 3 bursts (12 completions: 8/s counted, 20% high); the workers' cycles give the rate."""
+    from perf import loadgen
+
+    starts = [[i * 0.6 + 0.001 * k for i in range(10)] for k in range(4)]
+    assert loadgen.cycle_throughput(starts, 1.0, 2.5) == pytest.approx(4 / 0.6, rel=1e-6)
+    assert loadgen.cycle_throughput(starts, 1.3, 2.9) == pytest.approx(4 / 0.6, rel=1e-6)
+    # a worker with a single send in the window: no whole cycle, no estimate
+    assert loadgen.cycle_throughput([[0.0, 5.0], [0.5, 1.0]], 0.0, 2.0) is None

@@ -78,6 +78,21 @@ def test_spec_and_default_candidates_read_back_the_built_config(built):
     assert "intra_op_threads" not in default.parameters
 
 
+def test_neighbours_move_max_batch_size_up_to_two_steps_and_stay_within_the_cores():
+    space = tune.Space("m", "python", instances=[1, 2], max_batch_size=[1, 2, 4, 8, 16], queue_delay_us=[0, 500, 2000],
+                       threads=[1, 2], cores=2)
+    c = tune.Candidate("m", 2, 16, (8, 16), 500, 1)
+    ns = space.neighbours(c)
+    assert sorted(n.max_batch_size for n in ns if n.max_batch_size != 16) == [4, 8]
+    assert all(n.preferred == tune.preferred_for(n.max_batch_size) for n in ns)
+    assert sorted(n.queue_delay_us for n in ns if n.queue_delay_us != 500) == [0, 2000]
+    # one instance fewer: at 1 thread, and trading the freed core for a thread (2 x 1 -> 1 x 2)
+    assert sorted((n.instances, n.threads) for n in ns if n.instances != 2) == [(1, 1), (1, 2)]
+    assert all((n.instances or 1) * (n.threads or 1) <= 2 for n in ns)  # 2 instances x 2 threads is not offered
+    back = {(n.instances, n.threads) for n in space.neighbours(tune.Candidate("m", 1, 16, (8, 16), 500, 2))}
+    assert (2, 1) in back and (2, 2) not in back
+
+
 def test_bad_tune_section_names_the_field(built, tmp_path):
     bad = write_spec(tmp_path, {"models": [linear_model(tune={"instances": [0]})]})
     with pytest.raises(UserError, match=r"models\[0\]\.tune\.instances\[0\]: must be >= 1"):
@@ -103,7 +118,16 @@ def test_tune_through_the_real_server_resumes_and_applies(built, triton_install,
     res = json.loads((run_dir / "results.json").read_text())
     mt = res["models"][0]
     measured = [m for m in mt["measured"] if not m["error"]]
-    assert {s["variant"] for s in mt["screened"]} == {"lin__onnx", "lin__torchscript"}
+    # every variant got an in-process ceiling; one pruned on it never reached the server screen
+    both = {"lin__onnx", "lin__torchscript"}
+    assert set(mt["ceilings"]) == both and all(v > 0 for v in mt["ceilings"].values())
+    screened = {s["variant"] for s in mt["screened"]}
+    assert screened | set(mt["pruned"]) == both and screened
+    for name in both - screened:
+        assert mt["ceilings"][name] < 0.5 * max(mt["ceilings"].values())
+    # the A/B rounds ran on aliases loaded side by side (no reload between rounds); the alias folder is gone
+    assert "loading: tune0__" in (out / "tritonserver.log").read_text()
+    assert not (out / "ab-aliases").exists()
     assert measured and all(r["requests"] > 0 and r["errors"] == 0 for m in measured for r in m["levels"])
     for m in measured:  # the score is a throughput the server really delivered within the budget
         best = next(r for r in m["levels"] if r["concurrency"] == m["best_level"])
