@@ -419,15 +419,24 @@ def _match_io(t: Target, path: Path, sig: dict):
                 yield problem(f"{where}: {noun} input '{missing[0]}' is not declared; add it to input")
 
 
-@rule("io-match", ("onnxruntime", "openvino"), "ort_io",
-      "input/output names, data types and dims equal the ONNX graph's / OpenVINO IR's")
-def check_io_match(t: Target):
+def _signatures(t: Target, hint: str = ""):
+    """(path, signature, None) per artifact of ``t``, or (path, None, finding) when its signature cannot be read
+    (a problem) or is not available here (a warning)."""
     for path in t.artifacts():
         sig, why = t.signature(path)
         if sig is None:
-            yield (problem if why.startswith("cannot read") else warning)(f"{t.at(path)}: {why}; rebuild the artifact")
-            continue
-        if "inputs" in sig:
+            yield path, None, (problem if why.startswith("cannot read") else warning)(f"{t.at(path)}: {why}{hint}")
+        else:
+            yield path, sig, None
+
+
+@rule("io-match", ("onnxruntime", "openvino"), "ort_io",
+      "input/output names, data types and dims equal the ONNX graph's / OpenVINO IR's")
+def check_io_match(t: Target):
+    for path, sig, finding in _signatures(t, "; rebuild the artifact"):
+        if finding:
+            yield finding
+        elif "inputs" in sig:
             yield from _match_io(t, path, sig)
 
 
@@ -437,10 +446,9 @@ _NAMED_INDEX = re.compile(r"^.+__(\d+)$")
 @rule("libtorch-io", ("pytorch",), "pt_io",
       "inputs = forward() arguments (by name, or <name>__<index>, else in order); outputs within what forward() returns")
 def check_libtorch_io(t: Target):
-    for path in t.artifacts():
-        sig, why = t.signature(path)
-        if sig is None:
-            yield (problem if why.startswith("cannot read") else warning)(f"{t.at(path)}: {why}")
+    for path, sig, finding in _signatures(t):
+        if finding:
+            yield finding
             continue
         if "args" not in sig:
             continue

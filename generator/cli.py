@@ -103,7 +103,18 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
         sys.exit(3)
 
 
-class _Progress:
+class _RichProgress:
+    """A context manager around a rich ``Progress`` held in ``self.progress``."""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+
+class _Progress(_RichProgress):
     """Rich progress: one line per model showing its current stage."""
 
     def __init__(self, console):
@@ -115,12 +126,6 @@ class _Progress:
                                  transient=True)
         self.tasks = {}
 
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
 
     def stage(self, model, text):
         if model not in self.tasks:
@@ -399,7 +404,7 @@ def publish(repository, url, endpoint_url, dry_run, retries):
     console.print(f"serve it with: tritonserver --model-repository={report.triton_url}", soft_wrap=True)
 
 
-class _PublishProgress:
+class _PublishProgress(_RichProgress):
     """Rich progress for publish: bytes uploaded and the current object."""
 
     def __init__(self, console):
@@ -409,12 +414,6 @@ class _PublishProgress:
                                  TransferSpeedColumn(), console=console, transient=True)
         self.task = None
 
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
 
     def start(self, total_bytes, n_ops):
         self.task = self.progress.add_task("publishing", total=max(total_bytes, 1))
