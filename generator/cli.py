@@ -512,14 +512,15 @@ def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
 @cli.command()
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the schema to this file instead of printing it.")
-def schema(output):
-    """Print the spec's JSON Schema. Editors (YAML language server) complete and check a spec whose first
-    line is `# yaml-language-server: $schema=tritongen-spec.schema.json`."""
+@click.option("--markdown", is_flag=True, help="Print the spec's key reference (README) instead of the JSON Schema.")
+def schema(output, markdown):
+    """Print the spec's JSON Schema, generated from the spec models. Editors (YAML language server) complete and
+    check a spec whose first line is `# yaml-language-server: $schema=tritongen-spec.schema.json`."""
     import json
 
-    from .spec_schema import schema as spec_schema
+    from .spec import schema as spec_schema
 
-    text = json.dumps(spec_schema(), indent=2) + "\n"
+    text = spec_schema.markdown() if markdown else json.dumps(spec_schema.schema(), indent=2) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:

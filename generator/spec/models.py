@@ -1,0 +1,559 @@
+"""The spec as typed, frozen models: what the user asked for. One definition gives the reader
+(``generator/spec/reader.py``), the field-path errors (``errors.py``), the JSON Schema (``schema.py``) and the
+README's key reference. A key is one field here; a variant option is one field in ``options.py``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator, \
+    model_validator
+
+from .. import dtypes
+from ..errors import UserError
+from .base import Bool, Fraction, Lower, Mapping, NonNegFloat, PosInt, Str, fail, internal, kind, spec_type
+from .hf_folder import POOLINGS, TASKS as HF_TASKS, read_source
+from .options import OPTIONS, VARIANT_KEYS
+from .preprocess import ImagePreprocess, PreprocessSection, TextPreprocess, resolve as resolve_preprocess
+from .triton import TritonSpec
+from .tune import TuneSettings
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+DIM_NAME_RE = re.compile(r"^[A-Za-z_]\w*$")
+FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+TASKS = ("generic", "classification", "embedding")
+
+
+def _root(info: ValidationInfo | None) -> Path:
+    ctx = (info.context or {}) if info is not None else {}
+    return Path(ctx.get("root") or ".")
+
+
+def _where(info: ValidationInfo | None) -> str:
+    ctx = (info.context or {}) if info is not None else {}
+    return ctx.get("where", "model")
+
+
+def _path(v: Any, info: ValidationInfo) -> Any:
+    """A file named relative to the spec's folder, resolved."""
+    if v is None or isinstance(v, Path):
+        return v
+    if not isinstance(v, str) or not v:
+        raise fail(f"expected a non-empty string, got {kind(v)}")
+    return (_root(info) / v).resolve()
+
+
+FilePath = Annotated[Optional[Path], BeforeValidator(_path), WithJsonSchema({"type": "string"})]
+
+
+# ------------------------------------------------------------------------------------------------ tensors
+
+
+def _dtype(v: Any) -> Any:
+    if isinstance(v, dtypes.DType):
+        return v
+    if not isinstance(v, str) or not v:
+        raise fail(f"expected a non-empty string, got {kind(v)}")
+    if v not in dtypes.BY_NAME:
+        raise fail(f"'{v}' is not one of {', '.join(dtypes.NAMES)}")
+    return dtypes.BY_NAME[v]
+
+
+DType = Annotated[dtypes.DType, BeforeValidator(_dtype), WithJsonSchema({"type": "string", "enum": list(dtypes.NAMES)})]
+
+
+def _tensor_name(v: Any) -> Any:
+    if not isinstance(v, str) or not v:
+        raise fail(f"expected a non-empty string, got {kind(v)}")
+    if not TENSOR_NAME_RE.match(v):
+        raise fail(f"'{v}' is not a valid tensor name; start with a letter or '_'")
+    return v
+
+
+TensorName = Annotated[str, BeforeValidator(_tensor_name),
+                       WithJsonSchema({"type": "string", "pattern": TENSOR_NAME_RE.pattern})]
+
+
+def _dim(outputs: bool):
+    def check(d: Any) -> Any:
+        if isinstance(d, str):
+            return d
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise fail(f"expected an integer, got {kind(d)}")
+        if d == -1 and outputs:
+            return d  # an output dim that follows no input (frames from samples, detections)
+        if d == -1:
+            raise fail("-1 is for outputs only; give a dynamic input dim a name and declare it under "
+                       "dims: {name: [min, opt, max]}")
+        if d < 1:
+            raise fail(f"must be >= 1, got {d}")
+        return d
+
+    return check
+
+
+_DIM_SCHEMA = [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": DIM_NAME_RE.pattern}]
+InputDim = Annotated[Union[int, str], BeforeValidator(_dim(False)), WithJsonSchema({"oneOf": _DIM_SCHEMA})]
+OutputDim = Annotated[Union[int, str], BeforeValidator(_dim(True)),
+                      WithJsonSchema({"oneOf": [*_DIM_SCHEMA, {"type": "integer", "enum": [-1]}]})]
+
+
+class TensorSpec:
+    """What inputs and outputs share: ``name``, ``dtype``, ``shape`` (ints and named dims, no batch dim)."""
+
+    def concrete(self, dims: dict[str, int]) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else dims[d] for d in self.shape)
+
+    def triton_dims(self) -> list[int]:
+        return [d if isinstance(d, int) else -1 for d in self.shape]
+
+
+def _range(v: Any) -> Any:
+    if v is None or (isinstance(v, tuple) and len(v) == 2):
+        return v
+    if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v) \
+            or v[0] >= v[1]:
+        raise fail("expected [low, high] integers with low < high (high exclusive)")
+    return (v[0], v[1])
+
+
+@spec_type
+class InputSpec(Mapping, TensorSpec):
+    name: TensorName = Field(description="Tensor name.")
+    dtype: DType = Field(description="Element type.")
+    shape: tuple[InputDim, ...] = Field(description="Shape without the batch dim: integers and named dims.")
+    range: Annotated[Optional[tuple[int, int]], BeforeValidator(_range), WithJsonSchema(
+        {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})] = Field(
+        default=None, description="[low, high) of an integer input (token ids: [0, vocab_size]).")
+    key = None  # outputs only
+
+    @model_validator(mode="after")
+    def _range_is_for_integers(self):
+        if self.range is not None and self.dtype.is_float:
+            raise fail("only integer inputs take a range; remove it", at="range")
+        return self
+
+
+def _key(v: Any) -> Any:
+    if v is None:
+        return v
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
+        raise fail(f"expected the dict key (a string) or tuple index (an integer) forward() returns this output "
+                   f"under, got {kind(v)}")
+    return v
+
+
+@spec_type
+class OutputSpec(Mapping, TensorSpec):
+    name: TensorName = Field(description="Tensor name (for huggingface sources: a key of the model's output).")
+    dtype: DType = Field(description="Element type.")
+    shape: tuple[OutputDim, ...] = Field(description="Shape without the batch dim: integers, named dims (a dim no "
+                                                     "input uses is derived: rendered -1), or -1 (rendered -1).")
+    key: Annotated[Optional[Union[str, int]], BeforeValidator(_key)] = Field(
+        default=None, description="What picks this output from forward()'s result: a dict / ModelOutput key, "
+                                  "or an index into a tuple (default: the output's name).")
+    range = None  # inputs only
+
+
+# ------------------------------------------------------------------------------------------------ source
+
+
+@spec_type
+class PickleSource(Mapping):
+    path: Str = Field(description="The pickled module file.")
+    trust: Bool = Field(default=False, description="Must be true: loading a pickle runs arbitrary code.")
+
+
+_KINDS = ("factory", "torchscript", "exported_program", "pickle")
+_FACTORY_ONLY = ("kwargs", "checkpoint", "state_dict_key", "strip_prefix")
+_HF_ONLY = ("task", "pooling", "normalize", "trust")
+
+
+@spec_type
+class Source(Mapping):
+    """Where the PyTorch model comes from: exactly one source kind."""
+
+    factory: Optional[Str] = Field(default=None, description="'module:callable' returning an nn.Module, importable "
+                                   "from the spec's folder.", json_schema_extra={"pattern": FACTORY_RE.pattern})
+    kwargs: dict = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    checkpoint: FilePath = Field(default=None, description="state_dict file for the factory (.pt .pth .bin .ckpt "
+                                                           ".safetensors).")
+    state_dict_key: Optional[Str] = Field(default=None, description="Key of the state_dict inside the checkpoint "
+                                                                    "(e.g. state_dict).")
+    strip_prefix: Optional[Str] = Field(default=None, description="Prefix removed from every state_dict key "
+                                                                  "(e.g. 'module.').")
+    torchscript: Optional[Str] = Field(default=None, description="A TorchScript file (torch.jit.save).")
+    exported_program: Optional[Str] = Field(default=None, description="A torch.export file (.pt2).")
+    pickle: Optional[PickleSource] = Field(default=None, description="A whole pickled module: runs code when "
+                                                                     "loaded; needs trust: true.")
+    huggingface: Optional[Str] = Field(default=None, description="A local Hugging Face folder (config.json + "
+                                       "model.safetensors); never a hub id: tritongen never downloads.")
+    task: Optional[Literal[HF_TASKS]] = Field(default=None, description="huggingface: what to serve (default: "
+                                                                       "from the architecture).")
+    pooling: Optional[Literal[POOLINGS]] = Field(default=None, description="huggingface feature-extraction: mean, "
+                                                                          "cls or none (token states).")
+    normalize: Optional[Bool] = Field(default=None, description="huggingface feature-extraction: L2-normalise the "
+                                                                "embeddings.")
+    trust: Bool = Field(default=False, description="huggingface: allow pickled weights (pytorch_model.bin) of a "
+                                                   "folder you trust.")
+    # what the source is, once read: factory | torchscript | exported_program | pickle | huggingface
+    kind: str = internal("")
+    path: Optional[Path] = internal(None)  # torchscript / exported_program / pickle file, huggingface folder
+
+    @model_validator(mode="after")
+    def _one_kind(self, info: ValidationInfo):
+        if self.kind:
+            return self  # already read (built in code, or copied)
+        root, set_ = _root(info), lambda k, v: object.__setattr__(self, k, v)
+        given = {k for k in ("factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix", *_KINDS[1:],
+                             "huggingface", "task", "pooling", "normalize")
+                 if getattr(self, k) not in (None, {})} | ({"trust"} if self.trust else set())
+        if self.huggingface is not None:
+            other = [k for k in (*_KINDS, *_FACTORY_ONLY) if k in given]
+            if other:
+                raise fail("not used with huggingface; give one source kind", at=other[0])
+            raw = {k: getattr(self, k) for k in ("huggingface", "task", "pooling", "normalize", "trust")
+                   if getattr(self, k) is not None}
+            src = read_source(raw, f"{_where(info)}.source", root)
+            set_("kind", "huggingface"), set_("path", src.folder), set_("trust", src.trust)
+            return self
+        hf_only = [k for k in _HF_ONLY if k in given]
+        if hf_only:
+            raise fail("only used with huggingface; remove it", at=hf_only[0])
+        kinds = [k for k in _KINDS if k in given]
+        if len(kinds) != 1:
+            got = " and ".join(kinds) if kinds else "none"
+            raise fail(f"give exactly one of factory, torchscript, exported_program, pickle (got {got})")
+        k = kinds[0]
+        if k != "factory":
+            extra = [x for x in _FACTORY_ONLY if x in given]
+            if extra:
+                raise fail(f"only used with factory; remove it for a {k} source", at=extra[0])
+        if k == "factory":
+            if not FACTORY_RE.match(self.factory):
+                raise fail(f"'{self.factory}' is not 'module:callable' (e.g. examples.vit:vit_b16)", at="factory")
+            if self.checkpoint is not None and self.checkpoint.suffix not in CHECKPOINT_SUFFIXES:
+                raise fail(f"'{self.checkpoint.name}' has an unknown suffix; use one of "
+                           f"{', '.join(CHECKPOINT_SUFFIXES)}", at="checkpoint")
+        elif k == "pickle":
+            if not self.pickle.trust:
+                raise fail("loading a full pickle runs arbitrary code; set trust: true only for files you made "
+                           "yourself, or save a state_dict and use factory + checkpoint", at="pickle.trust")
+            p = (root / self.pickle.path).resolve()
+            if not p.is_file():
+                raise fail(f"file '{self.pickle.path}' not found (paths are relative to the spec file's folder)",
+                           at="pickle.path")
+            set_("path", p), set_("trust", True)
+        else:
+            set_("path", (root / getattr(self, k)).resolve())
+        set_("kind", k)
+        return self
+
+    def files(self) -> list[Path]:
+        if self.kind == "huggingface":  # a folder: its config, weights and pooling files
+            from .hf_folder import source_files
+
+            return source_files(self.path, self.trust)
+        return [p for p in (self.checkpoint, self.path) if p is not None]
+
+
+# ------------------------------------------------------------------------------------- gates, calibration
+
+
+@spec_type
+class Tolerance(Mapping):
+    """Accuracy gate. Element-wise (atol/rtol), cosine, and task metrics over the verification set:
+    classification -> top-1 agreement and top-5 overlap with PyTorch; embedding -> mean cosine."""
+
+    atol: Optional[NonNegFloat] = Field(default=None, description="Absolute tolerance vs PyTorch.")
+    rtol: Optional[NonNegFloat] = Field(default=None, description="Relative tolerance vs PyTorch.")
+    min_cosine: Optional[Fraction] = Field(default=None, description="Minimum output cosine vs PyTorch.")
+    task: Optional[Literal[TASKS]] = Field(default=None, description="Task metric gate.")
+    min_top1: Optional[Fraction] = Field(default=None, description="classification: fraction of samples whose "
+                                                                   "top-1 class equals PyTorch's.")
+    min_top5: Optional[Fraction] = Field(default=None, description="classification: mean overlap of the top-5 sets.")
+    min_mean_cosine: Optional[Fraction] = Field(default=None, description="embedding: mean cosine with PyTorch.")
+    samples: Optional[PosInt] = Field(default=None, description="Size of the task-metric set (calibration data or "
+                                                                "random).")
+    data: FilePath = Field(default=None, description="A separate verification set for the task metrics (.npz, "
+                                                     "image folder or sentences .txt); default: the calibration data.")
+
+    def over(self, base: "Tolerance") -> "Tolerance":
+        """This tolerance with unset fields taken from ``base``."""
+        return Tolerance(**{
+            f: getattr(self, f) if getattr(self, f) is not None else getattr(base, f)
+            for f in self.__dataclass_fields__
+        })
+
+
+@spec_type
+class Calibration(Mapping):
+    samples: PosInt = Field(default=32, description="Calibration samples.")
+    data: FilePath = Field(default=None, description="A folder of images, an .npz file or sentences .txt.")
+    method: Annotated[Literal["minmax", "entropy", "percentile"], Lower] = Field(default="minmax",
+                                                                                 description="Range method.")
+
+
+# ------------------------------------------------------------------------------------------------ variants
+
+
+@spec_type
+class VariantSpec(Mapping):
+    name: Str = Field(description="Variant name.", json_schema_extra={"enum": list(VARIANT_KEYS)})
+    verify: Tolerance = Field(default_factory=Tolerance, description="This variant's accuracy gate.")
+    # typed per variant (generator/spec/options.py); reads as the mapping the spec gave
+    options: Annotated[Any, WithJsonSchema({"type": "object", "description": "Variant options (per variant)."})] = \
+        Field(default_factory=dict)
+
+    @field_validator("verify", "options", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):
+        return {} if v is None else v
+
+    @model_validator(mode="after")
+    def _typed_options(self):
+        if self.name not in OPTIONS:
+            raise fail(f"unknown variant '{self.name}'; known variants: {', '.join(VARIANT_KEYS)}")
+        model = OPTIONS[self.name]
+        if not isinstance(self.options, model):
+            from pydantic import TypeAdapter
+
+            from .errors import first_error
+
+            try:
+                typed = TypeAdapter(model).validate_python(self.options)
+            except ValidationError as e:
+                at, msg = first_error(e, "options")
+                raise fail(msg, at=at) from None
+            object.__setattr__(self, "options", typed)
+        return self
+
+
+def _variants(v: Any) -> Any:
+    if isinstance(v, list):
+        if not v:
+            raise fail(f"empty; list at least one of {', '.join(VARIANT_KEYS)}")
+        return [{"name": x} if isinstance(x, str) else x for x in v]
+    return v
+
+
+def _dims(v: Any) -> Any:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise fail(f"expected a mapping, got {kind(v)}")
+    out = {}
+    for name, r in v.items():
+        if not isinstance(name, str) or not DIM_NAME_RE.match(name) or name == "batch":
+            raise fail("dim names are identifiers and 'batch' is reserved for the batch dim", at=str(name))
+        if not isinstance(r, (list, tuple)) or len(r) != 3:
+            raise fail(f"expected [min, opt, max], got {kind(r)}", at=name)
+        for j, x in enumerate(r):
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise fail(f"expected an integer, got {kind(x)}", at=f"{name}[{j}]")
+            if x < 1:
+                raise fail(f"must be >= 1, got {x}", at=f"{name}[{j}]")
+        lo, opt, hi = r
+        if not lo <= opt <= hi:
+            raise fail(f"need min <= opt <= max, got [{lo}, {opt}, {hi}]", at=name)
+        out[name] = (lo, opt, hi)
+    return out
+
+
+def _model_name(v: Any) -> Any:
+    if not isinstance(v, str) or not v:
+        raise fail(f"expected a non-empty string, got {kind(v)}")
+    if not NAME_RE.match(v):
+        raise fail(f"'{v}' is not a valid Triton model name; use only letters, digits, '_' and '-'")
+    if "__" in v:
+        raise fail(f"'{v}' contains '__', which tritongen uses to join model and variant; use a single '_'")
+    return v
+
+
+def _nonempty(v: Any) -> Any:
+    if isinstance(v, list) and not v:
+        raise fail("empty; declare at least one tensor")
+    return v
+
+
+def _preprocess(v: Any) -> Any:
+    """The ``preprocess:`` section, typed (what it is read into follows once the inputs are known)."""
+    if v in ({}, None) or isinstance(v, (PreprocessSection, ImagePreprocess, TextPreprocess)):
+        return v or None
+    from pydantic import TypeAdapter
+
+    from .errors import first_error
+
+    try:
+        return TypeAdapter(PreprocessSection).validate_python(v)
+    except ValidationError as e:
+        at, msg = first_error(e)
+        raise fail(msg, at=at or None) from None
+
+
+# the section as written, then (after the model's checks) the ImagePreprocess / TextPreprocess it was read into
+_PREPROCESS = Annotated[Any, BeforeValidator(_preprocess), WithJsonSchema({"x-ref": "PreprocessSection"})]
+
+
+@spec_type(kw_only=True)
+class ModelSpec(Mapping):
+    name: Annotated[str, BeforeValidator(_model_name), WithJsonSchema(
+        {"type": "string", "pattern": NAME_RE.pattern})] = Field(description="Triton model name (letters, digits, "
+                                                                             "_ and -; no '__').")
+    source: Source = Field(description="Where the PyTorch model comes from: exactly one source kind.")
+    inputs: Annotated[tuple[InputSpec, ...], BeforeValidator(_nonempty)] = Field(
+        description="Input tensors, in forward() order (inferred for huggingface sources).")
+    outputs: Annotated[tuple[OutputSpec, ...], BeforeValidator(_nonempty)] = Field(
+        description="Output tensors, in the order forward() returns them.")
+    dims: Annotated[dict, BeforeValidator(_dims), WithJsonSchema(
+        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                                    "minItems": 3, "maxItems": 3}})] = Field(
+        default_factory=dict, description="Named dims: {name: [min, opt, max]}; 'batch' is reserved.")  # -> (min, opt, max)
+    max_batch_size: Annotated[int, Field(strict=True, ge=0)] = Field(description="Triton max_batch_size; 0 disables "
+                                                                                 "batching.")
+    variants: Annotated[tuple[VariantSpec, ...], BeforeValidator(_variants)] = Field(
+        default=(VariantSpec("onnx"),), description="What to build: variant names or {name, verify, options}.")
+    preferred_variant: Optional[Str] = Field(default=None, description="The variant the model's ensemble "
+                                             "(preprocess / tokenizer) routes to (default: the first variant).")
+    calibration: Calibration = Field(default_factory=Calibration, description="INT8 calibration data.")
+    verify: Tolerance = Field(default_factory=Tolerance, description="Accuracy gate for every variant (a variant's "
+                                                                     "own verify wins).")
+    triton: TritonSpec = Field(default_factory=TritonSpec, description="What goes into config.pbtxt beyond tensors.")
+    opset: Optional[Annotated[int, Field(strict=True, ge=7)]] = Field(default=None, description="ONNX opset "
+                                                                                                "(default 20).")
+    preprocess: _PREPROCESS = Field(default=None, description="CPU preprocessing + an ensemble: image "
+                                                                        "bytes or strings in.")
+    tune: TuneSettings = Field(default_factory=TuneSettings, description="tritongen tune's search space and goal "
+                                                                         "for this model.")
+    raw: dict = internal(factory=dict)  # the merged, validated model mapping (for hashing)
+    index: int = internal(0)
+    derived_dims: tuple = internal(())  # named dims only outputs use: rendered -1, checked against PyTorch's shapes
+
+    @field_validator("calibration", "verify", "triton", "tune", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):
+        return {} if v is None else v
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen: the reader's own fills)
+        names = [t.name for t in self.inputs + self.outputs]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise fail(f"tensor name '{dup}' is used twice; input and output names must be unique")
+        dims = dict(self.dims)
+        for kind_, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for i, t in enumerate(tensors):
+                for j, d in enumerate(t.shape):
+                    if isinstance(d, str) and d not in dims and d not in self.derived_dims:
+                        raise fail(f"dim '{d}' is not declared; add it under dims: {{{d}: [min, opt, max]}}",
+                                   at=f"{kind_}[{i}].shape[{j}]")
+        used_in = {d for t in self.inputs for d in t.shape if isinstance(d, str)}
+        used_out = {d for t in self.outputs for d in t.shape if isinstance(d, str)}
+        unused = [d for d in dims if d not in used_in | used_out]
+        if unused:
+            raise fail("declared but no input shape uses it; use it in a shape or remove it", at=f"dims.{unused[0]}")
+        derived = tuple(d for d in dims if d not in used_in)
+        if derived:  # follows the inputs through the model (wav2vec2 frames): rendered -1, shape checked by PyTorch
+            set_("derived_dims", self.derived_dims + derived)
+            set_("dims", {k: v for k, v in dims.items() if k not in derived})
+            set_("outputs", tuple(_derive(t, derived) for t in self.outputs))
+        keys = [v.name for v in self.variants]
+        for i, n in enumerate(keys):
+            if n in keys[:i]:
+                raise fail(f"variant '{n}' is listed twice", at=f"variants[{i}]")
+        if self.preferred_variant is not None and self.preferred_variant not in keys:
+            raise fail(f"'{self.preferred_variant}' is not in this model's variants ({', '.join(keys)})",
+                       at="preferred_variant")
+        self._check_batching()
+        if isinstance(self.preprocess, PreprocessSection):
+            pre = self.preprocess
+            if pre.variant is not None and pre.variant not in keys:
+                raise fail(f"'{pre.variant}' is not in this model's variants", at="preprocess.variant")
+            try:
+                set_("preprocess", resolve_preprocess(pre, self.inputs, self.source, _root(info), _where(info)))
+            except PydanticCustomError as e:
+                at = e.context.get("at")
+                raise fail(e.context["msg"], at=f"preprocess.{at}" if at else "preprocess") from None
+        return self
+
+    def _check_batching(self) -> None:
+        db, mbs = self.triton.dynamic_batching, self.max_batch_size
+        if db is None:
+            return
+        if mbs == 0:
+            if db != type(db)():
+                raise fail("needs max_batch_size > 0; set max_batch_size or remove dynamic_batching",
+                           at="triton.dynamic_batching")
+            object.__setattr__(self.triton, "dynamic_batching", None)
+            return
+        for j, p in enumerate(db.preferred_batch_size):
+            if p > mbs:
+                raise fail(f"{p} > max_batch_size {mbs}; lower it or raise max_batch_size",
+                           at=f"triton.dynamic_batching.preferred_batch_size[{j}]")
+
+    @property
+    def where(self) -> str:
+        return f"models[{self.index}]"
+
+    @property
+    def ensemble_variant(self) -> str:
+        """The variant the ensemble routes to: ``preprocess.variant``, else ``preferred_variant``, else the first."""
+        pre = getattr(self.preprocess, "variant", None)
+        return pre or self.preferred_variant or self.variants[0].name
+
+    def dims_at(self, which: str) -> dict[str, int]:
+        """Named dims at 'min' | 'opt' | 'max'."""
+        i = {"min": 0, "opt": 1, "max": 2}[which]
+        return {k: v[i] for k, v in self.dims.items()}
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+    def artifact_hash(self) -> str:
+        """What the artifacts depend on: not `triton:` or `preprocess:` (those only change configs)."""
+        keys = ("source", "inputs", "outputs", "dims", "max_batch_size", "opset", "calibration", "verify")
+        part = {k: self.raw.get(k) for k in keys}
+        return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _derive(t: OutputSpec, derived: tuple) -> OutputSpec:
+    if not any(d in derived for d in t.shape):
+        return t
+    shape = tuple(-1 if d in derived else d for d in t.shape)
+    return OutputSpec(name=t.name, dtype=t.dtype, shape=shape, key=t.key)
+
+
+@spec_type
+class Spec:
+    path: Path
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models)
+        raise UserError(f"--only {name}: no model of that name in {self.path.name}; known: {known}")
+
+
+@spec_type
+class SpecFile(Mapping):
+    """The top level of a spec file (what the reader checks before each model)."""
+
+    models: Annotated[list[Any], WithJsonSchema({"type": "array", "items": {"x-ref": "ModelSpec"},
+                                                 "minItems": 1})] = Field(
+        description="The models to build, each a mapping.")
+    defaults: Annotated[Optional[dict], WithJsonSchema({"x-ref": "defaults"})] = Field(
+        default=None, description="Any model key but name; a model's own value wins (mappings merge one level deep).")
