@@ -216,15 +216,6 @@ def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
     return digest("variant", mb.key, variant.key, options, vspec.verify, extra)
 
 
-def _check_options(model: ModelSpec, variant: Variant, vspec: VariantSpec, index: int) -> None:
-    allowed_keys = variant.options + (("trt_accelerator",) if variant.runtime == "onnxruntime" else ())
-    for k in vspec.options:
-        if k not in allowed_keys:
-            allowed = ", ".join(allowed_keys) or "none"
-            raise UserError(f"{model.where}.variants[{index}].options.{k}: unknown option for {variant.key}; "
-                            f"allowed: {allowed}")
-
-
 def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_failed: bool = False) -> VariantResult:
     model = mb.model
     name = triton_model_name(model.name, variant.key)
@@ -397,9 +388,10 @@ def _template_file(templates: Path | None, *parts: str) -> Path:
 
 
 def _ensemble_variant(mb: ModelBuild, written: list[VariantResult]) -> str | None:
-    """The variant the ensemble feeds (``preprocess.variant``, else the first written), or None (logged)."""
+    """The variant the ensemble feeds (``preprocess.variant``, else the model's ``preferred_variant``, else the
+    first written), or None (logged)."""
     keys = [r.variant for r in written]
-    chosen = mb.model.preprocess.variant or (keys[0] if keys else None)
+    chosen = mb.model.preprocess.variant or mb.model.preferred_variant or (keys[0] if keys else None)
     if chosen not in keys:
         mb.events.log(mb.model.name, f"no ensemble: variant '{chosen}' was not written")
         return None
@@ -455,9 +447,11 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
     if templates is not None and not Path(templates).is_dir():
         raise UserError(f"--templates {templates}: not a folder; pass a folder holding your *.pbtxt.j2 templates")
     models = [spec.model(n) for n in only] if only else list(spec.models)
-    for m in models:
-        for i, vs in enumerate(m.variants):
-            _check_options(m, REGISTRY[vs.name], vs, i)
+    for m in models:  # reading the spec loads no tokenizer: what only a loaded one can tell is checked here
+        if m.preprocess is not None and hasattr(m.preprocess, "tokenizer"):
+            from .hf import check_tokenizer
+
+            check_tokenizer(m)
     build_dir = Path(build_dir).resolve()
     out = Path(out).resolve()
     if out == spec.root or out in spec.root.parents:

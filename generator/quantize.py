@@ -198,49 +198,23 @@ def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_cha
 
 
 def options(ctx, ops_default, *, static: bool) -> dict:
-    """The variant's options, validated; every error names the field."""
-    where = f"{ctx.model.where}.variants.{ctx.variant.name}.options"
-    o = dict(ctx.options)
-
-    def flag(key, default):
-        v = o.get(key, default)
-        if not isinstance(v, bool):
-            raise UserError(f"{where}.{key}: expected true or false, got {v!r}")
-        return v
-
-    def names(key, default):
-        v = o.get(key, default)
-        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
-            raise UserError(f"{where}.{key}: expected a list of names, got {v!r}")
-        return list(v)
-
+    """The variant's options (typed and checked with the spec, generator/spec/options.py) with the defaults that
+    depend on the model and this CPU filled in."""
+    o = ctx.options
     from .isa import quantization_defaults
 
     cpu = quantization_defaults(static=static)  # ORT's advice for this CPU (generator/isa.py) unless the spec says
     out = {
-        "per_channel": flag("per_channel", static),
-        "reduce_range": flag("reduce_range", cpu["reduce_range"]),
-        "op_types": names("op_types", list(ops_default)),
-        "exclude": names("nodes_to_exclude", []),
+        "per_channel": static if o.per_channel is None else o.per_channel,
+        "reduce_range": cpu["reduce_range"] if o.reduce_range is None else o.reduce_range,
+        "op_types": list(ops_default if o.op_types is None else o.op_types),
+        "exclude": list(o.nodes_to_exclude or ()),
     }
     if static:
-        method = str(o.get("calibration_method", ctx.model.calibration.method)).lower()
-        if method not in METHODS:
-            raise UserError(f"{where}.calibration_method: '{method}' is not one of {', '.join(METHODS)}")
-        act = str(o.get("activation_type", "uint8")).lower()
-        if act not in ACTIVATION_TYPES:
-            raise UserError(f"{where}.activation_type: '{act}' is not one of {', '.join(ACTIVATION_TYPES)}")
-        budget = o.get("search_budget_s", 600)
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-            raise UserError(f"{where}.search_budget_s: expected seconds >= 0, got {budget!r}")
-        wt = str(o.get("weight_type", "int8" if act == "int8" else cpu["weight_type"])).lower()
-        if wt not in ACTIVATION_TYPES:
-            raise UserError(f"{where}.weight_type: '{wt}' is not one of {', '.join(ACTIVATION_TYPES)}")
-        if act == "int8" and wt == "uint8":
-            raise UserError(f"{where}.weight_type: uint8 weights need uint8 activations (U8U8); "
-                            "use activation_type: uint8 or weight_type: int8")
-        out.update(method=method, activation_type=act, weight_type=wt, search=flag("search", flag("fallback", True)),
-                   search_budget_s=float(budget))
+        act = o.activation_type
+        wt = o.weight_type or ("int8" if act == "int8" else cpu["weight_type"])
+        out.update(method=o.calibration_method or ctx.model.calibration.method, activation_type=act, weight_type=wt,
+                   search=o.fallback if o.search is None else o.search, search_budget_s=float(o.search_budget_s))
     return out
 
 

@@ -22,12 +22,12 @@ _REF = "#/$defs/{model}"
 def spec_classes() -> dict[str, type]:
     """Every spec mapping's class by its schema name (def name = class name)."""
     out = {}
-    for mod in (models, triton, options, preprocess, tune):
+    for mod in (models, triton, preprocess, tune):
         for v in vars(mod).values():
             if isinstance(v, type) and dataclasses.is_dataclass(v) and hasattr(v, "_only_known_keys") \
                     and v is not models.SpecFile:  # the top level: schema()'s own properties
                 out[v.__name__] = v
-    for v in options.OPTIONS.values():
+    for v in (*options.OPTIONS.values(), options.TrtAccelerator):  # (not their shared bases)
         out[v.__name__] = v
     return out
 

@@ -42,7 +42,8 @@ class BuildContext:
     reference: Callable | None = None
 
     @property
-    def options(self) -> dict:
+    def options(self):
+        """The variant's typed options (generator/spec/options.py); also a mapping of what the spec gave."""
         return self.variant.options
 
 
@@ -59,7 +60,7 @@ class Variant:
     build: Callable[[BuildContext], None]
     runner: Callable[[Path, ModelSpec, dict], Runner]  # (artifact_dir, model, options) -> runner
     runtime: str  # what the embedded runner uses: onnxruntime | torchscript | openvino | tensorrt
-    options: tuple[str, ...] = ()  # allowed keys in the spec's variant `options`
+    options: type = object  # its typed `options:` (generator/spec/options.py; the spec reader checks them)
     description: str = ""
     extra_parameters: Callable[[ModelSpec, dict], dict] = lambda model, options: {}
     # last word on the rendered values (instance groups, optimization...) for the triton target

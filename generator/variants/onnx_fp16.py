@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError, VariantFailed
+from ..errors import VariantFailed
 from ..export import data_file, finalize_onnx, save_onnx
 from ..runtimes import onnx_artifact_runner
 from ..spec import Tolerance
+from ..spec.options import OnnxFp16Options
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
 
@@ -109,10 +110,8 @@ def _retarget_float_casts(half, names: set[str], blocked: list[str]) -> None:
 
 
 def build(ctx: BuildContext) -> None:
-    blocked = ctx.options.get("op_block_list")
-    if blocked is not None and (not isinstance(blocked, list) or not all(isinstance(x, str) for x in blocked)):
-        raise UserError(f"{ctx.model.where}.variants.onnx-fp16.options.op_block_list: expected a list of ONNX op "
-                        "types (e.g. [Softmax, LayerNormalization])")
+    blocked = ctx.options.op_block_list
+    blocked = list(blocked) if blocked is not None else None
     fp32 = optimized_fp32(ctx)
     ctx.info.update(convert_fp16(fp32, ctx.artifact_dir / "model.onnx", blocked, ctx.log))
     ctx.reproduce.append(f"onnxslim {ctx.base_onnx()} slim.onnx  # then ORT basic -> fp32.onnx (see the onnx variant)")
@@ -138,6 +137,6 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="onnxruntime",
-    options=("op_block_list",),
+    options=OnnxFp16Options,
     description="fp16 ONNX (fp32 I/O) for the GPU: onnxconverter-common on the optimised fp32 graph",
 )

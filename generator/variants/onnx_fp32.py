@@ -15,6 +15,7 @@ from pathlib import Path
 from ..export import copy_onnx, finalize_onnx, has_external_data, onnx_io, save_onnx
 from ..runtimes import onnx_artifact_runner, ort_session
 from ..spec import Tolerance
+from ..spec.options import OnnxOptions
 from .base import BuildContext, Variant
 
 
@@ -67,5 +68,6 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="onnxruntime",
+    options=OnnxOptions,
     description="graph-optimised fp32 ONNX (onnxslim + ORT basic: constant folding, conv-bn fusion)",
 )

@@ -31,6 +31,7 @@ from ..export import copy_onnx, data_file
 from ..inputs import torch_forward
 from ..runtimes import onnx_artifact_runner, ort_runner
 from ..spec import ModelSpec, Tolerance
+from ..spec.options import OnnxInt8Options
 from ..verify import gate_metrics, verify
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
@@ -183,7 +184,6 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="onnxruntime",
-    options=("per_channel", "calibration_method", "op_types", "nodes_to_exclude", "reduce_range",
-             "activation_type", "weight_type", "fallback", "search", "search_budget_s"),
+    options=OnnxInt8Options,
     description="static INT8 QDQ ONNX (ONNX Runtime, calibrated), with a recipe search behind the gate",
 )

@@ -14,6 +14,7 @@ from .. import isa
 from .. import quantize as q
 from ..runtimes import onnx_artifact_runner
 from ..spec import Tolerance
+from ..spec.options import OnnxInt8DynamicOptions
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
 from .onnx_int8 import int8_tolerance
@@ -52,6 +53,6 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="onnxruntime",
-    options=("per_channel", "op_types", "nodes_to_exclude", "reduce_range"),
+    options=OnnxInt8DynamicOptions,
     description="dynamic INT8 ONNX (ONNX Runtime, MatMul/Gemm weights int8, no calibration)",
 )

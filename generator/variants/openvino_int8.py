@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 from .. import isa
-from ..errors import UserError, VariantFailed
+from ..errors import VariantFailed
 from ..inputs import verification_points
 from ..verify import gate_metrics, verify
 from ..spec import ModelSpec, Tolerance
+from ..spec.options import OpenvinoInt8Options
 from .base import BuildContext, Skip, Variant
 from .derived import optimized_fp32
 from .onnx_int8 import int8_tolerance
@@ -36,30 +37,15 @@ from .openvino_ir import runner as ov_runner
 
 
 def _nncf_options(ctx: BuildContext, src: Path) -> dict:
-    where = f"{ctx.model.where}.variants.{VARIANT.key}.options"
-    o = ctx.options
-    preset = str(o.get("preset", "performance")).lower()
-    if preset not in ("performance", "mixed"):
-        raise UserError(f"{where}.preset: '{preset}' is not performance or mixed")
+    o = ctx.options  # typed and checked with the spec (generator/spec/options.py)
     from ..quantize import graph_nodes
 
-    nodes = graph_nodes(src)
-    mtype = str(o.get("model_type", "transformer" if any(op == "Softmax" for _, op in nodes) else "generic")).lower()
-    if mtype not in ("transformer", "generic"):
-        raise UserError(f"{where}.model_type: '{mtype}' is not transformer or generic")
-    subset = o.get("subset_size", 300)
-    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
-        raise UserError(f"{where}.subset_size: expected a positive integer, got {subset!r}")
-    fbc = o.get("fast_bias_correction", True)
-    if not isinstance(fbc, bool):
-        raise UserError(f"{where}.fast_bias_correction: expected true or false, got {fbc!r}")
-    lists = {}
-    for key in ("ignored_nodes", "ignored_types"):
-        v = o.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise UserError(f"{where}.{key}: expected a list of names")
-        lists[key] = v
-    return {"preset": preset, "model_type": mtype, "subset_size": subset, "fast_bias_correction": fbc, **lists}
+    mtype = o.model_type
+    if mtype is None:
+        mtype = "transformer" if any(op == "Softmax" for _, op in graph_nodes(src)) else "generic"
+    return {"preset": o.preset, "model_type": mtype, "subset_size": o.subset_size,
+            "fast_bias_correction": o.fast_bias_correction, "ignored_nodes": list(o.ignored_nodes),
+            "ignored_types": list(o.ignored_types)}
 
 
 def build(ctx: BuildContext) -> None:
@@ -101,13 +87,7 @@ def build(ctx: BuildContext) -> None:
                                 "keep the named node/op in float with options.ignored_nodes / ignored_types")
 
     out = ctx.artifact_dir / "model.xml"
-    search = ctx.options.get("search", True)
-    budget = ctx.options.get("search_budget_s", 600)
-    where = f"{ctx.model.where}.variants.{VARIANT.key}.options"
-    if not isinstance(search, bool):
-        raise UserError(f"{where}.search: expected true or false, got {search!r}")
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-        raise UserError(f"{where}.search_budget_s: expected seconds >= 0, got {budget!r}")
+    search, budget = ctx.options.search, ctx.options.search_budget_s
     tol = VARIANT.tolerance_for(ctx.model, ctx.variant)
     search = search and ctx.reference is not None  # the search verifies against PyTorch
     chosen, quantized = n, None
@@ -222,8 +202,7 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="openvino",
-    options=OPTIONS + ("preset", "model_type", "subset_size", "fast_bias_correction", "ignored_nodes", "ignored_types",
-                       "search", "search_budget_s"),
+    options=OpenvinoInt8Options,
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},
                                                        key="openvino-int8"),

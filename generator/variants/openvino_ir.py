@@ -21,29 +21,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError, VariantFailed
+from ..errors import VariantFailed
 from ..runtimes import openvino_available, openvino_runner, openvino_supports
 from ..spec import ModelSpec, Tolerance
+from ..spec.options import OpenvinoOptions
 from .base import BuildContext, Skip, Variant
 from .derived import optimized_fp32
 
-PRECISIONS = ("f32", "bf16")
-HINTS = ("LATENCY", "THROUGHPUT")
-OPTIONS = ("inference_precision", "performance_hint", "num_streams")
+OPTIONS = tuple(OpenvinoOptions.__dataclass_fields__)  # the runtime's own (openvino-int8 adds NNCF's)
 
 
 def ov_options(model: ModelSpec, key: str, options: dict) -> dict:
-    where = f"{model.where}.variants.{key}.options"
-    precision = str(options.get("inference_precision", "f32")).lower()
-    if precision not in PRECISIONS:
-        raise UserError(f"{where}.inference_precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
-    hint = str(options.get("performance_hint", "LATENCY")).upper()
-    if hint not in HINTS:
-        raise UserError(f"{where}.performance_hint: '{hint}' is not one of {', '.join(HINTS)}")
-    streams = options.get("num_streams")
-    if streams is not None and not (str(streams).upper() == "AUTO" or (isinstance(streams, int) and streams > 0)):
-        raise UserError(f"{where}.num_streams: expected a positive integer or AUTO, got {streams!r}")
-    return {"precision": precision, "hint": hint, "streams": streams}
+    """The OpenVINO options (typed and checked with the spec, generator/spec/options.py)."""
+    o = options if isinstance(options, OpenvinoOptions) else OpenvinoOptions(**dict(options))
+    return {"precision": o.inference_precision, "hint": o.performance_hint, "streams": o.num_streams}
 
 
 def check_runnable(model: ModelSpec, key: str, options: dict) -> dict:
@@ -117,7 +108,7 @@ def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
 
 
 def tolerance(model: ModelSpec, options: dict) -> Tolerance:
-    if str(options.get("inference_precision", "f32")).lower() == "bf16":
+    if ov_options(model, "openvino", options)["precision"] == "bf16":
         # bf16 keeps 8 bits of mantissa: ~1e-2 relative per op; judged by cosine (and the task metrics)
         return Tolerance(min_cosine=0.995, min_top1=None, min_mean_cosine=0.995)
     return Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999)
@@ -136,7 +127,7 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="openvino",
-    options=OPTIONS,
+    options=OpenvinoOptions,
     description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
     extra_parameters=parameters,
 )

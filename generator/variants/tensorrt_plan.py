@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from ..spec import ModelSpec, Tolerance, VariantSpec
+from ..spec.options import OPTIONS as SPEC_OPTIONS
 from .base import BuildContext, Skip, Variant
 
 DEFAULT_TRITON_RELEASE = "24.10"
@@ -28,9 +29,9 @@ def build(ctx: BuildContext, precision: str) -> None:
     model, opts = ctx.model, ctx.options
     profiles = trt.profiles_for(model, ctx.variant)
     trt.check_config_against_profiles(model, profiles)
-    release = str(opts.get("triton_release", DEFAULT_TRITON_RELEASE))
-    workspace_mb = int(opts.get("workspace_mb", DEFAULT_WORKSPACE_MB))
-    level = int(opts.get("builder_optimization_level", 3))
+    release = opts.triton_release or DEFAULT_TRITON_RELEASE
+    workspace_mb = opts.workspace_mb  # typed and checked with the spec (generator/spec/options.py)
+    level = opts.builder_optimization_level
     onnx = ctx.base_onnx()
     root = onnx.parent.parent.parent  # build/
     key = f"{model.name}/{ctx.variant.name}"
@@ -77,7 +78,7 @@ def adjust_config(model: ModelSpec, vspec: VariantSpec, ctx: dict) -> None:
     from .. import tensorrt as trt
 
     values = trt.plan_config_context(model, trt.profiles_for(model, vspec),
-                                     cuda_graphs=bool(vspec.options.get("cuda_graphs", False)))
+                                     cuda_graphs=vspec.options.cuda_graphs)
     # render.instance_groups already kept the spec's GPU groups (or derived one); the plan's own are the fallback
     ctx["instance_groups"] = ctx["instance_groups"] or values["instance_group"]
     ctx["optimization"] = {"cuda_graphs": bool(values["optimization"])}
@@ -96,7 +97,7 @@ def _variant(precision: str, tol: Tolerance) -> Variant:
         build=partial(build, precision=precision),
         runner=runner,
         runtime="tensorrt",
-        options=OPTIONS,
+        options=SPEC_OPTIONS[f"trt-{precision}"],
         description=f"TensorRT {precision} plan (Polygraphy builder, profiles from the spec)",
         adjust_config=adjust_config,
     )

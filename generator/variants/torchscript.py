@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import VariantFailed
 from ..export import example_point, io_adapter, script_adapter
 from ..inputs import make_inputs
 from ..runtimes import torchscript_runner
 from ..spec import ModelSpec, Tolerance
+from ..spec.options import TorchscriptOptions
 from .base import BuildContext, Variant
 
 
@@ -22,9 +22,7 @@ def build(ctx: BuildContext) -> None:
     import torch
 
     module = ctx.torch_module()
-    method = ctx.options.get("method", "trace")
-    if method not in ("trace", "script"):
-        raise VariantFailed(f"{ctx.model.where}.variants.torchscript.options.method: '{method}' is not trace or script")
+    method = ctx.options.method  # trace | script (checked with the spec: generator/spec/options.py)
     # The artifact is always the spec's I/O adapter traced (inputs by position in declared order, passed to
     # the model by name; outputs a tuple in declared order, picked by key): Triton's libtorch backend maps
     # both by order. ``script`` scripts the model itself first, so its control flow survives inside.
@@ -37,7 +35,7 @@ def build(ctx: BuildContext) -> None:
     else:
         with torch.inference_mode(False), torch.no_grad():
             scripted = torch.jit.trace(io_adapter(module, ctx.model), args, check_trace=False, strict=False)
-    scripted = torch.jit.freeze(scripted.eval()) if ctx.options.get("freeze", False) else scripted
+    scripted = torch.jit.freeze(scripted.eval()) if ctx.options.freeze else scripted
     torch.jit.save(scripted, str(ctx.artifact_dir / "model.pt"))
     ctx.info["method"] = method
     ctx.reproduce.append(f"python -c \"import torch; torch.jit.save(torch.jit.{method}(model, example_inputs), 'model.pt')\"")
@@ -59,6 +57,6 @@ VARIANT = Variant(
     build=build,
     runner=runner,
     runtime="torchscript",
-    options=("method", "freeze"),
+    options=TorchscriptOptions,
     description="TorchScript (torch.jit.trace/script) for the pytorch_libtorch backend",
 )
