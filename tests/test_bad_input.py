@@ -136,8 +136,12 @@ def test_export_failure_names_the_operator(workdir):
 
 
 def test_unknown_variant_option(workdir):
-    _fails(workdir, linear_model(variants=[{"name": "torchscript", "options": {"colour": 1}}]),
-           "models[0].variants[0].options.colour: unknown option for torchscript")
+    # refused when the spec is read (generator/spec/options.py), before anything is built
+    with pytest.raises(UserError) as e:
+        load_spec(write_spec(workdir, {"models": [linear_model(variants=[{"name": "torchscript",
+                                                                          "options": {"colour": 1}}])]}))
+    assert "models[0].variants[0].options.colour: unknown option for torchscript; allowed: method, freeze" in str(e.value)
+    assert not (workdir / "model_repository").exists()
 
 
 def test_failed_build_leaves_previous_repository_intact(workdir):

@@ -134,3 +134,25 @@ def test_pickle_with_trust_parses(tmp_path):
     p = write_spec(tmp_path, one(source={"pickle": {"path": "m.pt", "trust": True}}))
     m = load_spec(p).models[0]
     assert m.source.kind == "pickle" and m.source.trust
+
+
+def test_reading_the_example_spec_imports_nothing_heavy_and_no_build_code():
+    """Reading a spec is pure: no torch, onnxruntime, openvino, transformers or tokenizer, no variant build code,
+    no validator (in a fresh interpreter, so what other tests imported does not count)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys\n"
+        "from generator.spec import load_spec\n"
+        f"s = load_spec({str(root / 'examples' / 'spec.yaml')!r})\n"
+        "assert [m.name for m in s.models] == ['vit_b16', 'small_cnn', 'minilm'], s.models\n"
+        "assert type(s.models[2].preprocess).__name__ == 'TextPreprocess'\n"
+        "heavy = ['torch', 'onnx', 'onnxruntime', 'openvino', 'transformers', 'tokenizers', 'generator.variants',\n"
+        "         'generator.hf', 'generator.backend_rules', 'generator.pipeline', 'generator.loading']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"reading the spec imported: {r.stdout.strip()}"
