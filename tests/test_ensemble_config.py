@@ -11,7 +11,7 @@ from generator.errors import UserError
 from generator.pipeline import build
 from generator.spec import load_spec, parse_spec
 from generator.validate import validate_repository
-from specs import vit_model, write_spec
+from specs import cnn_model, vit_model, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +50,24 @@ def test_preprocess_variant_must_be_listed():
     m = vit_model(preprocess={"image": {"size": [32, 32]}, "variant": "torchscript"})
     with pytest.raises(UserError, match=r"models\[0\].preprocess.variant: 'torchscript' is not in this model's variants"):
         parse_spec({"models": [m]}, __import__("pathlib").Path("/tmp/spec.yaml"))
+
+
+def test_preferred_variant_is_where_the_ensemble_routes(workdir):
+    m = cnn_model(variants=["onnx", "onnx-int8"], preferred_variant="onnx-int8",
+                  preprocess={"image": {"size": [16, 16]}}, calibration={"samples": 4})
+    spec = load_spec(write_spec(workdir, {"models": [m]}))
+    assert spec.models[0].ensemble_variant == "onnx-int8"
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    assert [r.status for r in report.results] == ["built", "built"], [r.reason for r in report.results]
+    ens = _cfg(workdir / "model_repository" / "cnn__ensemble" / "config.pbtxt")
+    assert [s.model_name for s in ens.ensemble_scheduling.step] == ["cnn__preprocess", "cnn__onnx-int8"]
+
+
+def test_preferred_variant_defaults_to_the_first_and_must_be_listed():
+    from pathlib import Path
+
+    m = parse_spec({"models": [cnn_model(variants=["onnx", "torchscript"])]}, Path("/tmp/spec.yaml")).models[0]
+    assert m.preferred_variant is None and m.ensemble_variant == "onnx"
+    with pytest.raises(UserError, match=r"models\[0\]\.preferred_variant: 'onnx-int8' is not in this model's "
+                                         r"variants \(onnx\)"):
+        parse_spec({"models": [cnn_model(preferred_variant="onnx-int8")]}, Path("/tmp/spec.yaml"))

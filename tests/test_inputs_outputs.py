@@ -117,6 +117,47 @@ def test_output_dim_that_follows_no_input_is_dynamic_and_verified_at_every_point
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+FRAMES = {"name": "audio", "source": {"factory": "tinymodels.named_io:frames"},
+          "inputs": [{"name": "input_values", "dtype": "float32", "shape": ["samples"]}],
+          "outputs": [{"name": "hidden", "dtype": "float32", "shape": ["frames", 8]}],
+          "dims": {"samples": [16, 64, 400], "frames": [1, 13, 100]}, "max_batch_size": 2, "variants": ["onnx"]}
+
+
+def test_a_named_dim_only_outputs_use_is_derived_and_rendered_minus_one():
+    from generator.spec import parse_spec
+
+    m = parse_spec({"models": [FRAMES]}, Path("/tmp/spec.yaml")).models[0]
+    assert m.derived_dims == ("frames",)
+    assert m.dims == {"samples": (16, 64, 400)}  # only input dims drive shapes, points and profiles
+    assert m.outputs[0].shape == (-1, 8) and m.outputs[0].triton_dims() == [-1, 8]
+    typo = {**FRAMES, "outputs": [{"name": "hidden", "dtype": "float32", "shape": ["frame", 8]}]}
+    with pytest.raises(UserError, match=r"models\[0\]\.outputs\[0\]\.shape\[0\]: dim 'frame' is not declared"):
+        parse_spec({"models": [typo]}, Path("/tmp/spec.yaml"))
+
+
+@pytest.mark.slow
+def test_a_derived_output_dim_is_checked_against_pytorch_at_every_point(workdir):
+    from tinymodels.named_io import frames
+
+    report = _build(workdir, [FRAMES])
+    r = report.results[0]
+    assert r.status == "built", r.reason
+    assert {c["point"] for c in r.verification["checks"]} >= {"batch=1,samples=16", "batch=1,samples=400"}
+    cfg = text_format.Parse((workdir / "model_repository" / "audio__onnx" / "config.pbtxt").read_text(),
+                            model_config_pb2.ModelConfig())
+    assert list(cfg.output[0].dims) == [-1, 8]
+    x = np.random.default_rng(1).standard_normal((1, 200)).astype(np.float32)
+    got = _session(workdir, "audio__onnx").run(None, {"input_values": x})[0]
+    ref = frames()(torch.from_numpy(x)).detach().numpy()
+    assert got.shape == ref.shape and got.shape[1] != 13  # the frame count follows the samples
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    # the rank is still checked: a derived dim declared where PyTorch has none is a one-line error
+    wrong = {**FRAMES, "name": "audio2", "outputs": [{"name": "hidden", "dtype": "float32", "shape": ["frames"]}]}
+    spec = load_spec(write_spec(workdir, {"models": [wrong]}))
+    with pytest.raises(UserError, match=r"models\[0\]\.outputs\[0\]"):
+        build(spec, workdir / "model_repository2", workdir / "build")
+
+
 @pytest.mark.slow
 def test_tiny_reference_is_judged_on_absolute_error_alone(workdir):
     model = {"name": "tiny", "source": {"factory": "tinymodels.named_io:tiny"},
