@@ -2,8 +2,9 @@
 
 Never the hub: ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``; a hub id instead of a folder is a
 one-line error. What the spec leaves out (inputs, outputs, dims, integer ranges, max_batch_size) is
-inferred here from ``config.json`` and the task, reading JSON only (no transformers import), so
-``tritongen validate``/``schema`` and spec parsing stay light. ``load`` builds the transformers model
+inferred from ``config.json`` and the task by the spec layer (``generator/spec/hf_folder.py``, JSON only), so
+``tritongen validate``/``schema`` and spec parsing stay light; the tokenizer is loaded here, at build time
+(``check_tokenizer``, ``write_tokenizer``, ``text_samples``). ``load`` builds the transformers model
 and wraps it in an ``nn.Module`` whose ``forward`` takes the declared inputs positionally (in the spec's
 order) and returns a tuple of the declared outputs, picked by key from the model's output dict.
 
@@ -22,21 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import UserError
-
-from .spec.preprocess import TextPreprocess  # noqa: F401
 from .spec.hf_folder import (  # noqa: F401 (the folder's JSON, read with the spec)
     HUB_ID_RE, PADDINGS, POOLINGS, TASKS, WEIGHTS_PICKLE, WEIGHTS_SAFE, HFInfo, fill_model, guess_task, image_geometry,
     infer_io, max_positions, num_labels, read_config, read_source, resolve_folder, sentence_transformers_pooling,
     source_files, weight_files,
 )
-
-_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from .spec.preprocess import TextPreprocess
 
 
 def _never_download() -> None:

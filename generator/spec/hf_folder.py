@@ -22,7 +22,6 @@ WEIGHTS_SAFE = ("model.safetensors", "model.safetensors.index.json")
 WEIGHTS_PICKLE = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart")
-_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 # ------------------------------------------------------------------------------------------- the folder

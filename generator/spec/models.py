@@ -8,24 +8,22 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic_core import PydanticCustomError
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator, \
     model_validator
 
-from .. import dtypes
 from ..errors import UserError
 from .base import Bool, Fraction, Lower, Mapping, NonNegFloat, PosInt, Str, fail, internal, kind, spec_type
 from .hf_folder import POOLINGS, TASKS as HF_TASKS, read_source
 from .options import OPTIONS, VARIANT_KEYS
+from .tensors import DIM_NAME_RE, TENSOR_NAME_RE, InputSpec, OutputSpec, TensorSpec  # noqa: F401
 from .preprocess import ImagePreprocess, PreprocessSection, TextPreprocess, resolve as resolve_preprocess
 from .triton import TritonSpec
 from .tune import TuneSettings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
-DIM_NAME_RE = re.compile(r"^[A-Za-z_]\w*$")
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 TASKS = ("generic", "classification", "embedding")
@@ -51,115 +49,6 @@ def _path(v: Any, info: ValidationInfo) -> Any:
 
 
 FilePath = Annotated[Optional[Path], BeforeValidator(_path), WithJsonSchema({"type": "string"})]
-
-
-# ------------------------------------------------------------------------------------------------ tensors
-
-
-def _dtype(v: Any) -> Any:
-    if isinstance(v, dtypes.DType):
-        return v
-    if not isinstance(v, str) or not v:
-        raise fail(f"expected a non-empty string, got {kind(v)}")
-    if v not in dtypes.BY_NAME:
-        raise fail(f"'{v}' is not one of {', '.join(dtypes.NAMES)}")
-    return dtypes.BY_NAME[v]
-
-
-DType = Annotated[dtypes.DType, BeforeValidator(_dtype), WithJsonSchema({"type": "string", "enum": list(dtypes.NAMES)})]
-
-
-def _tensor_name(v: Any) -> Any:
-    if not isinstance(v, str) or not v:
-        raise fail(f"expected a non-empty string, got {kind(v)}")
-    if not TENSOR_NAME_RE.match(v):
-        raise fail(f"'{v}' is not a valid tensor name; start with a letter or '_'")
-    return v
-
-
-TensorName = Annotated[str, BeforeValidator(_tensor_name),
-                       WithJsonSchema({"type": "string", "pattern": TENSOR_NAME_RE.pattern})]
-
-
-def _dim(outputs: bool):
-    def check(d: Any) -> Any:
-        if isinstance(d, str):
-            return d
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise fail(f"expected an integer, got {kind(d)}")
-        if d == -1 and outputs:
-            return d  # an output dim that follows no input (frames from samples, detections)
-        if d == -1:
-            raise fail("-1 is for outputs only; give a dynamic input dim a name and declare it under "
-                       "dims: {name: [min, opt, max]}")
-        if d < 1:
-            raise fail(f"must be >= 1, got {d}")
-        return d
-
-    return check
-
-
-_DIM_SCHEMA = [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": DIM_NAME_RE.pattern}]
-InputDim = Annotated[Union[int, str], BeforeValidator(_dim(False)), WithJsonSchema({"oneOf": _DIM_SCHEMA})]
-OutputDim = Annotated[Union[int, str], BeforeValidator(_dim(True)),
-                      WithJsonSchema({"oneOf": [*_DIM_SCHEMA, {"type": "integer", "enum": [-1]}]})]
-
-
-class TensorSpec:
-    """What inputs and outputs share: ``name``, ``dtype``, ``shape`` (ints and named dims, no batch dim)."""
-
-    def concrete(self, dims: dict[str, int]) -> tuple[int, ...]:
-        return tuple(d if isinstance(d, int) else dims[d] for d in self.shape)
-
-    def triton_dims(self) -> list[int]:
-        return [d if isinstance(d, int) else -1 for d in self.shape]
-
-
-def _range(v: Any) -> Any:
-    if v is None or (isinstance(v, tuple) and len(v) == 2):
-        return v
-    if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v) \
-            or v[0] >= v[1]:
-        raise fail("expected [low, high] integers with low < high (high exclusive)")
-    return (v[0], v[1])
-
-
-@spec_type
-class InputSpec(Mapping, TensorSpec):
-    name: TensorName = Field(description="Tensor name.")
-    dtype: DType = Field(description="Element type.")
-    shape: tuple[InputDim, ...] = Field(description="Shape without the batch dim: integers and named dims.")
-    range: Annotated[Optional[tuple[int, int]], BeforeValidator(_range), WithJsonSchema(
-        {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})] = Field(
-        default=None, description="[low, high) of an integer input (token ids: [0, vocab_size]).")
-    key = None  # outputs only
-
-    @model_validator(mode="after")
-    def _range_is_for_integers(self):
-        if self.range is not None and self.dtype.is_float:
-            raise fail("only integer inputs take a range; remove it", at="range")
-        return self
-
-
-def _key(v: Any) -> Any:
-    if v is None:
-        return v
-    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
-        raise fail(f"expected the dict key (a string) or tuple index (an integer) forward() returns this output "
-                   f"under, got {kind(v)}")
-    return v
-
-
-@spec_type
-class OutputSpec(Mapping, TensorSpec):
-    name: TensorName = Field(description="Tensor name (for huggingface sources: a key of the model's output).")
-    dtype: DType = Field(description="Element type.")
-    shape: tuple[OutputDim, ...] = Field(description="Shape without the batch dim: integers, named dims (a dim no "
-                                                     "input uses is derived: rendered -1), or -1 (rendered -1).")
-    key: Annotated[Optional[Union[str, int]], BeforeValidator(_key)] = Field(
-        default=None, description="What picks this output from forward()'s result: a dict / ModelOutput key, "
-                                  "or an index into a tuple (default: the output's name).")
-    range = None  # inputs only
 
 
 # ------------------------------------------------------------------------------------------------ source

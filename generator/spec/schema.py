@@ -12,7 +12,7 @@ import dataclasses
 
 from pydantic import TypeAdapter
 
-from . import models, options, preprocess, triton, tune
+from . import models, options, preprocess, tensors, triton, tune
 from .base import INTERNAL, keys_of
 
 SCHEMA_ID = "https://tritongen.invalid/spec.schema.json"
@@ -22,7 +22,7 @@ _REF = "#/$defs/{model}"
 def spec_classes() -> dict[str, type]:
     """Every spec mapping's class by its schema name (def name = class name)."""
     out = {}
-    for mod in (models, triton, preprocess, tune):
+    for mod in (models, tensors, triton, preprocess, tune):
         for v in vars(mod).values():
             if isinstance(v, type) and dataclasses.is_dataclass(v) and hasattr(v, "_only_known_keys") \
                     and v is not models.SpecFile:  # the top level: schema()'s own properties
