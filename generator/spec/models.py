@@ -212,12 +212,13 @@ class VariantSpec(Mapping):
             raise fail(f"unknown variant '{self.name}'; known variants: {', '.join(VARIANT_KEYS)}")
         model = OPTIONS[self.name]
         if not isinstance(self.options, model):
+            given = dict(self.options.items()) if hasattr(self.options, "items") else self.options  # as written
             from pydantic import TypeAdapter
 
             from .errors import first_error
 
             try:
-                typed = TypeAdapter(model).validate_python(self.options)
+                typed = TypeAdapter(model).validate_python(given)
             except ValidationError as e:
                 at, msg = first_error(e, "options")
                 raise fail(msg, at=at) from None
