@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dtypes
+from . import backends, dtypes
 from .errors import UserError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -677,14 +677,7 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
 
 # The native backends' settings a spec may give (triton.backend.<backend>), with how a YAML value is written
 # for that backend. Values are then checked with the backend's own rule (generator/backend_rules.py).
-BACKEND_SETTINGS = {
-    "onnxruntime": ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena",
-                    "enable_mem_pattern", "graph_level"),
-    "openvino": ("NUM_STREAMS", "PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "ENABLE_BATCH_PADDING", "RESHAPE_IO_LAYERS",
-                 "COMPILATION_NUM_THREADS"),
-    "pytorch": ("INFERENCE_MODE", "DISABLE_OPTIMIZED_EXECUTION", "INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT",
-                "ENABLE_JIT_EXECUTOR", "ENABLE_JIT_PROFILING"),
-}
+BACKEND_SETTINGS = backends.spec_settings()  # generator/backends.py
 ORT_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 ORT_EXECUTION_MODES = {"sequential": "0", "parallel": "1", "0": "0", "1": "1"}
 

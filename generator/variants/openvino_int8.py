@@ -211,17 +211,12 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
 
 VARIANT = Variant(
     key="openvino-int8",
-    filename="model.xml",
-    platform=None,
     backend="openvino",
     precision="int8",
-    devices=("cpu",),
     tolerance=Tolerance(min_cosine=0.98, min_mean_cosine=0.98),
     default_tolerance=int8_tolerance,
-    template="openvino.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="openvino",
     options=OPTIONS + ("preset", "model_type", "subset_size", "fast_bias_correction", "ignored_nodes", "ignored_types",
                        "search", "search_budget_s"),
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
