@@ -133,6 +133,7 @@ ONNXRUNTIME = Backend(
 )
 # onnxruntime_backend src/onnxruntime.cc: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, else ALL
 ORT_GRAPH_LEVELS = {"basic": -1, "extended": 1, "disable": 2, "all": 0}
+ORT_GRAPH_LEVEL_ORDER = ("disable", "basic", "extended", "all")  # least to most optimised
 ORT_GPU_ACCELERATORS = ("tensorrt", "cuda")
 ORT_CPU_ACCELERATORS = ("openvino",)
 # the TensorRT execution accelerator's parameters (onnxruntime_backend README "ONNX Runtime with TensorRT optimization")

@@ -188,7 +188,7 @@ def twin_engine(model: ModelSpec, variant: Variant, vspec: VariantSpec, params: 
 # --------------------------------------------------------------------------------- native backend settings
 
 ORT_LEVEL_NUMBERS = backends.ORT_GRAPH_LEVELS
-_LEVEL_ORDER = ("disable", "basic", "extended", "all")
+_LEVEL_ORDER = backends.ORT_GRAPH_LEVEL_ORDER
 
 
 def native_parameters(model: ModelSpec, variant: Variant, vspec: VariantSpec) -> tuple[dict, str | None]:

@@ -678,7 +678,7 @@ def _triton(raw: dict, where: str, mbs: int) -> TritonSpec:
 # The native backends' settings a spec may give (triton.backend.<backend>), with how a YAML value is written
 # for that backend. Values are then checked with the backend's own rule (generator/backend_rules.py).
 BACKEND_SETTINGS = backends.spec_settings()  # generator/backends.py
-ORT_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+ORT_GRAPH_LEVELS = backends.ORT_GRAPH_LEVEL_ORDER
 ORT_EXECUTION_MODES = {"sequential": "0", "parallel": "1", "0": "0", "1": "1"}
 
 

@@ -197,7 +197,7 @@ def check_plan_provenance(rep: ModelReport, model_dir: Path, triton_release: str
     """Warn when a TensorRT plan was built with another TensorRT or GPU than the target server's."""
     import json
 
-    from .tensorrt import check_provenance
+    from .trt_release import check_provenance
 
     cfg = rep.config
     if cfg is None or backends.by_config_name(engine_of(cfg)) is not backends.TENSORRT:
