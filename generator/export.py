@@ -17,6 +17,7 @@ from typing import Callable
 
 from .errors import UserError
 from .inputs import Point, call_module, call_plan, make_inputs, pick_outputs
+from .onnxfile import onnx_io  # noqa: F401 (re-exported: the variants read graphs through export)
 from .spec import ModelSpec
 
 TWO_GB = 2 * 1024**3
@@ -392,30 +393,4 @@ def _export_error(model: ModelSpec, errors) -> str:
             "or try another opset"
         )
     return f"{model.where}: ONNX export failed (dynamo: {_first_line(errors[0][1])})"
-
-
-def onnx_io(path: Path) -> dict:
-    """The graph's real inputs/outputs: {"inputs": [(name, onnx elem type, [dims])], "outputs": [...]}.
-
-    Dims are ints, or strings for symbolic dims (or '?' when unnamed).
-    """
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    inits = {i.name for i in proto.graph.initializer}
-
-    def dims(vi):
-        out = []
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value"):
-                out.append(int(d.dim_value))
-            else:
-                out.append(d.dim_param or "?")
-        return out
-
-    return {
-        "inputs": [(i.name, i.type.tensor_type.elem_type, dims(i)) for i in proto.graph.input if i.name not in inits],
-        "outputs": [(o.name, o.type.tensor_type.elem_type, dims(o)) for o in proto.graph.output],
-        "nodes": len(proto.graph.node),
-    }
 

@@ -333,7 +333,8 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
     copy_tree(mb.dir / variant.key / "artifact", vdir_out)
     if target == "embedded":
         shutil.copy2(_template_file(templates, "runner", "model.py"), vdir_out / "model.py")
-        shutil.copy2(Path(__file__).resolve().parent / "runtimes.py", vdir_out / "tritongen_runtimes.py")
+        for name in ("runtimes", "backends"):  # the runtime layer and the backend table it reads
+            shutil.copy2(Path(__file__).resolve().parent / f"{name}.py", vdir_out / f"tritongen_{name}.py")
     (mdir / "config.pbtxt").write_text(text)
     files = file_entries(vdir_out, mb.hashes)
     checked = digest("validated", text, files)  # the same config over the same bytes: validated once

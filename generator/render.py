@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
+from . import __version__, backends
 from .errors import UserError
 from .spec import ModelSpec, VariantSpec
 from .variants import Variant
@@ -90,96 +90,155 @@ def warmup_entries(model: ModelSpec) -> list[dict]:
     return out
 
 
-def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str = "triton",
-                   spec_name: str = "spec.yaml") -> dict:
-    if target not in TARGETS:
-        raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
-    tr = model.triton
-    notes: list[str] = []
-    settings, graph_level = backend_settings(model, variant, vspec)
-    params = dict(settings)
-    groups = instance_groups(model, variant, vspec, target, notes)
-    optimization = None
-    if target == "embedded":
-        platform, backend = None, "python"
-        params.update({
-            "runtime": variant.runtime,
-            "artifact": variant.filename,
-            "intra_op_threads": str(tr.intra_op_threads),
-        })
-        if graph_level:
-            params["ort_graph_optimization_level"] = graph_level
-        if variant.runtime == "openvino" and vspec.options.get("inference_precision"):
-            params["openvino_inference_precision"] = str(vspec.options["inference_precision"])
-    else:
-        platform, backend = variant.platform, variant.backend
-        if graph_level:
-            optimization = {"graph_level": ORT_LEVEL_NUMBERS[graph_level], "gpu_accelerators": [], "cpu_accelerators": []}
-    params.update(tr.parameters)
-    db = tr.dynamic_batching if model.max_batch_size > 0 else None
-    ctx = {
+# ------------------------------------------------------------------------------------------ the config path
+
+
+def base_context(model: ModelSpec, variant: str, spec_name: str) -> dict:
+    """Every key the base template (templates/config.pbtxt.j2) reads, at its neutral value: each kind of config
+    (a variant's, the ensemble's, the helpers') starts here and sets what it has. A key added to the base template
+    is added here, once."""
+    return {
         "tool_version": __version__,
         "spec_name": spec_name,
         "model_name": model.name,
-        "variant": variant.key,
-        "name": triton_model_name(model.name, variant.key),
-        "platform": platform,
-        "backend": backend,
+        "variant": variant,
+        "name": triton_model_name(model.name, variant),
+        "platform": None,
+        "backend": None,
         "max_batch_size": model.max_batch_size,
         "default_model_filename": None,
-        "inputs": [_tensor(t) for t in model.inputs],
-        "outputs": [_tensor(t) for t in model.outputs],
-        "version_policy": tr.version_policy,
-        "dynamic_batching": None if db is None else dynamic_batching_values(db),
-        "instance_groups": groups,
-        "warmup": warmup_entries(model) if tr.warmup else [],
-        "parameters": params,
-        "optimization": optimization,
-        "response_cache": tr.response_cache,
-        "notes": notes,
+        "inputs": [],
+        "outputs": [],
+        "version_policy": None,
+        "dynamic_batching": None,
+        "instance_groups": [],
+        "warmup": [],
+        "parameters": {},
+        "optimization": None,
+        "response_cache": False,
+        "notes": [],
     }
-    if target == "triton":
-        accel = vspec.options.get("trt_accelerator")
-        if accel is not None and variant.runtime == "onnxruntime":
-            ctx["optimization"] = ctx["optimization"] or {"graph_level": None, "cpu_accelerators": []}
-            ctx["optimization"]["gpu_accelerators"] = [ort_trt_accelerator_values(model, vspec, accel)]
-        variant.adjust_config(model, vspec, ctx)
+
+
+def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str = "triton",
+                   spec_name: str = "spec.yaml") -> dict:
+    """The values of one variant's config.pbtxt, from the model spec, the variant, its backend's table entry
+    (generator/backends.py) and the target, in these steps:
+
+    1. the native backend's ``parameters`` and ONNX Runtime's graph level (:func:`native_parameters`);
+    2. the model's tensors, batching, versions, warm-up and cache (:func:`model_values`);
+    3. the instance groups where the variant runs (:func:`instance_groups`);
+    4. the engine: the native backend (platform/backend, ``optimization``: :func:`native_engine`) for the triton
+       target, the python-backend twin running the same artifact with the same settings (:func:`twin_engine`)
+       for the embedded one;
+    5. the spec's own ``triton.parameters`` over everything, and its rate limiter on every group."""
+    if target not in TARGETS:
+        raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
+    tr = model.triton
+    ctx = base_context(model, variant.key, spec_name)
+    params, graph_level = native_parameters(model, variant, vspec)
+    ctx.update(model_values(model))
+    ctx["instance_groups"] = instance_groups(model, variant, vspec, target, ctx["notes"])
+    engine = twin_engine if target == "embedded" else native_engine
+    ctx.update(engine(model, variant, vspec, params, graph_level))
+    ctx["parameters"].update(tr.parameters)
     if tr.rate_limiter:
         for g in ctx["instance_groups"]:
             g["rate_limiter"] = tr.rate_limiter
     return ctx
 
 
-# ----------------------------------------------------------------------------- native backend settings
+def model_values(model: ModelSpec) -> dict:
+    """What the model spec alone decides: tensors, dynamic batching, version policy, warm-up, response cache."""
+    tr = model.triton
+    db = tr.dynamic_batching if model.max_batch_size > 0 else None
+    return {
+        "inputs": [_tensor(t) for t in model.inputs],
+        "outputs": [_tensor(t) for t in model.outputs],
+        "version_policy": tr.version_policy,
+        "dynamic_batching": None if db is None else dynamic_batching_values(db),
+        "warmup": warmup_entries(model) if tr.warmup else [],
+        "response_cache": tr.response_cache,
+    }
 
-NATIVE_BACKEND = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch"}  # runtime -> backend
-THREAD_KEYS = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS", "pytorch": "INTRA_OP_THREAD_COUNT"}
-# onnxruntime_backend src/onnxruntime.cc: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, else ALL
-ORT_LEVEL_NUMBERS = {"basic": -1, "extended": 1, "disable": 2, "all": 0}
-_LEVEL_ORDER = ("disable", "basic", "extended", "all")
+
+def native_engine(model: ModelSpec, variant: Variant, vspec: VariantSpec, params: dict, graph_level: str | None) -> dict:
+    """The triton target: the variant's native backend reads ``params`` and ``optimization``."""
+    return {"platform": variant.platform, "backend": variant.config_backend, "parameters": dict(params),
+            "optimization": OPTIMIZATION.get(variant.backend, _no_optimization)(model, variant, vspec, graph_level)}
 
 
-def backend_settings(model: ModelSpec, variant: Variant, vspec: VariantSpec) -> tuple[dict, str | None]:
+def twin_engine(model: ModelSpec, variant: Variant, vspec: VariantSpec, params: dict, graph_level: str | None) -> dict:
+    """The embedded target: the python backend's runner (templates/runner/model.py) opens the variant's artifact with
+    its runtime (generator/runtimes.py) and the native backend's ``params``; tritongen's runner keys follow them."""
+    twin = dict(params)
+    twin.update({
+        "runtime": variant.runtime,
+        "artifact": variant.filename,
+        backends.PYTHON.thread_key: str(model.triton.intra_op_threads),
+    })
+    if graph_level:
+        twin["ort_graph_optimization_level"] = graph_level
+    if variant.runtime == "openvino" and vspec.options.get("inference_precision"):
+        twin["openvino_inference_precision"] = str(vspec.options["inference_precision"])
+    return {"platform": backends.PYTHON.platform, "backend": backends.PYTHON.config_backend, "parameters": twin,
+            "optimization": None}
+
+
+# --------------------------------------------------------------------------------- native backend settings
+
+ORT_LEVEL_NUMBERS = backends.ORT_GRAPH_LEVELS
+_LEVEL_ORDER = backends.ORT_GRAPH_LEVEL_ORDER
+
+
+def native_parameters(model: ModelSpec, variant: Variant, vspec: VariantSpec) -> tuple[dict, str | None]:
     """The native backend's config ``parameters`` for this variant, and ONNX Runtime's graph level name (None =
     the backend's default, all). One source for both targets: the triton config carries them for the native
     backend, the embedded config for the twin (templates/runner/model.py via generator/runtimes.py).
 
     Precedence: the variant's own (its options, e.g. OpenVINO's performance_hint) < ``triton.backend.<backend>``
-    < nothing else; ``triton.intra_op_threads`` fills the backend's thread key when neither sets it."""
-    native = NATIVE_BACKEND.get(variant.runtime)
+    < nothing else; ``triton.intra_op_threads`` fills the backend's thread key when neither sets it; the level is
+    capped at the variant's ``max_graph_level``."""
+    entry = variant.entry
     params = dict(variant.extra_parameters(model, vspec.options))
-    spec_side = dict(model.triton.backend.get(native, {})) if native else {}
+    spec_side = dict(model.triton.backend.get(entry.name, {}))
     level = spec_side.pop("graph_level", None)
     params.update(spec_side)
-    if native and model.triton.intra_op_threads:
-        params.setdefault(THREAD_KEYS[native], str(model.triton.intra_op_threads))
-    if variant.runtime == "onnxruntime" and variant.precision == "fp16":
-        # fp16 graphs crash ORT's NchwcTransformer at ALL: cap the level at EXTENDED
-        capped = "extended" if level in (None, "all") else level
-        level = capped
+    if entry.thread_key and model.triton.intra_op_threads:
+        params.setdefault(entry.thread_key, str(model.triton.intra_op_threads))
+    cap = variant.max_graph_level
+    if cap and _LEVEL_ORDER.index(level or "all") > _LEVEL_ORDER.index(cap):
+        level = cap
     if level == "all":
         level = None
     return params, level
+
+
+def _ort_optimization(model: ModelSpec, variant: Variant, vspec: VariantSpec, graph_level: str | None) -> dict | None:
+    """ONNX Runtime: ``optimization.graph.level`` and the TensorRT execution accelerator (``options.trt_accelerator``)."""
+    optimization = None
+    if graph_level:
+        optimization = {"graph_level": ORT_LEVEL_NUMBERS[graph_level], "gpu_accelerators": [], "cpu_accelerators": []}
+    accel = vspec.options.get("trt_accelerator")
+    if accel is not None:
+        optimization = optimization or {"graph_level": None, "cpu_accelerators": []}
+        optimization["gpu_accelerators"] = [ort_trt_accelerator_values(model, vspec, accel)]
+    return optimization
+
+
+def _plan_optimization(model: ModelSpec, variant: Variant, vspec: VariantSpec, graph_level: str | None) -> dict:
+    """TensorRT: the config must fit the plan's profiles (UserError with the numbers); optional CUDA graphs."""
+    from . import trt_profiles
+
+    trt_profiles.check_config_against_profiles(model, trt_profiles.profiles_for(model, vspec))
+    return {"cuda_graphs": bool(vspec.options.get("cuda_graphs", False))}
+
+
+def _no_optimization(model, variant, vspec, graph_level) -> None:
+    return None
+
+
+OPTIMIZATION = {"onnxruntime": _ort_optimization, "tensorrt": _plan_optimization}  # backend -> its ``optimization``
 
 
 def dynamic_batching_values(db) -> dict:
@@ -211,7 +270,7 @@ def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, targ
               for g in model.triton.instance_group]
     where = f"{model.where}.triton.instance_group"
     devices = set(variant.devices)
-    gpu_accel = vspec.options.get("trt_accelerator") is not None and variant.runtime == "onnxruntime"
+    gpu_accel = vspec.options.get("trt_accelerator") is not None and variant.backend == "onnxruntime"
 
     def cpu(count: int) -> dict:
         return {"count": count, "kind": "KIND_CPU", "gpus": [], "profile": []}
@@ -220,7 +279,7 @@ def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, targ
         kept = [g for g in groups if g["kind"] != "KIND_GPU"] or groups
         adapted = [cpu(g["count"]) for g in kept] or [cpu(1)]
         if "cpu" not in devices:
-            notes.append(f"embedded target: {variant.key} is a GPU variant ({variant.backend or variant.platform} on "
+            notes.append(f"embedded target: {variant.key} is a GPU variant ({variant.served_by} on "
                          f"KIND_GPU in the triton target); the twin runs it on CPU here, for checking, not for speed")
         if adapted != groups:
             notes.append(f"embedded target: instance groups {_describe(groups)} served as {_describe(adapted)} "
@@ -239,7 +298,7 @@ def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, targ
     elif "gpu" not in devices:
         if groups and not cpu_groups:
             raise UserError(f"{where}: only KIND_GPU groups, but variant '{variant.key}' runs on CPU only "
-                            f"({variant.backend or variant.platform}); add {{count: 1, kind: KIND_CPU}} or drop the variant")
+                            f"({variant.served_by}); add {{count: 1, kind: KIND_CPU}} or drop the variant")
         chosen = cpu_groups or [cpu(1)]
     elif gpu_accel:
         if groups and not gpu_groups:
@@ -259,7 +318,7 @@ def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> d
     """``options.trt_accelerator: {precision: fp16, workspace_mb: 1024, engine_cache_path: /tmp}`` (or true)
     on an ONNX variant: ONNX Runtime's TensorRT execution provider inside Triton's onnxruntime
     backend. Needs no TensorRT at generation time; the profile comes from the spec."""
-    from . import tensorrt as trt
+    from . import trt_profiles as trt
 
     where = f"{model.where}.variants.{vspec.name}.options.trt_accelerator"
     if accel is True:
@@ -309,7 +368,7 @@ def render(context: dict, template: str, templates: Path | None = None) -> str:
 
 
 def template_for(variant: Variant, target: str) -> str:
-    return "python.pbtxt.j2" if target == "embedded" else variant.template
+    return backends.PYTHON.template if target == "embedded" else variant.template
 
 
 def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
@@ -322,23 +381,34 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
     target = next(t for t in model.inputs if t.name == pre.input)
     db = model.triton.dynamic_batching if model.max_batch_size > 0 else None
     return {
-        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "preprocess",
-        "name": triton_model_name(model.name, "preprocess"), "platform": None, "backend": "python",
-        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        **base_context(model, "preprocess", spec_name),
+        "backend": backends.PYTHON.config_backend,
         "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}],
         "outputs": [_tensor(target)],
-        "version_policy": None,
         "dynamic_batching": None if db is None else {
             "preferred_batch_size": list(db.preferred_batch_size),
             "max_queue_delay_microseconds": db.max_queue_delay_microseconds, "preserve_ordering": False,
             "priority_levels": 0, "default_priority_level": 0, "default_queue_policy": None, "priority_queue_policy": {}},
-        "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
-        "warmup": [], "response_cache": False, "notes": [],
+        "instance_groups": [_cpu_group(pre.instances)],
         "parameters": {
             "size": ",".join(map(str, pre.size)), "mean": ",".join(map(str, pre.mean)),
             "std": ",".join(map(str, pre.std)), "layout": pre.layout, "output_name": target.name,
         },
-        "optimization": None,
+    }
+
+
+def _cpu_group(count: int) -> dict:
+    return {"count": count, "kind": "KIND_CPU", "gpus": [], "profile": []}
+
+
+def _ensemble_base(model: ModelSpec, spec_name: str, inputs: list[dict], steps: list[dict]) -> dict:
+    """An ensemble's config: the base keys, the ensemble platform, its own inputs, the model's outputs, its steps."""
+    return {
+        **base_context(model, "ensemble", spec_name),
+        "platform": backends.ENSEMBLE.platform,
+        "inputs": inputs,
+        "outputs": [_tensor(t) for t in model.outputs],
+        "steps": steps,
     }
 
 
@@ -348,21 +418,14 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
     target = triton_model_name(model.name, variant_key)
     feeds = {t.name: t.name for t in model.inputs}
     feeds[pre.input] = "preprocessed"
-    return {
-        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
-        "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
-        "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}]
-                  + [_tensor(t) for t in model.inputs if t.name != pre.input],
-        "outputs": [_tensor(t) for t in model.outputs],
-        "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
-        "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
-        "steps": [
+    return _ensemble_base(
+        model, spec_name,
+        [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}] + [_tensor(t) for t in model.inputs if t.name != pre.input],
+        [
             {"model_name": triton_model_name(model.name, "preprocess"), "input_map": {"image": "image"},
              "output_map": {pre.input: "preprocessed"}},
             {"model_name": target, "input_map": feeds, "output_map": {t.name: t.name for t in model.outputs}},
-        ],
-    }
+        ])
 
 
 # ------------------------------------------------------------------ text: tokenizer + ensemble (generator/hf.py)
@@ -386,15 +449,14 @@ def tokenizer_context(model: ModelSpec, spec_name: str, target: str = "triton", 
     if env:
         params["EXECUTION_ENV_PATH"] = env
     return {
-        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "tokenizer",
-        "name": triton_model_name(model.name, "tokenizer"), "platform": None, "backend": "python",
-        "max_batch_size": model.max_batch_size, "default_model_filename": None,
+        **base_context(model, "tokenizer", spec_name),
+        "backend": backends.PYTHON.config_backend,
         "inputs": [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}],
         "outputs": [{"name": t.name, "data_type": t.dtype.triton, "dims": [-1]}
                     for t in model.inputs if t.name in feeds],
-        "version_policy": None, "dynamic_batching": None,  # rows are padded per request
-        "instance_groups": [{"count": pre.instances, "kind": "KIND_CPU", "gpus": [], "profile": []}],
-        "warmup": [], "parameters": params, "optimization": None, "response_cache": False, "notes": [],
+        # no dynamic_batching: rows are padded per request
+        "instance_groups": [_cpu_group(pre.instances)],
+        "parameters": params,
     }
 
 
@@ -402,20 +464,13 @@ def text_ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) ->
     """strings -> <model>__tokenizer -> <model>__<variant>; model inputs the tokenizer does not make pass through."""
     pre = model.preprocess
     feeds = dict(pre.outputs)
-    return {
-        "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
-        "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
-        "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}]
-                  + [_tensor(t) for t in model.inputs if t.name not in feeds],
-        "outputs": [_tensor(t) for t in model.outputs],
-        "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
-        "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
-        "steps": [
+    return _ensemble_base(
+        model, spec_name,
+        [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}] + [_tensor(t) for t in model.inputs if t.name not in feeds],
+        [
             {"model_name": triton_model_name(model.name, "tokenizer"), "input_map": {TEXT_INPUT: TEXT_INPUT},
              "output_map": {name: f"tokens_{name}" for name in feeds}},
             {"model_name": triton_model_name(model.name, variant_key),
              "input_map": {t.name: (f"tokens_{t.name}" if t.name in feeds else t.name) for t in model.inputs},
              "output_map": {t.name: t.name for t in model.outputs}},
-        ],
-    }
+        ])

@@ -7,9 +7,10 @@ model config's ``parameters`` -- the native backends' own keys (``intra_op_threa
 and each session says which of those settings it reproduced and which it could not (``Session.reproduced``,
 ``Session.not_reproduced``).
 
-This file must stay standalone (numpy and the runtimes only, imported lazily; nothing from ``generator``):
-the build copies it beside the twin's ``model.py`` as ``tritongen_runtimes.py``, because the python-backend
-stub runs isolated and cannot import ``generator``.
+This file must stay standalone (numpy and the runtimes only, imported lazily; from ``generator`` only the
+standalone backend table, ``generator/backends.py``): the build copies both beside the twin's ``model.py`` as
+``tritongen_runtimes.py`` and ``tritongen_backends.py``, because the python-backend stub runs isolated and
+cannot import ``generator``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+try:
+    from . import backends as _backends
+except ImportError:  # the build's copy beside the twin's model.py
+    import tritongen_backends as _backends
+
 ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
               "all": "ORT_ENABLE_ALL"}
 # onnxruntime_backend: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, anything else ALL
-ORT_LEVEL_BY_NUMBER = {-1: "basic", 1: "extended", 2: "disable"}
+ORT_LEVEL_BY_NUMBER = {n: name for name, n in _backends.ORT_GRAPH_LEVELS.items() if n}
 
 # the native keys each runtime's session honours (the same names the native backends read)
-ORT_KEYS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena", "enable_mem_pattern")
-OV_KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "COMPILATION_NUM_THREADS", "HINT_BF16",
-           "RESHAPE_IO_LAYERS", "ENABLE_BATCH_PADDING", "SKIP_OV_DYNAMIC_BATCHSIZE")
-PT_KEYS = ("INFERENCE_MODE", "DISABLE_OPTIMIZED_EXECUTION", "INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT",
-           "ENABLE_JIT_EXECUTOR", "ENABLE_JIT_PROFILING", "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING", "ENABLE_CACHE_CLEANING")
-THREAD_KEY = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS", "torchscript": "INTRA_OP_THREAD_COUNT"}
+ORT_KEYS = _backends.ONNXRUNTIME.twin_keys
+OV_KEYS = _backends.OPENVINO.twin_keys
+PT_KEYS = _backends.PYTORCH.twin_keys
+THREAD_KEY = {b.runtime: b.thread_key for b in _backends.BACKENDS.values() if b.twin_keys}
 
 
 def _true(v) -> bool:

@@ -10,18 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dtypes
-
-DEFAULT_FILENAMES = {
-    "onnxruntime_onnx": "model.onnx",
-    "onnxruntime": "model.onnx",
-    "pytorch_libtorch": "model.pt",
-    "pytorch": "model.pt",
-    "tensorrt_plan": "model.plan",
-    "tensorrt": "model.plan",
-    "openvino": "model.xml",
-    "python": "model.py",
-}
+from . import backends, dtypes
 
 
 @dataclass
@@ -151,7 +140,7 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
     trusted = validated_by_build(model_dir)
     rules_problems, rules_warnings = ([], []) if trusted else backend_rule_findings(cfg, model_dir, versions)
     rep.warnings += rules_warnings
-    fname = cfg.default_model_filename or DEFAULT_FILENAMES.get(engine)
+    fname = cfg.default_model_filename or backends.default_file(engine)
     for v in versions:
         vdir = model_dir / str(v)
         if fname and not (vdir / fname).is_file():
@@ -208,10 +197,10 @@ def check_plan_provenance(rep: ModelReport, model_dir: Path, triton_release: str
     """Warn when a TensorRT plan was built with another TensorRT or GPU than the target server's."""
     import json
 
-    from .tensorrt import check_provenance
+    from .trt_release import check_provenance
 
     cfg = rep.config
-    if cfg is None or engine_of(cfg) not in ("tensorrt_plan", "tensorrt"):
+    if cfg is None or backends.by_config_name(engine_of(cfg)) is not backends.TENSORRT:
         return
     manifest = model_dir / "manifest.json"
     prov = None

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator import backends
 from generator.errors import UserError
 
 from . import baseline as baseline_mod
@@ -77,10 +78,7 @@ def _config(model_dir: Path):
 def _runtime_and_artifact(model_dir: Path, cfg, params: dict) -> tuple[str | None, Path | None]:
     runtime = params.get("runtime")
     if not runtime:
-        runtime = {"onnxruntime_onnx": "onnxruntime", "pytorch_libtorch": "torchscript",
-                   "tensorrt_plan": "tensorrt"}.get(cfg.platform) or {
-            "onnxruntime": "onnxruntime", "pytorch": "torchscript", "openvino": "openvino",
-            "tensorrt": "tensorrt"}.get(cfg.backend)
+        runtime = backends.runtime_for(cfg.platform, cfg.backend)
     versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     if not versions:
         return runtime, None

@@ -59,17 +59,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from generator import backends
 from generator.errors import UserError
 
 STRATEGIES = ("quick", "brute")
-THREAD_KEYS = {  # engine -> the config parameter holding per-instance runtime threads
-    "onnxruntime_onnx": "intra_op_thread_count",
-    "onnxruntime": "intra_op_thread_count",
-    "openvino": "INFERENCE_NUM_THREADS",
-    "pytorch_libtorch": "INTRA_OP_THREAD_COUNT",
-    "pytorch": "INTRA_OP_THREAD_COUNT",
-    "python": "intra_op_threads",
-}
+THREAD_KEYS = backends.thread_keys()  # engine -> the config parameter holding per-instance runtime threads
 DEFAULT_DELAYS = (0, 500, 2000, 10000, 20000, 50000)
 CLIMB_SHARE = 0.8  # quick: variants screened under this share of the best are kept for the report, not climbed
 

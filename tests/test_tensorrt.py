@@ -480,10 +480,24 @@ def test_ort_trt_accelerator_values():
         T.ort_trt_accelerator("best")
 
 
-def test_ort_trt_accelerator_pbtxt_parses_with_tritons_schema():
-    (p,) = T.profiles_for(image_model())
-    text = T.ort_trt_accelerator_pbtxt("fp16", 1 << 30, engine_cache_path="/tmp/trt cache", profile=p)
-    cfg = _config(text)
+def _rendered(model, variant: str, **options):
+    """The live config path (generator/render.py), parsed back with Triton's schema."""
+    from generator.render import config_context, render
+    from generator.spec import VariantSpec
+    from generator.variants import REGISTRY
+
+    v = REGISTRY[variant]
+    ctx = config_context(model, v, VariantSpec(name=variant, options=options))
+    return text_format.Parse(render(ctx, v.template), model_config_pb2.ModelConfig())
+
+
+GPU = {"instance_group": [{"count": 1, "kind": "KIND_GPU"}]}
+
+
+def test_ort_trt_accelerator_is_rendered_into_the_onnx_config():
+    cfg = _rendered(image_model(triton=GPU), "onnx",
+                    trt_accelerator={"precision": "fp16", "workspace_mb": 1024, "engine_cache_path": "/tmp/trt cache"})
+    assert cfg.platform == "onnxruntime_onnx"
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt"
     assert dict(acc.parameters) == {
@@ -496,35 +510,31 @@ def test_ort_trt_accelerator_pbtxt_parses_with_tritons_schema():
         "trt_profile_max_shapes": "images:8x3x224x224",
     }
     assert not cfg.optimization.execution_accelerators.cpu_execution_accelerator
-    int8 = _config(T.ort_trt_accelerator_pbtxt("int8", 2 << 30, engine_cache=False))
+    int8 = _rendered(image_model(triton=GPU), "onnx", trt_accelerator={"precision": "int8", "workspace_mb": 2048})
     params = dict(int8.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters)
-    assert params == {"precision_mode": "INT8", "max_workspace_size_bytes": "2147483648"}
+    assert (params["precision_mode"], params["max_workspace_size_bytes"]) == ("INT8", "2147483648")
 
 
-def test_plan_config_context_and_pbtxt_parse():
+def test_plan_config_keeps_the_gpu_groups_with_their_profiles_and_cuda_graphs():
     m = image_model(
         max_batch_size=32,
         triton={"instance_group": [{"count": 2, "profile": ["0"], "gpus": [0]}, {"kind": "KIND_GPU", "profile": ["1"]}]},
         variants=[{"name": "trt-fp16", "options": {"profiles": [{"batch": [1, 1, 32]}, {"batch": [1, 32, 32]}]}}],
     )
-    ps = T.profiles_for(m, m.variants[0])
-    ctx = T.plan_config_context(m, ps, cuda_graphs=True)
-    assert ctx["platform"] == "tensorrt_plan"
-    assert ctx["instance_group"] == [
-        {"count": 2, "kind": "KIND_GPU", "gpus": [0], "profile": ["0"]},
-        {"count": 1, "kind": "KIND_GPU", "gpus": [], "profile": ["1"]},
-    ]
-    assert ctx["optimization"] == {"cuda": {"graphs": True}}
-    cfg = _config(T.plan_config_pbtxt(ctx), 32, 'platform: "tensorrt_plan"')
-    assert cfg.platform == "tensorrt_plan"
+    cfg = _rendered(m, "trt-fp16", **m.variants[0].options, cuda_graphs=True)
+    assert (cfg.platform, cfg.max_batch_size) == ("tensorrt_plan", 32)
+    # the KIND_CPU group (the spec's default kind) cannot run a plan: only the KIND_GPU one stays
     assert [(g.count, g.kind, list(g.gpus), list(g.profile)) for g in cfg.instance_group] == [
-        (2, model_config_pb2.ModelInstanceGroup.KIND_GPU, [0], ["0"]),
         (1, model_config_pb2.ModelInstanceGroup.KIND_GPU, [], ["1"]),
     ]
     assert cfg.optimization.cuda.graphs is True
 
-    plain = T.plan_config_context(image_model(), T.profiles_for(image_model()))
-    assert plain["instance_group"] == [{"count": 1, "kind": "KIND_GPU", "gpus": [], "profile": []}]
-    assert plain["optimization"] == {}
-    cfg = _config(T.plan_config_pbtxt(plain), 8, 'platform: "tensorrt_plan"')
-    assert not cfg.optimization.cuda.graphs
+    plain = _rendered(image_model(), "trt-fp16")
+    assert [(g.count, g.kind) for g in plain.instance_group] == [(1, model_config_pb2.ModelInstanceGroup.KIND_GPU)]
+    assert not plain.optimization.cuda.graphs
+
+
+def test_plan_config_that_names_a_missing_profile_is_a_user_error():
+    m = image_model(triton={"instance_group": [{"kind": "KIND_GPU", "profile": ["1"]}]})
+    with pytest.raises(UserError, match=r"instance_group\[0\]\.profile\[0\]: '1' is not a profile index of this plan"):
+        _rendered(m, "trt-fp16")

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import backends
 from ..spec import ModelSpec, Tolerance, VariantSpec
 
 Feeds = dict[str, np.ndarray]
@@ -49,25 +50,70 @@ class BuildContext:
 
 @dataclass(frozen=True)
 class Variant:
+    """One Triton model directory kind. What follows from its backend (config platform/backend, model file name,
+    child template, runtime, where it can run) comes from ``generator/backends.py``; a variant states only what
+    differs (``devices`` narrower than its backend's, ``platform`` for a second platform of the same backend)."""
+
     key: str  # "onnx-int8"
-    filename: str  # Triton's default model file name in the version folder
-    platform: str | None  # config `platform`
-    backend: str | None  # config `backend`
+    backend: str  # its entry in generator/backends.py: onnxruntime | openvino | pytorch | tensorrt
     precision: str  # fp32 | fp16 | int8 | bf16 | mixed
-    devices: tuple[str, ...]  # "cpu", "gpu": where the variant runs in Triton
     tolerance: Tolerance  # default verification tolerance
-    template: str  # child template in templates/
     build: Callable[[BuildContext], None]
     runner: Callable[[Path, ModelSpec, dict], Runner]  # (artifact_dir, model, options) -> runner
-    runtime: str  # what the embedded runner uses: onnxruntime | torchscript | openvino | tensorrt
+    devices: tuple[str, ...] | None = None  # "cpu", "gpu": where the variant runs in Triton (None: its backend's)
+    platform_override: str | None = None  # a platform of the backend other than its default
     options: type = object  # its typed `options:` (generator/spec/options.py; the spec reader checks them)
     description: str = ""
+    # the variant's own native-backend ``parameters`` (from its options), before the spec's triton.backend.<backend>
     extra_parameters: Callable[[ModelSpec, dict], dict] = lambda model, options: {}
-    # last word on the rendered values (instance groups, optimization...) for the triton target
-    adjust_config: Callable[[ModelSpec, VariantSpec, dict], None] = lambda model, vspec, ctx: None
+    # the highest ONNX Runtime graph level (disable < basic < extended < all) its graph survives: the config caps
+    # the server's optimization.graph.level at it (None: any)
+    max_graph_level: str | None = None
     # a default tolerance that depends on the model and options (OpenVINO bf16 vs f32; INT8 with real
     # calibration data or random inputs); None: ``tolerance``
     default_tolerance: Callable[[ModelSpec, dict], Tolerance] | None = None
+
+    def __post_init__(self):
+        entry = backends.get(self.backend)
+        if self.devices is None:
+            object.__setattr__(self, "devices", entry.devices)
+        wider = set(self.devices) - set(entry.devices)
+        if wider:
+            raise ValueError(f"variant {self.key}: devices {sorted(wider)} are not where the {self.backend} backend runs")
+
+    @property
+    def entry(self) -> backends.Backend:
+        return backends.get(self.backend)
+
+    @property
+    def platform(self) -> str | None:
+        """Config ``platform``."""
+        return self.platform_override or self.entry.platform
+
+    @property
+    def config_backend(self) -> str | None:
+        """Config ``backend``."""
+        return None if self.platform_override else self.entry.config_backend
+
+    @property
+    def served_by(self) -> str:
+        """What the config names (platform, else backend): for messages."""
+        return self.platform or self.config_backend or self.backend
+
+    @property
+    def filename(self) -> str:
+        """Triton's default model file name in the version folder."""
+        return self.entry.file_for(self.platform)
+
+    @property
+    def template(self) -> str:
+        """Child template in templates/."""
+        return self.entry.template
+
+    @property
+    def runtime(self) -> str:
+        """What verification and the embedded runner use: onnxruntime | torchscript | openvino | tensorrt."""
+        return self.entry.runtime
 
     def tolerance_for(self, model: ModelSpec, spec: VariantSpec) -> Tolerance:
         """Variant spec > model spec > variant default (for these options)."""

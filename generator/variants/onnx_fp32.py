@@ -58,16 +58,11 @@ runner = onnx_artifact_runner("all")
 
 VARIANT = Variant(
     key="onnx",
-    filename="model.onnx",
-    platform="onnxruntime_onnx",
-    backend=None,
+    backend="onnxruntime",
     precision="fp32",
-    devices=("cpu", "gpu"),
     tolerance=Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
-    template="onnxruntime.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="onnxruntime",
     options=OnnxOptions,
     description="graph-optimised fp32 ONNX (onnxslim + ORT basic: constant folding, conv-bn fusion)",
 )

@@ -173,17 +173,13 @@ def int8_tolerance(model: ModelSpec, options: dict) -> Tolerance:
 
 VARIANT = Variant(
     key="onnx-int8",
-    filename="model.onnx",
-    platform="onnxruntime_onnx",
-    backend=None,
+    backend="onnxruntime",
     precision="int8",
     devices=("cpu",),
     tolerance=Tolerance(min_cosine=0.98, min_mean_cosine=0.98),
     default_tolerance=int8_tolerance,
-    template="onnxruntime.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="onnxruntime",
     options=OnnxInt8Options,
     description="static INT8 QDQ ONNX (ONNX Runtime, calibrated), with a recipe search behind the gate",
 )

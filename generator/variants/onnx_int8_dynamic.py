@@ -42,17 +42,13 @@ runner = onnx_artifact_runner("all")
 
 VARIANT = Variant(
     key="onnx-int8-dynamic",
-    filename="model.onnx",
-    platform="onnxruntime_onnx",
-    backend=None,
+    backend="onnxruntime",
     precision="int8",
     devices=("cpu",),
     tolerance=Tolerance(min_cosine=0.98, min_mean_cosine=0.98),
     default_tolerance=int8_tolerance,
-    template="onnxruntime.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="onnxruntime",
     options=OnnxInt8DynamicOptions,
     description="dynamic INT8 ONNX (ONNX Runtime, MatMul/Gemm weights int8, no calibration)",
 )

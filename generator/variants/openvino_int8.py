@@ -191,17 +191,12 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
 
 VARIANT = Variant(
     key="openvino-int8",
-    filename="model.xml",
-    platform=None,
     backend="openvino",
     precision="int8",
-    devices=("cpu",),
     tolerance=Tolerance(min_cosine=0.98, min_mean_cosine=0.98),
     default_tolerance=int8_tolerance,
-    template="openvino.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="openvino",
     options=OpenvinoInt8Options,
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},

@@ -116,17 +116,12 @@ def tolerance(model: ModelSpec, options: dict) -> Tolerance:
 
 VARIANT = Variant(
     key="openvino",
-    filename="model.xml",
-    platform=None,
     backend="openvino",
     precision="fp32",
-    devices=("cpu",),
     tolerance=Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999),
     default_tolerance=tolerance,
-    template="openvino.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="openvino",
     options=OpenvinoOptions,
     description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
     extra_parameters=parameters,

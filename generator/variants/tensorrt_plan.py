@@ -74,32 +74,16 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
     return run
 
 
-def adjust_config(model: ModelSpec, vspec: VariantSpec, ctx: dict) -> None:
-    from .. import tensorrt as trt
-
-    values = trt.plan_config_context(model, trt.profiles_for(model, vspec),
-                                     cuda_graphs=vspec.options.cuda_graphs)
-    # render.instance_groups already kept the spec's GPU groups (or derived one); the plan's own are the fallback
-    ctx["instance_groups"] = ctx["instance_groups"] or values["instance_group"]
-    ctx["optimization"] = {"cuda_graphs": bool(values["optimization"])}
-
-
 def _variant(precision: str, tol: Tolerance) -> Variant:
     return Variant(
         key=f"trt-{precision}",
-        filename="model.plan",
-        platform="tensorrt_plan",
-        backend=None,
+        backend="tensorrt",
         precision=precision,
-        devices=("gpu",),
         tolerance=tol,
-        template="tensorrt.pbtxt.j2",
         build=partial(build, precision=precision),
         runner=runner,
-        runtime="tensorrt",
         options=SPEC_OPTIONS[f"trt-{precision}"],
         description=f"TensorRT {precision} plan (Polygraphy builder, profiles from the spec)",
-        adjust_config=adjust_config,
     )
 
 

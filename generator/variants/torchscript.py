@@ -47,16 +47,11 @@ def runner(artifact_dir: Path, model: ModelSpec, options: dict):
 
 VARIANT = Variant(
     key="torchscript",
-    filename="model.pt",
-    platform="pytorch_libtorch",
-    backend=None,
+    backend="pytorch",
     precision="fp32",
-    devices=("cpu", "gpu"),
     tolerance=Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
-    template="libtorch.pbtxt.j2",
     build=build,
     runner=runner,
-    runtime="torchscript",
     options=TorchscriptOptions,
     description="TorchScript (torch.jit.trace/script) for the pytorch_libtorch backend",
 )

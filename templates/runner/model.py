@@ -86,7 +86,8 @@ _capsule_set_name.restype = ctypes.c_int
 
 # ------------------------------------------------------------------------------------------- runtimes
 # Session creation lives in one place, generator/runtimes.py; the build copies it beside this file as
-# tritongen_runtimes.py (the stub runs isolated and cannot import the generator package).
+# tritongen_runtimes.py, with the backend table it reads as tritongen_backends.py (the stub runs isolated and
+# cannot import the generator package).
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
@@ -96,7 +97,8 @@ except ImportError:  # a hand-assembled repository: the generator package instal
         from generator import runtimes as _rt  # noqa: E402
     except ImportError as exc:
         raise ImportError("tritongen runner: tritongen_runtimes.py is not beside model.py and the generator package "
-                          "is not importable; copy generator/runtimes.py there as tritongen_runtimes.py") from exc
+                          "is not importable; copy generator/runtimes.py and generator/backends.py there as "
+                          "tritongen_runtimes.py and tritongen_backends.py") from exc
 
 _RUNTIMES = tuple(_rt.SESSIONS)
 
