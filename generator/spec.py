@@ -165,6 +165,7 @@ class ModelSpec:
     preprocess: "ImagePreprocess | None"
     raw: dict  # the merged, validated model mapping (for hashing)
     index: int
+    preferred_variant: str | None = None  # the variant the ensemble feeds (tritongen tune's tuned.yaml writes it)
 
     @property
     def where(self) -> str:
@@ -303,7 +304,7 @@ def _int(v: Any, where: str, minimum: int | None = None) -> int:
 
 MODEL_KEYS = (
     "name", "source", "inputs", "outputs", "dims", "max_batch_size", "variants",
-    "calibration", "verify", "triton", "opset", "preprocess", "tune",
+    "calibration", "verify", "triton", "opset", "preprocess", "tune", "preferred_variant",
 )
 SOURCE_KEYS = (
     "factory", "kwargs", "checkpoint", "state_dict_key", "strip_prefix",
@@ -411,6 +412,10 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
     pre_variant = f.dict("preprocess").get("variant")
     if pre_variant is not None and pre_variant not in [v.name for v in variants]:
         raise UserError(f"{where}.preprocess.variant: '{pre_variant}' is not in this model's variants")
+    preferred = f.str("preferred_variant", None)
+    if preferred is not None and preferred not in [v.name for v in variants]:
+        raise UserError(f"{where}.preferred_variant: '{preferred}' is not in this model's variants; "
+                        f"use one of {', '.join(v.name for v in variants)}")
     opset = f.int("opset", default=None, minimum=7)
     if f.has("tune"):  # tritongen tune's search space: checked now, used by perf/tune.py
         from .tunespec import parse_tune
@@ -431,6 +436,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs, root, f.get("source")),
         raw=raw,
         index=index,
+        preferred_variant=preferred,
     )
 
 

@@ -67,6 +67,8 @@ def mappings() -> dict[str, dict[str, dict]]:
             "opset": _t("integer", "ONNX opset (default 20).", minimum=7),
             "preprocess": _ref("preprocess", "CPU preprocessing + an ensemble: image bytes or strings in."),
             "tune": _ref("tune", "tritongen tune's search space and goal for this model."),
+            "preferred_variant": _t("string", "The variant the ensemble feeds (one of variants; default "
+                                    "preprocess.variant, else the first built); tritongen tune's tuned.yaml sets it."),
         },
         "source": {
             "factory": _t("string", "'module:callable' returning an nn.Module, importable from the spec's folder.",

@@ -34,6 +34,7 @@ from generator.errors import UserError
 
 from . import baseline as baseline_mod
 from . import loadgen, pa_driver, probe, server_stats
+from .client import ServerClient, ServerGone, one_line
 from .report import write_report
 
 DRIVERS = ("loadgen", "perf_analyzer", "both")
@@ -189,74 +190,6 @@ def model_flops(targets: list[Target], spec) -> dict:
 # ------------------------------------------------------------------------------------------- the sweep
 
 
-def _live(url: str, timeout_s: float = 5.0) -> bool:
-    import tritonclient.grpc as grpcclient
-
-    try:
-        c = grpcclient.InferenceServerClient(url)
-        try:
-            return bool(c.is_server_live(client_timeout=timeout_s))
-        finally:
-            c.close()
-    except Exception:
-        return False
-
-
-def _ready_or_reason(url: str, name: str, load: bool, load_timeout_s: float) -> str:
-    """'' when READY, else why not (loading it first when the harness owns the server)."""
-    import tritonclient.grpc as grpcclient
-
-    c = grpcclient.InferenceServerClient(url)
-    try:
-        if load:
-            try:
-                c.load_model(name, client_timeout=load_timeout_s)
-            except Exception as e:
-                return f"failed to load: {' '.join(str(e).split())[:300]}"
-        try:
-            if c.is_model_ready(name, client_timeout=10):
-                return ""
-        except Exception as e:
-            return f"readiness check failed: {' '.join(str(e).split())[:200]}"
-        try:
-            index = c.get_model_repository_index(as_json=True, client_timeout=10).get("models", [])
-            hit = next((m for m in index if m.get("name") == name), {})
-            return f"not READY (state {hit.get('state', 'unknown')}: {hit.get('reason', 'no reason given')})"
-        except Exception:
-            return "not READY"
-    finally:
-        c.close()
-
-
-def _unload(url: str, name: str) -> None:
-    import tritonclient.grpc as grpcclient
-
-    c = grpcclient.InferenceServerClient(url)
-    try:
-        c.unload_model(name, client_timeout=60)
-    except Exception:
-        pass
-    finally:
-        c.close()
-
-
-def _server_version(url: str) -> str | None:
-    import tritonclient.grpc as grpcclient
-
-    try:
-        c = grpcclient.InferenceServerClient(url)
-        try:
-            return c.get_server_metadata(client_timeout=10).version
-        finally:
-            c.close()
-    except Exception:
-        return None
-
-
-class ServerGone(Exception):
-    pass
-
-
 def run_perf(
     url: str | None,
     repo: Path,
@@ -369,7 +302,7 @@ def run_perf(
         commands.append(" ".join(shlex.quote(a) for a in server.command))
         run["meta"]["server"] = f"embedded tritonserver at grpc {url} / http {http_url}"
     try:
-        version = _server_version(url)
+        version = ServerClient(url).version()
         run["meta"]["server_version"] = version
         pa = None
         if driver in ("perf_analyzer", "both"):
@@ -399,13 +332,20 @@ def run_perf(
 
 def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
            max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server):
+    from tritonclient.utils import InferenceServerException
+
+    client = ServerClient(url)
+
     def gone(what: str) -> None:
-        alive = _live(url) and (server is None or server.is_running())
+        alive = client.live() and (server is None or server.is_running())
         if not alive:
             raise ServerGone(f"tritonserver at {url} stopped responding during {what}")
 
     for t in targets:
-        reason = _ready_or_reason(url, t.name, load=owned, load_timeout_s=600)
+        try:
+            reason = client.load(t.name) if owned else client.ready_or_reason(t.name)
+        except ServerGone:
+            reason = "the server stopped while loading"
         if reason:
             gone(f"loading {t.name}")
             t.skipped = reason
@@ -431,7 +371,7 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                 log(f"measuring {what}")
                 try:
                     before = server_stats.snapshot(url, t.name)
-                except Exception:
+                except InferenceServerException:
                     gone(what)
                     raise
                 if drv == "perf_analyzer":
@@ -460,8 +400,8 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                     after = server_stats.snapshot(url, t.name)
                     delta = server_stats.delta(before, after).to_dict()
                     step.server = {**step.server, **delta} if drv == "perf_analyzer" else delta
-                except Exception:
-                    pass
+                except InferenceServerException as e:  # the step stands without the server's statistics
+                    run["notes"].append(f"{what}: no server statistics ({one_line(e, 200)})")
                 if step.aborted or step.errors:
                     gone(what)  # raises when the server died; else the step keeps its errors
                 if step.requests or step.throughput:
@@ -471,7 +411,7 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                 else:
                     run["notes"].append(f"{what}: no result ({step.aborted or 'no request completed'})")
         if owned:
-            _unload(url, t.name)
+            client.unload(t.name)
 
 
 # ------------------------------------------------------------------------------------------- CLI
