@@ -187,6 +187,46 @@ def model_flops(targets: list[Target], spec) -> dict:
     return out
 
 
+def run_baselines(run: dict, targets: list[Target], spec_path: Path, concurrency: list[int], measurement_s: float,
+                  rounds: int, log) -> None:
+    """Every baseline job ``rounds`` times, interleaved (each round runs every job once, the order rotated),
+    with a quiet check (load average + a fixed probe) before and after the phase; per job the median of the
+    rounds with its 95% interval (``perf.stability``). A job whose rounds spread too far, or a phase in which
+    the probe moved, is marked ``unreliable`` (the report then prints no headline ratio from it); an eager
+    baseline whose throughput grows with batch size more than eager on a CPU can is flagged ``implausible``."""
+    from . import confirm, stability
+
+    eager_jobs, inproc_jobs = baseline_jobs(targets, spec_path, concurrency, measurement_s, 50)
+    todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
+             f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
+    todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
+    for _, _, job, _ in todo:
+        run["commands"].append(baseline_mod.command_line(job))
+    before = stability.quiet_check()
+    got: dict[tuple, list] = {}
+    for r, order in enumerate(confirm.rotations(todo, rounds)):
+        for kind, name, job, what in order:
+            log(f"{what} (round {r + 1}/{rounds})")
+            got.setdefault((kind, name), []).append(baseline_mod.run_baseline(job))
+    after = stability.quiet_check()
+    run["quiet"] = {"baselines": {"before": before, "after": after}}
+    for kind, name, job, what in todo:
+        res = run[kind][name] = stability.combine_rounds(got[(kind, name)])
+        if "error" in res:
+            run["notes"].append(f"{what} failed: {res['error']}")
+            continue
+        if res.get("twin_settings"):
+            run["notes"].append(baseline_mod.twin_note(name, res))
+        why = stability.unreliable_reason(res, before, after)
+        odd = stability.batching_plausible(res["rows"], "eager") if kind == "eager" else None
+        if why:
+            res["unreliable"] = why
+            run["notes"].append(f"{what} is unreliable: {why}")
+        if odd:
+            res["implausible"] = odd
+            run["notes"].append(f"{what}: {odd}")
+
+
 # ------------------------------------------------------------------------------------------- the sweep
 
 
@@ -208,6 +248,7 @@ def run_perf(
     warmup_requests: int = 4,
     request_timeout_s: float = 60.0,
     baselines: bool = True,
+    baseline_rounds: int = 3,
     gemm_probe: bool = True,
     pa_measurement_ms: int | None = None,
     run_id: str | None = None,
@@ -271,18 +312,7 @@ def run_perf(
     # 2. baselines and the ceiling, before any server competes for the CPU
     active = [t for t in targets if not t.skipped]
     if baselines:
-        eager_jobs, inproc_jobs = baseline_jobs(active, spec_path, concurrency, min(measurement_s, 10.0), 50)
-        todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
-                 f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
-        todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
-        for kind, name, job, what in todo:
-            log(what)
-            commands.append(baseline_mod.command_line(job))
-            res = run[kind][name] = baseline_mod.run_baseline(job)
-            if "error" in res:
-                run["notes"].append(f"{what} failed: {res['error']}")
-            elif res.get("twin_settings"):
-                run["notes"].append(baseline_mod.twin_note(name, res))
+        run_baselines(run, active, spec_path, concurrency, min(measurement_s, 10.0), baseline_rounds, log)
     if gemm_probe:
         log("GEMM probe (cached per machine)")
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")
@@ -314,9 +344,17 @@ def run_perf(
                 if warn:
                     run["notes"].append(warn)
                     log(f"warning: {warn}")
+        from . import stability
+
+        quiet0 = stability.quiet_check()
         _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
                max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
                server)
+        quiet1 = stability.quiet_check()
+        run.setdefault("quiet", {})["sweep"] = {"before": quiet0, "after": quiet1}
+        d = stability.drift(quiet0, quiet1)
+        if d > stability.MAX_DRIFT or d < 1 / stability.MAX_DRIFT:
+            run["notes"].append(f"the served steps may be disturbed: the fixed probe moved {d:.2f}x during the sweep")
     except ServerGone as e:
         run["partial"] = True
         run["error"] = str(e)

@@ -56,8 +56,13 @@ def enrich(run: dict) -> list[dict]:
         tp = step.get("throughput") or 0.0
         row["inproc_throughput"] = inproc
         row["serving_ratio"] = tp / inproc if inproc and tp else None
+        eager_res = run.get("eager", {}).get(info.get("model", "")) or {}
         row["eager_throughput"] = eager
         row["speedup_vs_eager"] = tp / eager if eager and tp else None
+        ci = _at_row(eager_res.get("rows"), c).get("throughput_ci")
+        row["speedup_vs_eager_ci"] = [tp / ci[1], tp / ci[0]] if ci and tp and ci[0] > 0 and ci[1] != float("inf") \
+            else None
+        row["eager_caveat"] = eager_res.get("unreliable") or eager_res.get("implausible")
         flops = (run.get("flops", {}).get(info.get("model", "")) or {}).get("flops_per_inference")
         prec, peak = _peak(info.get("precision", "fp32"), peaks)
         row["achieved_gflops"] = tp * flops / 1e9 if flops and tp else None
@@ -73,6 +78,26 @@ def _peak(precision: str, peaks: dict):
     if want in peaks:
         return want, peaks[want]
     return "fp32", peaks.get("fp32")
+
+
+def headline_ratio(r: dict) -> str:
+    """The headline "x PyTorch eager", only with its interval and never from a disturbed baseline."""
+    if not r.get("speedup_vs_eager"):
+        return ""
+    if r.get("eager_caveat"):
+        return f"; no ratio to PyTorch eager fp32: its baseline is not trustworthy ({r['eager_caveat']})"
+    ci = r.get("speedup_vs_eager_ci")
+    if not ci:
+        return "; no ratio to PyTorch eager fp32: its baseline has no interval (fewer than 2 rounds)"
+    return (f", {r['speedup_vs_eager']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
+            f"{ci[0]:.2f}-{ci[1]:.2f}x from the baseline's rounds)")
+
+
+def _at_row(rows, c) -> dict:
+    for b in rows or []:
+        if b.get("concurrency") == c:
+            return b
+    return {}
 
 
 def _at(rows, c):
@@ -279,7 +304,7 @@ def write_report(run: dict, out_dir: Path) -> dict:
             md.append(line + "\n")
             body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
             continue
-        sp = f", {r['speedup_vs_eager']:.2f}x PyTorch eager fp32 at the same concurrency" if r.get("speedup_vs_eager") else ""
+        sp = headline_ratio(r)
         line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
                 f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
         md += [line + "\n", explain(r) + "\n"]
