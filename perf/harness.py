@@ -249,6 +249,7 @@ def run_perf(
     request_timeout_s: float = 60.0,
     baselines: bool = True,
     baseline_rounds: int = 3,
+    request_rates: list[float] | None = None,
     gemm_probe: bool = True,
     pa_measurement_ms: int | None = None,
     run_id: str | None = None,
@@ -349,7 +350,7 @@ def run_perf(
         quiet0 = stability.quiet_check()
         _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
                max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
-               server)
+               server, request_rates=request_rates, budget_ms=latency_budget_ms)
         quiet1 = stability.quiet_check()
         run.setdefault("quiet", {})["sweep"] = {"before": quiet0, "after": quiet1}
         d = stability.drift(quiet0, quiet1)
@@ -368,8 +369,37 @@ def run_perf(
     return run_dir
 
 
+def _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, rates, budget_ms, measurement_s,
+                 input_data, run_dir, log) -> None:
+    """Open loop (Poisson arrivals) at increasing ``rates`` per driver of ``plan``: the highest rate held under
+    the p99 budget (``perf.openloop``); perf_analyzer with ``--request-rate-range``."""
+    from . import openloop
+
+    for drv in plan:
+        if drv == "perf_analyzer":
+            got = {"rates": sorted(rates), "steps": [], "max_rate": None, "budget_ms": budget_ms}
+            for r in sorted(rates):
+                step = pa_driver.run_step(pa, t.name, url, ms, 0, run_dir / "perf_analyzer", input_data, batch=batch,
+                                          measurement_ms=int(measurement_s * 1000), log=log, request_rate=r)
+                step.request_rate = step.request_rate or r
+                got["steps"].append(step.to_dict())
+                # perf_analyzer reports what it served: held when it kept up within the budget
+                if step.aborted or step.p99_ms is None or step.p99_ms > budget_ms or \
+                        step.throughput < openloop.HELD_SHARE * r * batch:
+                    break
+                got["max_rate"] = r
+        else:
+            proto = drv.split("-", 1)[1]
+            got = openloop.rate_sweep(proto, url if proto == "grpc" else http_url, t.name, feeds, outputs, rates,
+                                      budget_ms, batch=batch, log=log, measurement_s=measurement_s)
+        run.setdefault("rate_sweeps", {}).setdefault(t.name, {})[drv] = got
+        log(f"  {t.name} {drv}: highest Poisson rate held under p99 {budget_ms:g} ms: "
+            + (f"{got['max_rate']:g} req/s" if got["max_rate"] else "none of " + ", ".join(f"{r:g}" for r in rates)))
+
+
 def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server):
+           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server,
+           request_rates=None, budget_ms=1000.0):
     from tritonclient.utils import InferenceServerException
 
     client = ServerClient(url)
@@ -448,6 +478,9 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                         f"{', errors ' + str(step.errors) if step.errors else ''}")
                 else:
                     run["notes"].append(f"{what}: no result ({step.aborted or 'no request completed'})")
+        if request_rates:
+            _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, request_rates, budget_ms,
+                         measurement_s, input_data, run_dir, log)
         if owned:
             client.unload(t.name)
 
@@ -471,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-s", type=float, default=3.0)
     p.add_argument("--out-root", type=Path, default=Path("perf/results"))
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--request-rates", default="", help="open loop: Poisson request rates to sweep, e.g. 5,10,20,40")
     a = p.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -480,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = run_perf(a.url, a.repo, a.spec, [m for m in (a.models or "").split(",") if m] or None, conc,
                            a.latency_budget_ms, a.out_root, a.driver, a.measurement_s, a.max_requests,
-                           protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines)
+                           protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
+                           request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -78,6 +78,7 @@ class StepResult:
     aborted: str = ""  # why the step ended early (server gone), else ""
     server: dict = field(default_factory=dict)  # perf.server_stats.StatsDelta.to_dict()
     client: dict = field(default_factory=dict)  # perf_analyzer's client-side breakdown (ms)
+    request_rate: float | None = None  # open loop (perf.openloop): the offered Poisson rate, requests/s
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -80,6 +80,18 @@ def _peak(precision: str, peaks: dict):
     return "fp32", peaks.get("fp32")
 
 
+def rate_summary(run: dict) -> list[str]:
+    """One line per variant and driver of the open-loop sweep (``perf.openloop``): the highest rate held."""
+    out = []
+    for name, by_driver in sorted((run.get("rate_sweeps") or {}).items()):
+        for drv, got in by_driver.items():
+            tried = ", ".join(f"{r:g}" for r in got.get("rates", []))
+            best = got.get("max_rate")
+            out.append(f"{name} ({drv}): " + (f"{best:g} requests/s" if best else "no rate held")
+                       + f" (rates tried: {tried}; Poisson arrivals, latency from each request's scheduled arrival)")
+    return out
+
+
 def headline_ratio(r: dict) -> str:
     """The headline "x PyTorch eager", only with its interval and never from a disturbed baseline."""
     if not r.get("speedup_vs_eager"):
@@ -309,6 +321,13 @@ def write_report(run: dict, out_dir: Path) -> dict:
                 f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
         md += [line + "\n", explain(r) + "\n"]
         body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
+
+    rate_lines = rate_summary(run)
+    if rate_lines:
+        md.append(f"## Open loop: the highest Poisson request rate held (p99 <= {budget:g} ms)\n")
+        body.append(f"<h2>Open loop: the highest Poisson request rate held (p99 &le; {budget:g} ms)</h2><ul>")
+        md += [f"- {ln}" for ln in rate_lines] + [""]
+        body += [f"<li>{html.escape(ln)}</li>" for ln in rate_lines] + ["</ul>"]
 
     skipped = {n: i for n, i in run.get("models", {}).items() if i.get("skipped")}
     if skipped:
