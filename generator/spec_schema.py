@@ -129,7 +129,8 @@ def mappings() -> dict[str, dict[str, dict]]:
             "queue_delay_us": _t("array", "max_queue_delay_microseconds values.", items={"type": "integer", "minimum": 0}),
             "threads": _t("array", "Runtime threads per instance (0 = runtime default).",
                           items={"type": "integer", "minimum": 0}),
-            "objective": _t("string", "Maximise throughput or minimise p99.", enum=["throughput", "latency"]),
+            "objective": _t("string", "Maximise throughput, minimise p99, or maximise the Poisson request rate "
+                                              "held under the p99 budget.", enum=["throughput", "latency", "rate"]),
             "latency_budget_ms": _t("number", "p99 constraint (ms).", minimum=0),
             "min_throughput": _t("number", "Throughput constraint (inferences/s).", minimum=0),
             "max_memory_mb": _t("number", "Server memory constraint for the model (MB).", minimum=0),

@@ -8,7 +8,7 @@ Every axis is optional: what is not given is derived from the spec and the machi
       max_batch_size: [4, 8, 16]          # default: powers of two up to the verified max_batch_size
       queue_delay_us: [0, 2000, 20000]    # default: 0, 500, 2000, 10000, 20000, 50000
       threads: [1, 2]                     # per-instance runtime threads; default: 1 and powers of two <= cores
-      objective: throughput               # or latency (minimise p99)
+      objective: throughput               # or latency (minimise p99), or rate (the highest Poisson rate held)
       latency_budget_ms: 100              # p99 constraint
       min_throughput: 50                  # inferences/s constraint
       max_memory_mb: 2048                 # server memory for the model
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .errors import UserError
 
-OBJECTIVES = ("throughput", "latency")
+OBJECTIVES = ("throughput", "latency", "rate")
 
 
 @dataclass(frozen=True)

@@ -59,15 +59,15 @@ async def _run_rate(protocol, url, model, feeds, outputs, rate, batch, warmup_s,
 
     offered = 0  # arrivals scheduled inside the measurement window
     t0 = time.perf_counter()
-    for i, at in enumerate(arrivals(rate, warmup_s + measurement_s, seed)):
-        scheduled = t0 + float(at)
+    for i, at in enumerate(arrivals(rate, warmup_s + measurement_s, seed).tolist()):  # python floats
+        scheduled = t0 + at
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         counted = at >= warmup_s
-        offered += counted
+        offered += int(counted)
         if len(pending) >= max_outstanding:
-            res.errors += counted
+            res.errors += int(counted)
             continue
         task = asyncio.ensure_future(one(i, scheduled, counted))
         pending.add(task)
@@ -103,7 +103,7 @@ def held(step: StepResult, budget_ms: float) -> bool:
     """The server kept up with the offered rate: >= 95% of the window's arrivals served, p99 within the
     budget, no errors."""
     offered = step.client.get("arrivals", (step.request_rate or 0) * step.window_s)
-    return (not step.errors and not step.aborted and step.p99_ms is not None and step.p99_ms <= budget_ms
+    return bool(not step.errors and not step.aborted and step.p99_ms is not None and step.p99_ms <= budget_ms
             and step.requests >= HELD_SHARE * offered)
 
 

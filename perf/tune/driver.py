@@ -64,6 +64,9 @@ def targets_by_model(spec, repo: Path, models, remote: bool, overrides: dict) ->
     for name in list(by_model):
         ms = spec.model(name)
         s = tune_settings(ms, overrides)
+        if s.objective == "rate" and s.latency_budget_ms is None:
+            raise UserError(f"{ms.where}.tune.objective: rate needs a p99 budget; set tune.latency_budget_ms or "
+                            "--latency-budget-ms")
         if s.variants is not None:
             by_model[name] = [t for t in by_model[name] if t.variant in s.variants]
         if not by_model[name]:

@@ -74,17 +74,24 @@ def load_aliases(bench: Bench, s: Search, cands: list[Candidate], targets, log) 
 def run_rounds(bench: Bench, s: Search, cands: list[Candidate], rounds: int, alias_of: dict) -> None:
     """Each round measures every configuration once, in a rotated order; round 1 climbs the ladder of a
     configuration the search did not place, later rounds measure each at its best level."""
+    rate = s.settings.objective == "rate"  # each round climbs the rates again, from half its last best
     level_of = {}
     for c in cands:
         m = s.results.get(c.key(), (None, None))[1]
         level_of[c.key()] = [m.best_level] if m is not None and m.best_level else None
     for order in confirm.rotations(cands, rounds):
         for c in order:
-            m = bench.measure(c, s.bases[c.variant], s.model_spec, level_of[c.key()], alias=alias_of.get(c.key()))
-            if level_of[c.key()] is None and m.best_level:
+            last = level_of[c.key()]
+            if rate:
+                m = bench.measure(c, s.bases[c.variant], s.model_spec, None, start=max(1, last[0] // 2) if last
+                                  else None, alias=alias_of.get(c.key()))
+                row = {"concurrency": m.best_level, "throughput": m.score, "p99_ms": m.best_p99_ms}
+            else:
+                m = bench.measure(c, s.bases[c.variant], s.model_spec, last, alias=alias_of.get(c.key()))
+                row = m.levels[0] if len(m.levels) == 1 else next(
+                    (x for x in m.levels if x["concurrency"] == m.best_level), m.levels[0] if m.levels else {})
+            if (rate or last is None) and m.best_level:
                 level_of[c.key()] = [m.best_level]
-            row = m.levels[0] if len(m.levels) == 1 else next(
-                (x for x in m.levels if x["concurrency"] == m.best_level), m.levels[0] if m.levels else {})
             s.res.confirm[c.key()]["rounds"].append({
                 "concurrency": row.get("concurrency"), "throughput": row.get("throughput") or 0.0,
                 "p99_ms": row.get("p99_ms"), "within": m.score > 0, "error": m.error})
@@ -148,7 +155,7 @@ def choose(res: ModelTune, lu: Lineup, objective: str, rounds: int, settings=Non
     spec_key, spec = lu.spec.key(), res.confirm[lu.spec.key()]
     spec_ok = spec_key in dict(eligible)
     below = win_key != spec_key and win["ratio_vs_spec"] and win["ratio_vs_spec"] < 1.0
-    what = "1/p99" if objective == "latency" else "throughput"
+    what = {"latency": "1/p99", "rate": "held request rate"}.get(objective, "throughput")
     interval = f"95% interval {win['ci_low']:.2f}-{win['ci_high']:.2f}x over {rounds} alternating rounds"
     word = confirm.verdict_word(win["ci_low"], win["ci_high"])
     if below and spec_ok:  # no reason to leave the spec's settings for one measured below them

@@ -84,8 +84,13 @@ class Bench:
         cfg = apply_candidate(base_cfg, cand)
         if alias:
             cfg.name = alias
-        return self.measure_config(m, alias or cand.variant, cfg, model_spec, levels or self.levels(cand, start),
-                                   ladder=not levels, preloaded=bool(alias))
+        if not levels:
+            rate = self.settings_for(model_spec).objective == "rate"
+            levels, ladder = (self.rate_levels(start) if rate else self.levels(cand, start)), True
+        else:
+            ladder = False
+        return self.measure_config(m, alias or cand.variant, cfg, model_spec, levels, ladder=ladder,
+                                   preloaded=bool(alias))
 
     def load_alias(self, alias: str, cand: Candidate, base_cfg, source: Path) -> str:
         """Load ``cand`` as a second model ``alias`` (its own folder in the server's alias repository, the
@@ -109,13 +114,51 @@ class Bench:
         if self.loaded in names:
             self.loaded = None
 
-    def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int],
-                       ladder: bool = False, preloaded: bool = False) -> Measurement:
-        """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels`` (a ladder: stop early
-        once more concurrency stops paying)."""
+    def _row(self, name: str, feeds, outputs, batch: int, level: int, settings: TuneSettings) -> dict:
+        """One step: closed loop at concurrency ``level``, or (objective ``rate``) open loop at ``level``
+        requests/s (``perf.openloop``: Poisson arrivals)."""
         from tritonclient.utils import InferenceServerException
 
-        from perf import loadgen, server_stats
+        from perf import loadgen, openloop, server_stats
+
+        rate = settings.objective == "rate"
+        before = server_stats.snapshot(self.url, name)
+        if rate:
+            step = openloop.run_rate("grpc", self.url, name, feeds, outputs, level, batch=batch,
+                                     warmup_s=self.warmup_s, measurement_s=self.window_s, timeout_s=60.0)
+        else:
+            step = loadgen.run_step("grpc", self.url, name, feeds, outputs, level, batch=batch,
+                                    warmup_requests=max(4, level), warmup_s=self.warmup_s,
+                                    measurement_s=self.window_s, max_requests=self.max_requests, timeout_s=60.0)
+        if (step.aborted or step.errors) and not self.alive():
+            raise ServerGone(f"tritonserver at {self.url} stopped while measuring {name} at "
+                             + (f"{level} requests/s" if rate else f"concurrency {level}"))
+        try:
+            d = server_stats.delta(before, server_stats.snapshot(self.url, name)).to_dict()
+        except InferenceServerException as e:  # the row stands without the server's statistics
+            self.log(f"    no server statistics for {name}: {one_line(e, 200)}")
+            d = {}
+        row = {"concurrency": level, "throughput": step.throughput, "p50_ms": step.p50_ms, "p99_ms": step.p99_ms,
+               "requests": step.requests, "errors": step.errors, "window_s": step.window_s,
+               "avg_batch": d.get("avg_batch"), "queue_ms": d.get("queue_ms"),
+               "compute_infer_ms": d.get("compute_infer_ms")}
+        if rate:  # the level is a request rate: held when the server kept up within the budget
+            row.update(request_rate=level, held=openloop.held(step, settings.latency_budget_ms or float("inf")))
+        return row
+
+    def rate_levels(self, start: int | None = None, top: int = 4096) -> list[int]:
+        """Objective ``rate``: request rates doubling from ``start`` (a hint: half a neighbour's best) or 4."""
+        out, r = [], max(int(start or 4), 1)
+        while r <= top:
+            out.append(r)
+            r *= 2
+        return out
+
+    def measure_config(self, m: Measurement, name: str, cfg, model_spec, levels: list[int],
+                       ladder: bool = False, preloaded: bool = False) -> Measurement:
+        """Load ``cfg`` as model ``name`` and measure it at each level of ``levels`` (concurrencies; request rates
+        for objective ``rate``); a ladder stops early once more load stops paying."""
+        from perf import loadgen
 
         t0 = time.time()
         problems = check_candidate(cfg, name)
@@ -132,37 +175,27 @@ class Bench:
         batch = loadgen.batch_of(feeds[0], model_spec)
         outputs = [o.name for o in model_spec.outputs]
         settings = self.settings_for(model_spec)
-        for conc in levels:
-            before = server_stats.snapshot(self.url, name)
-            step = loadgen.run_step("grpc", self.url, name, feeds, outputs, conc, batch=batch,
-                                    warmup_requests=max(4, conc), warmup_s=self.warmup_s,
-                                    measurement_s=self.window_s, max_requests=self.max_requests, timeout_s=60.0)
-            if step.aborted or (step.errors and not self.alive()):
-                if not self.alive():
-                    raise ServerGone(f"tritonserver at {self.url} stopped while measuring {name} at concurrency {conc}")
-            try:
-                d = server_stats.delta(before, server_stats.snapshot(self.url, name)).to_dict()
-            except InferenceServerException as e:  # the row stands without the server's statistics
-                self.log(f"    no server statistics for {name}: {one_line(e, 200)}")
-                d = {}
-            row = {"concurrency": conc, "throughput": step.throughput, "p50_ms": step.p50_ms, "p99_ms": step.p99_ms,
-                   "requests": step.requests, "errors": step.errors, "window_s": step.window_s,
-                   "avg_batch": d.get("avg_batch"), "queue_ms": d.get("queue_ms"),
-                   "compute_infer_ms": d.get("compute_infer_ms")}
-            m.levels.append(row)
-            if ladder and len(m.levels) >= 2:
-                # stop climbing the ladder once more load only queues: p99 past the budget, errors, or
-                # throughput up by less than 5% over the best so far
-                best = max(r["throughput"] for r in m.levels[:-1])
-                over = settings.latency_budget_ms is not None and (row["p99_ms"] or 0) > settings.latency_budget_ms
-                if over or row["errors"] or row["throughput"] < 1.05 * best:
-                    break
+        for level in levels:
+            m.levels.append(self._row(name, feeds, outputs, batch, level, settings))
+            if ladder and len(m.levels) >= 2 and _stop_climbing(m.levels, settings):
+                break
         if self.server is not None and self.idle_mb is not None and not preloaded:  # alone in the server
             rss = group_rss_mb(self.server.pid)
             m.memory_mb = None if rss is None else max(rss - self.idle_mb, 0.0)
         score_rows(m, settings)
         m.seconds = time.time() - t0
         return m
+
+
+def _stop_climbing(rows: list[dict], settings: TuneSettings) -> bool:
+    """Stop climbing once more load only queues: p99 past the budget, errors, or throughput up by less than 5%
+    over the best so far; for objective ``rate``, at the first rate not held."""
+    row = rows[-1]
+    if settings.objective == "rate":
+        return not row.get("held")
+    best = max(r["throughput"] for r in rows[:-1])
+    over = settings.latency_budget_ms is not None and (row["p99_ms"] or 0) > settings.latency_budget_ms
+    return bool(over or row["errors"] or row["throughput"] < 1.05 * best)
 
 
 def score_rows(m: Measurement, settings: TuneSettings) -> None:
@@ -179,7 +212,14 @@ def score_rows(m: Measurement, settings: TuneSettings) -> None:
     if not fit:
         m.score, m.best_level = 0.0, None
         return
-    if settings.objective == "latency":
+    if settings.objective == "rate":  # the highest Poisson rate held under the budget (requests/s)
+        fit = [r for r in fit if r.get("held")]
+        if not fit:
+            m.score, m.best_level = 0.0, None
+            return
+        best = max(fit, key=lambda r: r["request_rate"])
+        m.score = float(best["request_rate"])
+    elif settings.objective == "latency":
         best = min(fit, key=lambda r: r["p99_ms"])
         m.score = 1000.0 / best["p99_ms"] if best["p99_ms"] else 0.0  # higher is better: 1/p99
     else:

@@ -80,9 +80,9 @@ class Search:
         return m
 
     def hint(self, m: Measurement | None) -> int | None:
-        """Maximising throughput, a neighbour's best concurrency is near the centre's: its ladder starts one
-        step below it instead of at its instance count."""
-        if m is None or self.settings.objective != "throughput":
+        """Maximising throughput (or the held rate), a neighbour's best level is near the centre's: its ladder
+        starts one step below it instead of at its instance count (or the lowest rate)."""
+        if m is None or self.settings.objective not in ("throughput", "rate"):
             return None
         return max(1, (m.best_level or 0) // 2)
 
