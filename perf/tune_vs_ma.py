@@ -299,6 +299,30 @@ def run(a) -> Path:
         v = winner.variant if k == "tritongen tune" and winner is not None else primary if k.startswith("spec (") else variant
         named[k] = (v, cfg)
     remeasured = remeasure(repo, spec, ms, named, a.latency_budget_ms, a.rounds, levels, a.window_s, install, work)
+    rows, keys = tool_rows(a, res, mt, ma, remeasured, ours_wall, variant, primary)
+    ours_vs_ma = paired(remeasured, "tritongen tune", "Model Analyzer")
+    if ours_vs_ma:
+        g, lo, hi = ours_vs_ma
+        word = confirm.verdict_word(lo, hi)
+        verdict = (f"tritongen tune's winner / Model Analyzer's, round by round: {g:.2f}x (95% interval {lo:.2f}-"
+                   f"{hi:.2f}x over {a.rounds} alternating rounds): {word}; wall time {ours_wall:.0f} s vs "
+                   f"{ma['wall_s']:.0f} s ({ours_wall / ma['wall_s']:.2f}x).")
+    else:
+        verdict = "Model Analyzer named no configuration to compare with."
+    summary = {"model": a.model, "variant_given_to_ma": variant, "budget_ms": a.latency_budget_ms, "rows": rows,
+               "verdict": verdict, "ours_vs_ma": ours_vs_ma,
+               "remeasured": remeasured, "ma": {k: v for k, v in ma.items() if k != "argv"}, "ma_argv": ma["argv"],
+               "rounds": a.rounds, "levels": levels, "load_average_start": load0, "load_average_end": os.getloadavg()}
+    (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+
+    write_report(work, a, summary, keys)
+    return work
+
+
+def tool_rows(a, res: dict, mt: dict, ma: dict, remeasured: dict, ours_wall: float, variant: str,
+              primary: str | None) -> tuple[list[dict], dict]:
+    """One row per tool (ours, Model Analyzer, the spec's config on both variants), each with its ratio to
+    the spec's config round by round; and the row label -> re-measured config name."""
     spec_mean = remeasured["spec"]["mean"] or float("nan")
     rows = [
         {"tool": "tritongen tune", "configs_measured": res["measured"] + res["reused"], "wall_s": ours_wall,
@@ -320,20 +344,13 @@ def run(a) -> Path:
             "spec's config": "spec", "spec's config on its primary variant": "spec (primary variant)"}
     for r in rows:
         r["vs_spec"] = paired(remeasured, keys[r["tool"]], "spec")
-    ours_vs_ma = paired(remeasured, "tritongen tune", "Model Analyzer")
-    if ours_vs_ma:
-        g, lo, hi = ours_vs_ma
-        word = confirm.verdict_word(lo, hi)
-        verdict = (f"tritongen tune's winner / Model Analyzer's, round by round: {g:.2f}x (95% interval {lo:.2f}-"
-                   f"{hi:.2f}x over {a.rounds} alternating rounds): {word}; wall time {ours_wall:.0f} s vs "
-                   f"{ma['wall_s']:.0f} s ({ours_wall / ma['wall_s']:.2f}x).")
-    else:
-        verdict = "Model Analyzer named no configuration to compare with."
-    summary = {"model": a.model, "variant_given_to_ma": variant, "budget_ms": a.latency_budget_ms, "rows": rows,
-               "verdict": verdict, "ours_vs_ma": ours_vs_ma,
-               "remeasured": remeasured, "ma": {k: v for k, v in ma.items() if k != "argv"}, "ma_argv": ma["argv"],
-               "rounds": a.rounds, "levels": levels, "load_average_start": load0, "load_average_end": os.getloadavg()}
-    (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    return rows, keys
+
+
+def write_report(work: Path, a, summary: dict, keys: dict) -> Path:
+    """``work/report.md``: one row per tool, the verdict, and Model Analyzer's end (stopped, failed)."""
+    variant, verdict, rows, levels = summary["variant_given_to_ma"], summary["verdict"], summary["rows"], summary["levels"]
+    remeasured, ma, load0 = summary["remeasured"], summary["ma"], summary["load_average_start"]
 
     def f(v, nd=1):
         return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
@@ -361,7 +378,7 @@ def run(a) -> Path:
         lines += ["", f"Model Analyzer: return code {ma.get('returncode')}; {ma.get('error', '')} (log: {ma['log']})"]
     (work / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return work
+    return work / "report.md"
 
 
 if __name__ == "__main__":
