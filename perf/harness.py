@@ -21,6 +21,7 @@ Order of work (each step a plain function, in this file or its own module):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -230,6 +231,57 @@ def run_baselines(run: dict, targets: list[Target], spec_path: Path, concurrency
 # ------------------------------------------------------------------------------------------- the sweep
 
 
+def _new_run(run_id, url, repo, spec_path, models, targets, concurrency, latency_budget_ms, driver, protocol,
+             measurement_s, max_requests, warmup_s, warmup_requests) -> dict:
+    """The run record: what was asked, on which machine, and the command that reproduces it."""
+    prog = Path(sys.argv[0]).name
+    invoked = {"harness.py": [sys.executable, "-m", "perf.harness"], "tritongen": ["tritongen"]}.get(prog)
+    commands = [" ".join(shlex.quote(a) for a in [*invoked, *sys.argv[1:]]) if invoked else
+                f"run_perf(url={url!r}, repo={str(repo)!r}, spec_path={str(spec_path)!r}, models={models!r}, "
+                f"concurrency={concurrency}, latency_budget_ms={latency_budget_ms}, driver={driver!r}, "
+                f"protocol={protocol!r}, measurement_s={measurement_s}, max_requests={max_requests})"]
+    return {
+        "run_id": run_id, "latency_budget_ms": latency_budget_ms, "steps": [], "baselines": {}, "eager": {},
+        "models": {t.name: t.info() for t in targets}, "commands": commands, "notes": [], "partial": False,
+        "meta": {"repository": str(repo), "spec": str(spec_path), "server": url or "embedded tritonserver (started here)",
+                 "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
+                 "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
+                 "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
+                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+    }
+
+
+@contextlib.contextmanager
+def _quiet_check(run: dict, phase: str):
+    """A quiet check (load average + the fixed probe) before and after ``phase``; a note when the probe moved."""
+    from . import stability
+
+    before = stability.quiet_check()
+    yield
+    after = stability.quiet_check()
+    run.setdefault("quiet", {})[phase] = {"before": before, "after": after}
+    d = stability.drift(before, after)
+    if d > stability.MAX_DRIFT or d < 1 / stability.MAX_DRIFT:
+        run["notes"].append(f"the {phase} may be disturbed: the fixed probe moved {d:.2f}x during it")
+
+
+def _perf_analyzer(run: dict, driver: str, url: str, log):
+    """The server's version into the record, and perf_analyzer when the driver wants it (None: not used)."""
+    version = ServerClient(url).version()
+    run["meta"]["server_version"] = version
+    if driver not in ("perf_analyzer", "both"):
+        return None
+    pa = pa_driver.ensure(log)
+    if pa is None:
+        run["notes"].append("perf_analyzer could not be installed: perf_analyzer steps skipped")
+        return None
+    warn = pa_driver.version_check(pa, version)
+    if warn:
+        run["notes"].append(warn)
+        log(f"warning: {warn}")
+    return pa
+
+
 def run_perf(
     url: str | None,
     repo: Path,
@@ -289,21 +341,9 @@ def run_perf(
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_root).resolve() / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
-    prog = Path(sys.argv[0]).name
-    invoked = {"harness.py": [sys.executable, "-m", "perf.harness"], "tritongen": ["tritongen"]}.get(prog)
-    commands = [" ".join(shlex.quote(a) for a in [*invoked, *sys.argv[1:]]) if invoked else
-                f"run_perf(url={url!r}, repo={str(repo)!r}, spec_path={str(spec_path)!r}, models={models!r}, "
-                f"concurrency={concurrency}, latency_budget_ms={latency_budget_ms}, driver={driver!r}, "
-                f"protocol={protocol!r}, measurement_s={measurement_s}, max_requests={max_requests})"]
-    run: dict = {
-        "run_id": run_id, "latency_budget_ms": latency_budget_ms, "steps": [], "baselines": {}, "eager": {},
-        "models": {t.name: t.info() for t in targets}, "commands": commands, "notes": [], "partial": False,
-        "meta": {"repository": str(repo), "spec": str(spec_path), "server": url or "embedded tritonserver (started here)",
-                 "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
-                 "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
-                 "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
-                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
-    }
+    run = _new_run(run_id, url, repo, spec_path, models, targets, concurrency, latency_budget_ms, driver, protocol,
+                   measurement_s, max_requests, warmup_s, warmup_requests)
+    commands = run["commands"]
 
     def save(final: bool = False) -> None:
         run["meta"]["elapsed_s"] = round(time.time() - t_start, 1)
@@ -333,29 +373,11 @@ def run_perf(
         commands.append(" ".join(shlex.quote(a) for a in server.command))
         run["meta"]["server"] = f"embedded tritonserver at grpc {url} / http {http_url}"
     try:
-        version = ServerClient(url).version()
-        run["meta"]["server_version"] = version
-        pa = None
-        if driver in ("perf_analyzer", "both"):
-            pa = pa_driver.ensure(log)
-            if pa is None:
-                run["notes"].append("perf_analyzer could not be installed: perf_analyzer steps skipped")
-            else:
-                warn = pa_driver.version_check(pa, version)
-                if warn:
-                    run["notes"].append(warn)
-                    log(f"warning: {warn}")
-        from . import stability
-
-        quiet0 = stability.quiet_check()
-        _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-               max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
-               server, request_rates=request_rates, budget_ms=latency_budget_ms)
-        quiet1 = stability.quiet_check()
-        run.setdefault("quiet", {})["sweep"] = {"before": quiet0, "after": quiet1}
-        d = stability.drift(quiet0, quiet1)
-        if d > stability.MAX_DRIFT or d < 1 / stability.MAX_DRIFT:
-            run["notes"].append(f"the served steps may be disturbed: the fixed probe moved {d:.2f}x during the sweep")
+        pa = _perf_analyzer(run, driver, url, log)
+        with _quiet_check(run, "sweep"):
+            _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
+                   max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
+                   server, request_rates=request_rates, budget_ms=latency_budget_ms)
     except ServerGone as e:
         run["partial"] = True
         run["error"] = str(e)

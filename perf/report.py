@@ -271,6 +271,25 @@ STEP_COLS = [
 ]
 
 
+def _best_section(md: list, body: list, winners: dict, budget: float) -> None:
+    """The best variant per model (p99 within the budget), its headline ratio and where its time goes."""
+    md.append(f"## Best variant (p99 <= {budget:g} ms)\n")
+    body.append(f"<h2>Best variant (p99 &le; {budget:g} ms)</h2>")
+    for model, win in winners.items():
+        r = win["row"]
+        if r is None:
+            line = f"**{model}**: no winner: {win['why']}."
+            md.append(line + "\n")
+            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
+            continue
+        sp = headline_ratio(r)
+        line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
+                f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
+        md += [line + "\n", explain(r) + "\n"]
+        body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
+
+
+
 def write_report(run: dict, out_dir: Path) -> dict:
     """Write every report file into ``out_dir``; returns ``{"winners": ..., "files": [...]}``."""
     out_dir = Path(out_dir)
@@ -307,21 +326,7 @@ def write_report(run: dict, out_dir: Path) -> dict:
     md.append("\n".join(facts) + "\n")
     body.append("<ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in facts) + "</ul>")
 
-    md.append(f"## Best variant (p99 <= {budget:g} ms)\n")
-    body.append(f"<h2>Best variant (p99 &le; {budget:g} ms)</h2>")
-    for model, win in winners.items():
-        r = win["row"]
-        if r is None:
-            line = f"**{model}**: no winner: {win['why']}."
-            md.append(line + "\n")
-            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
-            continue
-        sp = headline_ratio(r)
-        line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
-                f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
-        md += [line + "\n", explain(r) + "\n"]
-        body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
-
+    _best_section(md, body, winners, budget)
     rate_lines = rate_summary(run)
     if rate_lines:
         md.append(f"## Open loop: the highest Poisson request rate held (p99 <= {budget:g} ms)\n")
