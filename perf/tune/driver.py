@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from generator.errors import UserError
-from generator.tunespec import OBJECTIVES, TuneSettings, parse_tune
+from generator.tunespec import OBJECTIVES, TUNE_KEYS, TuneSettings, parse_tune
 
 from ..client import ServerGone
 from .apply import apply_to_repository, spec_snippet, write_tuned
@@ -44,8 +44,13 @@ def _check_options(strategy: str, objective: str | None, rounds: int, max_config
 
 def tune_settings(model_spec, overrides: dict) -> TuneSettings:
     """The model's ``tune:`` section (typed ``model.tune`` where the spec has it), with the CLI's values."""
-    typed = getattr(model_spec, "tune", None)
-    s = typed if isinstance(typed, TuneSettings) else parse_tune(model_spec.raw.get("tune"), f"{model_spec.where}.tune")
+    typed = getattr(model_spec, "tune", None)  # the typed spec's ModelSpec.tune, where it has one
+    if isinstance(typed, TuneSettings):
+        s = typed
+    elif typed is not None:
+        s = TuneSettings(**{k: getattr(typed, k) for k in TUNE_KEYS if hasattr(typed, k)})
+    else:
+        s = parse_tune(model_spec.raw.get("tune"), f"{model_spec.where}.tune")
     return dataclasses.replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
 
