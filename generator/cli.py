@@ -590,7 +590,7 @@ def _int8_note(console, report) -> None:
               "model-control mode (e.g. an NGC server); default: serve --repo here.")
 @click.option("--models", default=None, help="Comma-separated spec model names or Triton names; default: all.")
 @click.option("--strategy", type=click.Choice(["quick", "brute"]), default="quick", show_default=True)
-@click.option("--objective", type=click.Choice(["throughput", "latency"]), default=None,
+@click.option("--objective", type=click.Choice(["throughput", "latency", "rate"]), default=None,
               help="Maximise throughput (default) or minimise p99, within the constraints.")
 @click.option("--latency-budget-ms", type=float, default=None, help="p99 constraint (ms).")
 @click.option("--min-throughput", type=float, default=None, help="Throughput constraint (inferences/s).")

@@ -35,14 +35,24 @@ def cpu_flags() -> frozenset[str]:
     forced = os.environ.get("TRITONGEN_CPU_FLAGS")
     if forced is not None:
         return frozenset(forced.replace(",", " ").split())
+    return frozenset((_cpuinfo_field("flags") or "").split())
+
+
+def _cpuinfo_field(key: str) -> str | None:
+    """The first ``key : value`` of /proc/cpuinfo (the one place tritongen reads it); None without it."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        if line.startswith(key) and ":" in line:
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
 def isa_class(flags: frozenset[str] | set[str] | None = None) -> str:

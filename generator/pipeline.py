@@ -389,10 +389,10 @@ def _template_file(templates: Path | None, *parts: str) -> Path:
 
 
 def _ensemble_variant(mb: ModelBuild, written: list[VariantResult]) -> str | None:
-    """The variant the ensemble feeds (``preprocess.variant``, else the model's ``preferred_variant``, else the
-    first written), or None (logged)."""
+    """The variant the ensemble feeds (``preferred_variant``, else ``preprocess.variant``, else the first
+    written), or None (logged)."""
     keys = [r.variant for r in written]
-    chosen = mb.model.preprocess.variant or mb.model.preferred_variant or (keys[0] if keys else None)
+    chosen = mb.model.preferred_variant or mb.model.preprocess.variant or (keys[0] if keys else None)
     if chosen not in keys:
         mb.events.log(mb.model.name, f"no ensemble: variant '{chosen}' was not written")
         return None

@@ -90,10 +90,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    import psutil
+
     try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
         return True
 
 
@@ -104,16 +107,15 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    import psutil
+
     # Members may all be zombies waiting for their reaper.
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for p in psutil.process_iter(["status"]):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
     return False
 
 
@@ -515,11 +517,13 @@ def _read_pidfile(pidfile: Path) -> PidRecord:
 
 
 def _is_tritonserver(pid: int) -> bool:
+    import psutil
+
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
         return False
-    return _alive(pid) and os.path.basename(cmdline) == b"tritonserver"
+    return _alive(pid) and bool(cmdline) and os.path.basename(cmdline[0]) == "tritonserver"
 
 
 def read_pidfile(pidfile: str | os.PathLike) -> PidRecord:

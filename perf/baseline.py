@@ -20,28 +20,28 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from . import timer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _measure(run, feeds_for, batches: list[int], measurement_s: float, max_iters: int, warmup: int = 1) -> list[dict]:
+def _measure(run, feeds_for, batches: list[int], measurement_s: float, max_iters: int, warmup: int = 1,
+             settle: bool = True) -> list[dict]:
     out = []
     for b in batches:
         feeds = feeds_for(b)
-        for _ in range(warmup):
-            run(feeds)
-        lat = []
-        t_end = time.perf_counter() + measurement_s
-        while len(lat) < max_iters and (len(lat) < 2 or time.perf_counter() < t_end):
-            t = time.perf_counter()
-            run(feeds)
-            lat.append(time.perf_counter() - t)
+        # warm-up until the latency settles (median of the last 3 calls within 10% of the 3 before), not a count
+        warm = timer.settle(run, feeds, max_calls=max(warmup, 30), budget_s=max(measurement_s, 5.0)) if settle \
+            else timer.warm_up(run, feeds, warmup)
+        lat = timer.time_calls(run, feeds, max_iters, measurement_s, min_iters=2)
         a = np.asarray(lat) * 1000
-        out.append({"concurrency": b, "batch": b, "iters": len(lat), "throughput": b * len(lat) / (a.sum() / 1000),
+        out.append({"concurrency": b, "batch": b, "iters": len(lat), "warmup_calls": len(warm),
+                    "settled": timer.settled(warm) if settle else None,
+                    "throughput": b * len(lat) / (a.sum() / 1000),
                     "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
                     "avg_ms": float(a.mean())})
     return out

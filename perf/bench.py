@@ -85,6 +85,8 @@ def worker(job: dict) -> dict:
     from generator.inputs import Point, make_inputs
     from generator.spec import load_spec
 
+    from . import timer
+
     spec = load_spec(job["spec"])
     model = spec.model(job["model"])
     threads = job["threads"]
@@ -93,16 +95,8 @@ def worker(job: dict) -> dict:
     rows = []
     for b in job["batches"]:
         feeds = make_inputs(model, Point(b if model.max_batch_size > 0 else 0, opt), seed=7)
-        for _ in range(job["warmup"]):
-            run(feeds)
-        times = []
-        deadline = time.perf_counter() + job.get("max_s", 120)
-        for _ in range(job["iters"]):
-            t = time.perf_counter()
-            run(feeds)
-            times.append(time.perf_counter() - t)
-            if time.perf_counter() > deadline and len(times) >= 3:
-                break
+        timer.warm_up(run, feeds, job["warmup"])
+        times = timer.time_calls(run, feeds, job["iters"], job.get("max_s", 120), min_iters=3)
         med = float(np.median(times))
         rows.append({"batch": b, "median_ms": med * 1e3, "p90_ms": float(np.percentile(times, 90)) * 1e3,
                      "items_per_s": max(b, 1) / med, "n": len(times)})

@@ -21,6 +21,7 @@ Order of work (each step a plain function, in this file or its own module):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ from generator.errors import UserError
 
 from . import baseline as baseline_mod
 from . import loadgen, pa_driver, probe, server_stats
+from .client import ServerClient, ServerGone, one_line
 from .report import write_report
 
 DRIVERS = ("loadgen", "perf_analyzer", "both")
@@ -184,75 +186,98 @@ def model_flops(targets: list[Target], spec) -> dict:
     return out
 
 
+def run_baselines(run: dict, targets: list[Target], spec_path: Path, concurrency: list[int], measurement_s: float,
+                  rounds: int, log) -> None:
+    """Every baseline job ``rounds`` times, interleaved (each round runs every job once, the order rotated),
+    with a quiet check (load average + a fixed probe) before and after the phase; per job the median of the
+    rounds with its 95% interval (``perf.stability``). A job whose rounds spread too far, or a phase in which
+    the probe moved, is marked ``unreliable`` (the report then prints no headline ratio from it); an eager
+    baseline whose throughput grows with batch size more than eager on a CPU can is flagged ``implausible``."""
+    from . import confirm, stability
+
+    eager_jobs, inproc_jobs = baseline_jobs(targets, spec_path, concurrency, measurement_s, 50)
+    todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
+             f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
+    todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
+    for _, _, job, _ in todo:
+        run["commands"].append(baseline_mod.command_line(job))
+    before = stability.quiet_check()
+    got: dict[tuple, list] = {}
+    for r, order in enumerate(confirm.rotations(todo, rounds)):
+        for kind, name, job, what in order:
+            log(f"{what} (round {r + 1}/{rounds})")
+            got.setdefault((kind, name), []).append(baseline_mod.run_baseline(job))
+    after = stability.quiet_check()
+    run["quiet"] = {"baselines": {"before": before, "after": after}}
+    for kind, name, job, what in todo:
+        res = run[kind][name] = stability.combine_rounds(got[(kind, name)])
+        if "error" in res:
+            run["notes"].append(f"{what} failed: {res['error']}")
+            continue
+        if res.get("twin_settings"):
+            run["notes"].append(baseline_mod.twin_note(name, res))
+        why = stability.unreliable_reason(res, before, after)
+        odd = stability.batching_plausible(res["rows"], "eager") if kind == "eager" else None
+        if why:
+            res["unreliable"] = why
+            run["notes"].append(f"{what} is unreliable: {why}")
+        if odd:
+            res["implausible"] = odd
+            run["notes"].append(f"{what}: {odd}")
+
+
 # ------------------------------------------------------------------------------------------- the sweep
 
 
-def _live(url: str, timeout_s: float = 5.0) -> bool:
-    import tritonclient.grpc as grpcclient
-
-    try:
-        c = grpcclient.InferenceServerClient(url)
-        try:
-            return bool(c.is_server_live(client_timeout=timeout_s))
-        finally:
-            c.close()
-    except Exception:
-        return False
-
-
-def _ready_or_reason(url: str, name: str, load: bool, load_timeout_s: float) -> str:
-    """'' when READY, else why not (loading it first when the harness owns the server)."""
-    import tritonclient.grpc as grpcclient
-
-    c = grpcclient.InferenceServerClient(url)
-    try:
-        if load:
-            try:
-                c.load_model(name, client_timeout=load_timeout_s)
-            except Exception as e:
-                return f"failed to load: {' '.join(str(e).split())[:300]}"
-        try:
-            if c.is_model_ready(name, client_timeout=10):
-                return ""
-        except Exception as e:
-            return f"readiness check failed: {' '.join(str(e).split())[:200]}"
-        try:
-            index = c.get_model_repository_index(as_json=True, client_timeout=10).get("models", [])
-            hit = next((m for m in index if m.get("name") == name), {})
-            return f"not READY (state {hit.get('state', 'unknown')}: {hit.get('reason', 'no reason given')})"
-        except Exception:
-            return "not READY"
-    finally:
-        c.close()
+def _new_run(run_id, url, repo, spec_path, models, targets, concurrency, latency_budget_ms, driver, protocol,
+             measurement_s, max_requests, warmup_s, warmup_requests) -> dict:
+    """The run record: what was asked, on which machine, and the command that reproduces it."""
+    prog = Path(sys.argv[0]).name
+    invoked = {"harness.py": [sys.executable, "-m", "perf.harness"], "tritongen": ["tritongen"]}.get(prog)
+    commands = [" ".join(shlex.quote(a) for a in [*invoked, *sys.argv[1:]]) if invoked else
+                f"run_perf(url={url!r}, repo={str(repo)!r}, spec_path={str(spec_path)!r}, models={models!r}, "
+                f"concurrency={concurrency}, latency_budget_ms={latency_budget_ms}, driver={driver!r}, "
+                f"protocol={protocol!r}, measurement_s={measurement_s}, max_requests={max_requests})"]
+    return {
+        "run_id": run_id, "latency_budget_ms": latency_budget_ms, "steps": [], "baselines": {}, "eager": {},
+        "models": {t.name: t.info() for t in targets}, "commands": commands, "notes": [], "partial": False,
+        "meta": {"repository": str(repo), "spec": str(spec_path), "server": url or "embedded tritonserver (started here)",
+                 "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
+                 "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
+                 "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
+                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+    }
 
 
-def _unload(url: str, name: str) -> None:
-    import tritonclient.grpc as grpcclient
+@contextlib.contextmanager
+def _quiet_check(run: dict, phase: str):
+    """A quiet check (load average + the fixed probe) before and after ``phase``; a note when the probe moved."""
+    from . import stability
 
-    c = grpcclient.InferenceServerClient(url)
-    try:
-        c.unload_model(name, client_timeout=60)
-    except Exception:
-        pass
-    finally:
-        c.close()
+    before = stability.quiet_check()
+    yield
+    after = stability.quiet_check()
+    run.setdefault("quiet", {})[phase] = {"before": before, "after": after}
+    d = stability.drift(before, after)
+    if d > stability.MAX_DRIFT or d < 1 / stability.MAX_DRIFT:
+        run["notes"].append(f"the {phase} may be disturbed: the fixed probe moved {d:.2f}x during it")
 
 
-def _server_version(url: str) -> str | None:
-    import tritonclient.grpc as grpcclient
-
-    try:
-        c = grpcclient.InferenceServerClient(url)
-        try:
-            return c.get_server_metadata(client_timeout=10).version
-        finally:
-            c.close()
-    except Exception:
+def _perf_analyzer(run: dict, driver: str, url: str, log):
+    """The server's version into the record, and perf_analyzer when the driver wants it (None: not used)."""
+    version = ServerClient(url).version()
+    run["meta"]["server_version"] = version
+    if driver not in ("perf_analyzer", "both"):
         return None
-
-
-class ServerGone(Exception):
-    pass
+    pa = pa_driver.ensure(log)
+    if pa is None:
+        run["notes"].append("perf_analyzer could not be installed: perf_analyzer steps skipped")
+        return None
+    warn = pa_driver.version_check(pa, version)
+    if warn:
+        run["notes"].append(warn)
+        log(f"warning: {warn}")
+    return pa
 
 
 def run_perf(
@@ -273,6 +298,8 @@ def run_perf(
     warmup_requests: int = 4,
     request_timeout_s: float = 60.0,
     baselines: bool = True,
+    baseline_rounds: int = 3,
+    request_rates: list[float] | None = None,
     gemm_probe: bool = True,
     pa_measurement_ms: int | None = None,
     run_id: str | None = None,
@@ -312,21 +339,9 @@ def run_perf(
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_root).resolve() / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
-    prog = Path(sys.argv[0]).name
-    invoked = {"harness.py": [sys.executable, "-m", "perf.harness"], "tritongen": ["tritongen"]}.get(prog)
-    commands = [" ".join(shlex.quote(a) for a in [*invoked, *sys.argv[1:]]) if invoked else
-                f"run_perf(url={url!r}, repo={str(repo)!r}, spec_path={str(spec_path)!r}, models={models!r}, "
-                f"concurrency={concurrency}, latency_budget_ms={latency_budget_ms}, driver={driver!r}, "
-                f"protocol={protocol!r}, measurement_s={measurement_s}, max_requests={max_requests})"]
-    run: dict = {
-        "run_id": run_id, "latency_budget_ms": latency_budget_ms, "steps": [], "baselines": {}, "eager": {},
-        "models": {t.name: t.info() for t in targets}, "commands": commands, "notes": [], "partial": False,
-        "meta": {"repository": str(repo), "spec": str(spec_path), "server": url or "embedded tritonserver (started here)",
-                 "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
-                 "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
-                 "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
-                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
-    }
+    run = _new_run(run_id, url, repo, spec_path, models, targets, concurrency, latency_budget_ms, driver, protocol,
+                   measurement_s, max_requests, warmup_s, warmup_requests)
+    commands = run["commands"]
 
     def save(final: bool = False) -> None:
         run["meta"]["elapsed_s"] = round(time.time() - t_start, 1)
@@ -336,18 +351,7 @@ def run_perf(
     # 2. baselines and the ceiling, before any server competes for the CPU
     active = [t for t in targets if not t.skipped]
     if baselines:
-        eager_jobs, inproc_jobs = baseline_jobs(active, spec_path, concurrency, min(measurement_s, 10.0), 50)
-        todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
-                 f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
-        todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
-        for kind, name, job, what in todo:
-            log(what)
-            commands.append(baseline_mod.command_line(job))
-            res = run[kind][name] = baseline_mod.run_baseline(job)
-            if "error" in res:
-                run["notes"].append(f"{what} failed: {res['error']}")
-            elif res.get("twin_settings"):
-                run["notes"].append(baseline_mod.twin_note(name, res))
+        run_baselines(run, active, spec_path, concurrency, min(measurement_s, 10.0), baseline_rounds, log)
     if gemm_probe:
         log("GEMM probe (cached per machine)")
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")
@@ -367,21 +371,11 @@ def run_perf(
         commands.append(" ".join(shlex.quote(a) for a in server.command))
         run["meta"]["server"] = f"embedded tritonserver at grpc {url} / http {http_url}"
     try:
-        version = _server_version(url)
-        run["meta"]["server_version"] = version
-        pa = None
-        if driver in ("perf_analyzer", "both"):
-            pa = pa_driver.ensure(log)
-            if pa is None:
-                run["notes"].append("perf_analyzer could not be installed: perf_analyzer steps skipped")
-            else:
-                warn = pa_driver.version_check(pa, version)
-                if warn:
-                    run["notes"].append(warn)
-                    log(f"warning: {warn}")
-        _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-               max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
-               server)
+        pa = _perf_analyzer(run, driver, url, log)
+        with _quiet_check(run, "sweep"):
+            _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
+                   max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
+                   server, request_rates=request_rates, budget_ms=latency_budget_ms)
     except ServerGone as e:
         run["partial"] = True
         run["error"] = str(e)
@@ -395,15 +389,51 @@ def run_perf(
     return run_dir
 
 
+def _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, rates, budget_ms, measurement_s,
+                 input_data, run_dir, log) -> None:
+    """Open loop (Poisson arrivals) at increasing ``rates`` per driver of ``plan``: the highest rate held under
+    the p99 budget (``perf.openloop``); perf_analyzer with ``--request-rate-range``."""
+    from . import openloop
+
+    for drv in plan:
+        if drv == "perf_analyzer":
+            got = {"rates": sorted(rates), "steps": [], "max_rate": None, "budget_ms": budget_ms}
+            for r in sorted(rates):
+                step = pa_driver.run_step(pa, t.name, url, ms, 0, run_dir / "perf_analyzer", input_data, batch=batch,
+                                          measurement_ms=int(measurement_s * 1000), log=log, request_rate=r)
+                step.request_rate = step.request_rate or r
+                got["steps"].append(step.to_dict())
+                # perf_analyzer reports what it served: held when it kept up within the budget
+                if step.aborted or step.p99_ms is None or step.p99_ms > budget_ms or \
+                        step.throughput < openloop.HELD_SHARE * r * batch:
+                    break
+                got["max_rate"] = r
+        else:
+            proto = drv.split("-", 1)[1]
+            got = openloop.rate_sweep(proto, url if proto == "grpc" else http_url, t.name, feeds, outputs, rates,
+                                      budget_ms, batch=batch, log=log, measurement_s=measurement_s)
+        run.setdefault("rate_sweeps", {}).setdefault(t.name, {})[drv] = got
+        log(f"  {t.name} {drv}: highest Poisson rate held under p99 {budget_ms:g} ms: "
+            + (f"{got['max_rate']:g} req/s" if got["max_rate"] else "none of " + ", ".join(f"{r:g}" for r in rates)))
+
+
 def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server):
+           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server,
+           request_rates=None, budget_ms=1000.0):
+    from tritonclient.utils import InferenceServerException
+
+    client = ServerClient(url)
+
     def gone(what: str) -> None:
-        alive = _live(url) and (server is None or server.is_running())
+        alive = client.live() and (server is None or server.is_running())
         if not alive:
             raise ServerGone(f"tritonserver at {url} stopped responding during {what}")
 
     for t in targets:
-        reason = _ready_or_reason(url, t.name, load=owned, load_timeout_s=600)
+        try:
+            reason = client.load(t.name) if owned else client.ready_or_reason(t.name)
+        except ServerGone:
+            reason = "the server stopped while loading"
         if reason:
             gone(f"loading {t.name}")
             t.skipped = reason
@@ -429,7 +459,7 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                 log(f"measuring {what}")
                 try:
                     before = server_stats.snapshot(url, t.name)
-                except Exception:
+                except InferenceServerException:
                     gone(what)
                     raise
                 if drv == "perf_analyzer":
@@ -458,8 +488,8 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                     after = server_stats.snapshot(url, t.name)
                     delta = server_stats.delta(before, after).to_dict()
                     step.server = {**step.server, **delta} if drv == "perf_analyzer" else delta
-                except Exception:
-                    pass
+                except InferenceServerException as e:  # the step stands without the server's statistics
+                    run["notes"].append(f"{what}: no server statistics ({one_line(e, 200)})")
                 if step.aborted or step.errors:
                     gone(what)  # raises when the server died; else the step keeps its errors
                 if step.requests or step.throughput:
@@ -468,8 +498,11 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
                         f"{', errors ' + str(step.errors) if step.errors else ''}")
                 else:
                     run["notes"].append(f"{what}: no result ({step.aborted or 'no request completed'})")
+        if request_rates:
+            _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, request_rates, budget_ms,
+                         measurement_s, input_data, run_dir, log)
         if owned:
-            _unload(url, t.name)
+            client.unload(t.name)
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -491,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-s", type=float, default=3.0)
     p.add_argument("--out-root", type=Path, default=Path("perf/results"))
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--request-rates", default="", help="open loop: Poisson request rates to sweep, e.g. 5,10,20,40")
     a = p.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -500,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = run_perf(a.url, a.repo, a.spec, [m for m in (a.models or "").split(",") if m] or None, conc,
                            a.latency_budget_ms, a.out_root, a.driver, a.measurement_s, a.max_requests,
-                           protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines)
+                           protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
+                           request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

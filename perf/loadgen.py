@@ -13,6 +13,7 @@ hand-written shape.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -77,6 +78,7 @@ class StepResult:
     aborted: str = ""  # why the step ended early (server gone), else ""
     server: dict = field(default_factory=dict)  # perf.server_stats.StatsDelta.to_dict()
     client: dict = field(default_factory=dict)  # perf_analyzer's client-side breakdown (ms)
+    request_rate: float | None = None  # open loop (perf.openloop): the offered Poisson rate, requests/s
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,8 +143,8 @@ class _Client:
     async def close(self) -> None:
         try:
             await self.client.close()
-        except Exception:
-            pass
+        except Exception as e:  # closing a channel to a dead server: nothing left to release, say so and go on
+            logging.getLogger(__name__).info("closing the %s client: %s: %s", self.model, type(e).__name__, e)
 
 
 def cycle_throughput(starts: list[list[float]], t_open: float, t_close: float) -> float | None:

@@ -64,9 +64,12 @@ def shape_flags(model: ModelSpec) -> list[str]:
 def build_argv(binary: str, model_name: str, url: str, model: ModelSpec, concurrency: int, csv_path: Path,
                input_data: Path | None, batch: int = 1, protocol: str = "grpc", measurement_mode: str = "time_windows",
                measurement_ms: int = 5000, request_count: int = 50, stability_pct: float = 10.0,
-               max_trials: int = 10) -> list[str]:
-    argv = [str(binary), "-m", model_name, "-u", url, "-i", protocol,
-            "--concurrency-range", f"{concurrency}:{concurrency}",
+               max_trials: int = 10, request_rate: float | None = None) -> list[str]:
+    """perf_analyzer's argv: closed loop at ``concurrency``, or with ``request_rate`` open loop at that
+    Poisson rate (``--request-rate-range R:R --request-distribution poisson``)."""
+    load = (["--request-rate-range", f"{request_rate:g}:{request_rate:g}", "--request-distribution", "poisson"]
+            if request_rate else ["--concurrency-range", f"{concurrency}:{concurrency}"])
+    argv = [str(binary), "-m", model_name, "-u", url, "-i", protocol, *load,
             "--measurement-mode", measurement_mode,
             "-s", f"{stability_pct:g}", "-r", str(max_trials), "-f", str(csv_path)]
     if model.max_batch_size > 0:
@@ -90,7 +93,8 @@ def _row_to_step(row: dict, model_name: str, batch: int) -> StepResult:
         "compute_output_ms": row.get("server_compute_output_ms"),
     }
     return StepResult(
-        model=model_name, driver="perf_analyzer", concurrency=int(row["concurrency"]), batch=batch,
+        model=model_name, driver="perf_analyzer", concurrency=int(row.get("concurrency") or 0), batch=batch,
+        request_rate=row.get("request_rate"),
         throughput=float(row["throughput_infer_per_sec"]), p50_ms=row.get("p50_latency_ms"),
         p90_ms=row.get("p90_latency_ms"), p95_ms=row.get("p95_latency_ms"), p99_ms=row.get("p99_latency_ms"),
         avg_ms=row.get("avg_latency_ms"), server={"perf_analyzer": server}, client=client,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -129,24 +128,16 @@ def _node_flops(node, shapes) -> int | None:
 # ------------------------------------------------------------------------------------------- the GEMM probe
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def cpu_flags() -> frozenset[str]:
+    from generator.isa import cpu_flags as flags
+
+    return flags()
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from generator.isa import cpu_name as name
+
+    return name()
 
 
 def _best(fn, flops: float, reps: int = 8, budget_s: float = 2.0) -> float:

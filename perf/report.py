@@ -56,8 +56,13 @@ def enrich(run: dict) -> list[dict]:
         tp = step.get("throughput") or 0.0
         row["inproc_throughput"] = inproc
         row["serving_ratio"] = tp / inproc if inproc and tp else None
+        eager_res = run.get("eager", {}).get(info.get("model", "")) or {}
         row["eager_throughput"] = eager
         row["speedup_vs_eager"] = tp / eager if eager and tp else None
+        ci = _at_row(eager_res.get("rows"), c).get("throughput_ci")
+        row["speedup_vs_eager_ci"] = [tp / ci[1], tp / ci[0]] if ci and tp and ci[0] > 0 and ci[1] != float("inf") \
+            else None
+        row["eager_caveat"] = eager_res.get("unreliable") or eager_res.get("implausible")
         flops = (run.get("flops", {}).get(info.get("model", "")) or {}).get("flops_per_inference")
         prec, peak = _peak(info.get("precision", "fp32"), peaks)
         row["achieved_gflops"] = tp * flops / 1e9 if flops and tp else None
@@ -73,6 +78,38 @@ def _peak(precision: str, peaks: dict):
     if want in peaks:
         return want, peaks[want]
     return "fp32", peaks.get("fp32")
+
+
+def rate_summary(run: dict) -> list[str]:
+    """One line per variant and driver of the open-loop sweep (``perf.openloop``): the highest rate held."""
+    out = []
+    for name, by_driver in sorted((run.get("rate_sweeps") or {}).items()):
+        for drv, got in by_driver.items():
+            tried = ", ".join(f"{r:g}" for r in got.get("rates", []))
+            best = got.get("max_rate")
+            out.append(f"{name} ({drv}): " + (f"{best:g} requests/s" if best else "no rate held")
+                       + f" (rates tried: {tried}; Poisson arrivals, latency from each request's scheduled arrival)")
+    return out
+
+
+def headline_ratio(r: dict) -> str:
+    """The headline "x PyTorch eager", only with its interval and never from a disturbed baseline."""
+    if not r.get("speedup_vs_eager"):
+        return ""
+    if r.get("eager_caveat"):
+        return f"; no ratio to PyTorch eager fp32: its baseline is not trustworthy ({r['eager_caveat']})"
+    ci = r.get("speedup_vs_eager_ci")
+    if not ci:
+        return "; no ratio to PyTorch eager fp32: its baseline has no interval (fewer than 2 rounds)"
+    return (f", {r['speedup_vs_eager']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
+            f"{ci[0]:.2f}-{ci[1]:.2f}x from the baseline's rounds)")
+
+
+def _at_row(rows, c) -> dict:
+    for b in rows or []:
+        if b.get("concurrency") == c:
+            return b
+    return {}
 
 
 def _at(rows, c):
@@ -234,6 +271,25 @@ STEP_COLS = [
 ]
 
 
+def _best_section(md: list, body: list, winners: dict, budget: float) -> None:
+    """The best variant per model (p99 within the budget), its headline ratio and where its time goes."""
+    md.append(f"## Best variant (p99 <= {budget:g} ms)\n")
+    body.append(f"<h2>Best variant (p99 &le; {budget:g} ms)</h2>")
+    for model, win in winners.items():
+        r = win["row"]
+        if r is None:
+            line = f"**{model}**: no winner: {win['why']}."
+            md.append(line + "\n")
+            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
+            continue
+        sp = headline_ratio(r)
+        line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
+                f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
+        md += [line + "\n", explain(r) + "\n"]
+        body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
+
+
+
 def write_report(run: dict, out_dir: Path) -> dict:
     """Write every report file into ``out_dir``; returns ``{"winners": ..., "files": [...]}``."""
     out_dir = Path(out_dir)
@@ -270,20 +326,13 @@ def write_report(run: dict, out_dir: Path) -> dict:
     md.append("\n".join(facts) + "\n")
     body.append("<ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in facts) + "</ul>")
 
-    md.append(f"## Best variant (p99 <= {budget:g} ms)\n")
-    body.append(f"<h2>Best variant (p99 &le; {budget:g} ms)</h2>")
-    for model, win in winners.items():
-        r = win["row"]
-        if r is None:
-            line = f"**{model}**: no winner: {win['why']}."
-            md.append(line + "\n")
-            body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
-            continue
-        sp = f", {r['speedup_vs_eager']:.2f}x PyTorch eager fp32 at the same concurrency" if r.get("speedup_vs_eager") else ""
-        line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
-                f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
-        md += [line + "\n", explain(r) + "\n"]
-        body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
+    _best_section(md, body, winners, budget)
+    rate_lines = rate_summary(run)
+    if rate_lines:
+        md.append(f"## Open loop: the highest Poisson request rate held (p99 <= {budget:g} ms)\n")
+        body.append(f"<h2>Open loop: the highest Poisson request rate held (p99 &le; {budget:g} ms)</h2><ul>")
+        md += [f"- {ln}" for ln in rate_lines] + [""]
+        body += [f"<li>{html.escape(ln)}</li>" for ln in rate_lines] + ["</ul>"]
 
     skipped = {n: i for n, i in run.get("models", {}).items() if i.get("skipped")}
     if skipped:

@@ -26,14 +26,9 @@ class Snapshot:
 
 def snapshot(url: str, model: str, timeout_s: float = 10.0) -> Snapshot:
     """The model's cumulative statistics (all versions summed). Raises on a dead server."""
-    import tritonclient.grpc as grpcclient
+    from .client import ServerClient
 
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(model, as_json=True, client_timeout=timeout_s)
-    finally:
-        client.close()
-    return from_json(stats)
+    return from_json(ServerClient(url).statistics(model, timeout_s))
 
 
 def from_json(stats: dict) -> Snapshot:

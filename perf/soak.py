@@ -125,13 +125,10 @@ def _ms(v) -> str:
 
 
 def _cpu_flags() -> str:
-    try:
-        import re
+    """The ISA flags that matter for speed (generator.isa reads /proc/cpuinfo)."""
+    from generator.isa import FLAGS, cpu_flags
 
-        flags = set(re.findall(r"avx512[a-z_0-9]*|avx_vnni|amx[a-z_]*|avx2", Path("/proc/cpuinfo").read_text()))
-        return " ".join(sorted(flags))
-    except OSError:
-        return ""
+    return " ".join(sorted(set(FLAGS) & cpu_flags()))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def write_wrappers(install, pa, folder: Path) -> tuple[Path, Path]:
 def prepare_repository(repo: Path, variant: str, dst: Path) -> Path:
     """A repository holding only ``variant``, its config without preferred sizes and warm-up."""
     from generator.validate import parse_config
-    from perf.tune import config_text
+    from perf.tune.config import config_text
 
     if dst.exists():
         shutil.rmtree(dst)
@@ -94,7 +94,8 @@ def prepare_repository(repo: Path, variant: str, dst: Path) -> Path:
 
 
 def run_model_analyzer(exe: Path, repo: Path, variant: str, server: Path, perf: Path, work: Path, budget_ms: float,
-                       mode: str, max_instances: int, max_batch: int, timeout_s: float, log=print) -> dict:
+                       mode: str, max_instances: int, max_batch: int, timeout_s: float, stall_s: float = 120.0,
+                       log=print) -> dict:
     from generator.server import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
@@ -115,17 +116,17 @@ def run_model_analyzer(exe: Path, repo: Path, variant: str, server: Path, perf: 
             "--triton-output-path", str(work / "ma-tritonserver.log")]
     shutil.rmtree(work / "ma-checkpoints", ignore_errors=True)
     log("model-analyzer " + " ".join(argv[1:]))
-    t0 = time.time()
+    from perf.watch import run_watched
+
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    with open(work / "ma.log", "w") as f:
-        try:
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
-                                cwd=work).returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-    wall = time.time() - t0
-    res = {"argv": argv, "wall_s": wall, "returncode": rc, "log": str(work / "ma.log")}
+
+    w = run_watched(argv, work / "ma.log", timeout_s=timeout_s, stall_s=stall_s, env=env, cwd=work,
+                    name=f"Model Analyzer {MA_VERSION}")
+    if w.summary:
+        log(w.summary)
+    res = {"argv": argv, "wall_s": w.wall_s, "returncode": w.returncode, "log": str(work / "ma.log"),
+           "stopped": w.summary, "skipped_profiles": w.skips}
     res.update(parse_model_analyzer(export, out_repo, variant, budget_ms))
     return res
 
@@ -169,7 +170,8 @@ def remeasure(repo: Path, spec, model_spec, configs: dict, budget_ms: float, rou
     it did best in round 1. Per config: the rounds' best throughput within budget, their mean and median p99."""
     from generator.server import TritonServer
     from generator.tunespec import TuneSettings
-    from perf.tune import Bench, Measurement
+    from perf import confirm
+    from perf.tune.measure import Bench, Measurement
 
     settings = TuneSettings(latency_budget_ms=budget_ms)
     server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
@@ -180,8 +182,8 @@ def remeasure(repo: Path, spec, model_spec, configs: dict, budget_ms: float, rou
     try:
         bench = Bench(server.urls.grpc, server, spec, window_s, 1.0, 100_000, max(levels), lambda m: settings, log)
         names = list(configs)
-        for r in range(rounds):
-            for k in names[r % len(names):] + names[:r % len(names)]:
+        for r, order in enumerate(confirm.rotations(names, rounds)):
+            for k in order:
                 variant, cfg = configs[k]
                 cfg.name = variant
                 lv = [best_level[k]] if best_level.get(k) else levels
@@ -203,13 +205,11 @@ def remeasure(repo: Path, spec, model_spec, configs: dict, budget_ms: float, rou
 
 def paired(remeasured: dict, a: str, b: str) -> tuple[float, float, float] | None:
     """``a`` / ``b`` throughput, round by round (alternating rounds of one server): geometric mean, 95% interval."""
-    from perf.tune import ratio_interval
+    from perf import confirm
 
     if a not in remeasured or b not in remeasured:
         return None
-    rs = [x["score"] / y["score"] for x, y in zip(remeasured[a]["rounds"], remeasured[b]["rounds"])
-          if x["score"] > 0 and y["score"] > 0]
-    return ratio_interval(rs) if rs else None
+    return confirm.paired(remeasured[a]["rounds"], remeasured[b]["rounds"], lambda x: x["score"])
 
 
 def main(argv=None) -> int:
@@ -223,6 +223,9 @@ def main(argv=None) -> int:
     ap.add_argument("--window-s", type=float, default=2.0, help="re-measurement windows (both tools' winners)")
     ap.add_argument("--max-configs", type=int, default=16)
     ap.add_argument("--ma-timeout-s", type=float, default=3600)
+    ap.add_argument("--ma-stall-s", type=float, default=120,
+                    help="stop Model Analyzer (and the server it started) after this long without a new measurement "
+                         "while it only repeats 'Existing measurement found ... Skipping profile'")
     ap.add_argument("--out", type=Path, default=Path("perf/results"))
     a = ap.parse_args(argv)
     try:
@@ -236,8 +239,9 @@ def main(argv=None) -> int:
 def run(a) -> Path:
     from generator.spec import load_spec
     from generator.tools import ensure_perf_analyzer, ensure_tritonserver, tools_dir
-    from perf.tune import Candidate, _base_config, apply_candidate, run_tune
+    from perf import confirm
     from perf.harness import discover
+    from perf.tune import Candidate, apply_candidate, base_config, primary_variant, run_tune
 
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
@@ -271,21 +275,19 @@ def run(a) -> Path:
     ma_repo = prepare_repository(repo, variant, work / "ma-input-repository")
     ma = run_model_analyzer(exe, ma_repo, variant, server_w, pa_w, work, a.latency_budget_ms, a.ma_mode,
                             max_instances=os.cpu_count() or 2, max_batch=max(ms.max_batch_size, 1),
-                            timeout_s=a.ma_timeout_s)
+                            timeout_s=a.ma_timeout_s, stall_s=a.ma_stall_s)
 
     # 3. alternate re-measurement in one server
     targets = {t.name: t for t in discover(repo, [a.model])}
     for t in targets.values():
         t.dir = repo / t.name
-    base = _base_config(targets[variant])
+    base = base_config(targets[variant])
     configs = {"spec": base}
-    from perf.tune import primary_variant
-
     primary = primary_variant(ms, list(targets.values()))
     if primary and primary != variant:
-        configs["spec (primary variant)"] = _base_config(targets[primary])
+        configs["spec (primary variant)"] = base_config(targets[primary])
     if winner is not None:
-        configs["tritongen tune"] = apply_candidate(_base_config(targets[winner.variant]), winner)
+        configs["tritongen tune"] = apply_candidate(base_config(targets[winner.variant]), winner)
     if ma.get("best") and ma["best"].get("config_path"):
         cfg = pb.ModelConfig()
         text_format.Parse(Path(ma["best"]["config_path"]).read_text(), cfg)
@@ -297,6 +299,30 @@ def run(a) -> Path:
         v = winner.variant if k == "tritongen tune" and winner is not None else primary if k.startswith("spec (") else variant
         named[k] = (v, cfg)
     remeasured = remeasure(repo, spec, ms, named, a.latency_budget_ms, a.rounds, levels, a.window_s, install, work)
+    rows, keys = tool_rows(a, res, mt, ma, remeasured, ours_wall, variant, primary)
+    ours_vs_ma = paired(remeasured, "tritongen tune", "Model Analyzer")
+    if ours_vs_ma:
+        g, lo, hi = ours_vs_ma
+        word = confirm.verdict_word(lo, hi)
+        verdict = (f"tritongen tune's winner / Model Analyzer's, round by round: {g:.2f}x (95% interval {lo:.2f}-"
+                   f"{hi:.2f}x over {a.rounds} alternating rounds): {word}; wall time {ours_wall:.0f} s vs "
+                   f"{ma['wall_s']:.0f} s ({ours_wall / ma['wall_s']:.2f}x).")
+    else:
+        verdict = "Model Analyzer named no configuration to compare with."
+    summary = {"model": a.model, "variant_given_to_ma": variant, "budget_ms": a.latency_budget_ms, "rows": rows,
+               "verdict": verdict, "ours_vs_ma": ours_vs_ma,
+               "remeasured": remeasured, "ma": {k: v for k, v in ma.items() if k != "argv"}, "ma_argv": ma["argv"],
+               "rounds": a.rounds, "levels": levels, "load_average_start": load0, "load_average_end": os.getloadavg()}
+    (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+
+    write_report(work, a, summary, keys)
+    return work
+
+
+def tool_rows(a, res: dict, mt: dict, ma: dict, remeasured: dict, ours_wall: float, variant: str,
+              primary: str | None) -> tuple[list[dict], dict]:
+    """One row per tool (ours, Model Analyzer, the spec's config on both variants), each with its ratio to
+    the spec's config round by round; and the row label -> re-measured config name."""
     spec_mean = remeasured["spec"]["mean"] or float("nan")
     rows = [
         {"tool": "tritongen tune", "configs_measured": res["measured"] + res["reused"], "wall_s": ours_wall,
@@ -318,20 +344,13 @@ def run(a) -> Path:
             "spec's config": "spec", "spec's config on its primary variant": "spec (primary variant)"}
     for r in rows:
         r["vs_spec"] = paired(remeasured, keys[r["tool"]], "spec")
-    ours_vs_ma = paired(remeasured, "tritongen tune", "Model Analyzer")
-    if ours_vs_ma:
-        g, lo, hi = ours_vs_ma
-        word = "better" if lo > 1 else "worse" if hi < 1 else "not distinguishable"
-        verdict = (f"tritongen tune's winner / Model Analyzer's, round by round: {g:.2f}x (95% interval {lo:.2f}-"
-                   f"{hi:.2f}x over {a.rounds} alternating rounds): {word}; wall time {ours_wall:.0f} s vs "
-                   f"{ma['wall_s']:.0f} s ({ours_wall / ma['wall_s']:.2f}x).")
-    else:
-        verdict = "Model Analyzer named no configuration to compare with."
-    summary = {"model": a.model, "variant_given_to_ma": variant, "budget_ms": a.latency_budget_ms, "rows": rows,
-               "verdict": verdict, "ours_vs_ma": ours_vs_ma,
-               "remeasured": remeasured, "ma": {k: v for k, v in ma.items() if k != "argv"}, "ma_argv": ma["argv"],
-               "rounds": a.rounds, "levels": levels, "load_average_start": load0, "load_average_end": os.getloadavg()}
-    (work / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    return rows, keys
+
+
+def write_report(work: Path, a, summary: dict, keys: dict) -> Path:
+    """``work/report.md``: one row per tool, the verdict, and Model Analyzer's end (stopped, failed)."""
+    variant, verdict, rows, levels = summary["variant_given_to_ma"], summary["verdict"], summary["rows"], summary["levels"]
+    remeasured, ma, load0 = summary["remeasured"], summary["ma"], summary["load_average_start"]
 
     def f(v, nd=1):
         return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
@@ -353,11 +372,13 @@ def run(a) -> Path:
         within = f"{sum(1 for x in rr if x['score'] > 0)}/{len(rr)}"
         lines.append(f"| {r['tool']} | {f(r['configs_measured'])} | {f(r['wall_s'], 0)} | {f(r['claimed'])} | "
                      f"{f(r['remeasured'])} | {within} | {f(r['p99_ms'])} | {vs} | {r['config']} |")
-    if ma.get("error") or ma.get("returncode") not in (0,):
+    if ma.get("stopped"):
+        lines += ["", f"**{ma['stopped']}** (log: {ma['log']})"]
+    elif ma.get("error") or ma.get("returncode") not in (0,):
         lines += ["", f"Model Analyzer: return code {ma.get('returncode')}; {ma.get('error', '')} (log: {ma['log']})"]
     (work / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return work
+    return work / "report.md"
 
 
 if __name__ == "__main__":

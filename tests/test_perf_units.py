@@ -172,7 +172,9 @@ def synthetic_run() -> dict:
     return {
         "run_id": "synthetic", "latency_budget_ms": 50.0, "steps": steps, "models": models,
         "baselines": {"m__onnx": {"rows": [{"concurrency": c, "throughput": t} for c, t in ((1, 120), (4, 320), (8, 440))]}},
-        "eager": {"m": {"rows": [{"concurrency": c, "throughput": t} for c, t in ((1, 50), (4, 100), (8, 110))]}},
+        # three interleaved rounds per baseline: the median and its 95% interval (perf.stability.combine_rounds)
+        "eager": {"m": {"rows": [{"concurrency": c, "throughput": t, "throughput_ci": [0.8 * t, 1.25 * t]}
+                                 for c, t in ((1, 50), (4, 100), (8, 110))], "rounds": 3}},
         "flops": {"m": {"flops_per_inference": 1e9}},
         "probe": {"peak_gflops": {"fp32": 1000.0, "int8": 4000.0}},
         "commands": ["tritonserver --model-repository r", "perf_analyzer -m m__onnx"], "meta": {"spec": "s.yaml"},
@@ -197,7 +199,8 @@ def test_report_files_plots_and_winner(tmp_path):
     for png in d.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (d / "report.md").read_text()
-    assert "`onnx` (Triton model `m__onnx`) at concurrency 4" in md and "3.00x PyTorch eager" in md
+    assert "`onnx` (Triton model `m__onnx`) at concurrency 4" in md
+    assert "3.00x PyTorch eager fp32 at the same concurrency (95% interval 2.40-3.75x" in md
     assert "queueing in the server" in md  # the plain-words breakdown
     html = (d / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "src='m_" not in html  # self-contained
@@ -218,3 +221,17 @@ def test_cycle_throughput_has_no_window_edge_effect_on_bursty_responses():
     assert loadgen.cycle_throughput(starts, 1.3, 2.9) == pytest.approx(4 / 0.6, rel=1e-6)
     # a worker with a single send in the window: no whole cycle, no estimate
     assert loadgen.cycle_throughput([[0.0, 5.0], [0.5, 1.0]], 0.0, 2.0) is None
+
+
+def test_headline_ratio_needs_an_interval_and_a_trustworthy_baseline(tmp_path):
+    run = synthetic_run()
+    run["eager"]["m"]["unreliable"] = "its rounds differ by 40% at concurrency 4 (more than 25%)"
+    write_report(run, tmp_path / "a")
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "x PyTorch eager" not in md.split("## Best variant")[1].split("##")[0]
+    assert "no ratio to PyTorch eager fp32: its baseline is not trustworthy (its rounds differ by 40%" in md
+    run = synthetic_run()
+    for r in run["eager"]["m"]["rows"]:
+        del r["throughput_ci"]
+    write_report(run, tmp_path / "b")
+    assert "its baseline has no interval" in (tmp_path / "b" / "report.md").read_text()

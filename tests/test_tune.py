@@ -158,3 +158,34 @@ def test_tune_through_the_real_server_resumes_and_applies(built, triton_install,
     key = {"onnxruntime_onnx": "intra_op_thread_count", "pytorch_libtorch": "INTRA_OP_THREAD_COUNT"}[native_cfg.platform]
     if win.threads:  # the native backend's own thread parameter, not the twin's
         assert native_cfg.parameters[key].string_value == str(win.threads)
+
+
+def test_rate_objective_scores_the_highest_rate_held_and_stops_at_the_first_not_held():
+    from perf.tune.measure import _stop_climbing
+
+    s = tune.TuneSettings(objective="rate", latency_budget_ms=50.0)
+    m = tune.Measurement(key="k", candidate={}, levels=[
+        {"concurrency": r, "request_rate": r, "throughput": tp, "p99_ms": p, "requests": 10, "errors": 0, "held": h}
+        for r, tp, p, h in ((4, 4.0, 5.0, True), (8, 8.0, 9.0, True), (16, 12.0, 80.0, False))])
+    tune.score_rows(m, s)
+    assert m.score == 8.0 and m.best_level == 8
+    assert _stop_climbing(m.levels, s) and not _stop_climbing(m.levels[:2], s)
+    assert tune.Bench.rate_levels(None, start=3, top=24) == [3, 6, 12, 24]
+
+
+@pytest.mark.server
+def test_tune_can_score_by_the_request_rate_held(built, triton_install, tmp_path):
+    run_dir = tune.run_tune(built["spec_path"], repo=built["repo"], models=["lin"], strategy="brute",
+                            objective="rate", latency_budget_ms=5000.0, max_configs=1, window_s=0.5, warmup_s=0.2,
+                            rounds=2, finalists=1, cores=2, out=tmp_path / "rate", install=triton_install,
+                            log=lambda s: None)
+    mt = json.loads((run_dir / "results.json").read_text())["models"][0]
+    rated = [m for m in mt["measured"] if not m["error"] and m["score"] > 0]
+    assert rated, mt["verdict"]
+    for m in rated:  # the score is the highest rate the server held: every rate up to it was held
+        held = [r for r in m["levels"] if r["held"]]
+        assert m["score"] == max(r["request_rate"] for r in held) and m["levels"][0]["request_rate"] == 4
+        assert all(r["errors"] == 0 and r["p99_ms"] <= 5000.0 for r in held)
+    with pytest.raises(UserError, match=r"tune.objective: rate needs a p99 budget"):
+        tune.run_tune(built["spec_path"], repo=built["repo"], objective="rate", out=tmp_path / "x",
+                      install=triton_install, log=lambda s: None)

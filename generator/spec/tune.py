@@ -7,7 +7,7 @@
       max_batch_size: [4, 8, 16]          # default: powers of two up to the verified max_batch_size
       queue_delay_us: [0, 2000, 20000]    # default: 0, 500, 2000, 10000, 20000, 50000
       threads: [1, 2]                     # per-instance runtime threads; default: 1 and powers of two <= cores
-      objective: throughput               # or latency (minimise p99)
+      objective: throughput               # or latency (minimise p99), or rate (the highest Poisson rate held)
       latency_budget_ms: 100              # p99 constraint
       min_throughput: 50                  # inferences/s constraint
       max_memory_mb: 2048                 # server memory for the model
@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 
 from .base import Mapping, NonNegFloat, NonNegInt, PosInt, Str, fail, spec_type
 
-OBJECTIVES = ("throughput", "latency")
+OBJECTIVES = ("throughput", "latency", "rate")
 
 
 def _nonempty(v: Any) -> Any:
@@ -55,8 +55,8 @@ class TuneSettings(Mapping):
     max_batch_size: _axis(PosInt) = Field(default=None, description="max_batch_size values (<= the verified one).")
     queue_delay_us: _axis(NonNegInt) = Field(default=None, description="max_queue_delay_microseconds values.")
     threads: _axis(NonNegInt) = Field(default=None, description="Runtime threads per instance (0 = runtime default).")
-    objective: Literal["throughput", "latency"] = Field(default="throughput",
-                                                        description="Maximise throughput or minimise p99.")
+    objective: Literal["throughput", "latency", "rate"] = Field(
+        default="throughput", description="Maximise throughput, minimise p99, or the highest Poisson rate held (rate).")
     latency_budget_ms: Optional[NonNegFloat] = Field(default=None, description="p99 constraint (ms).")
     min_throughput: Optional[NonNegFloat] = Field(default=None, description="Throughput constraint (inferences/s).")
     max_memory_mb: Optional[NonNegFloat] = Field(default=None, description="Server memory constraint for the model (MB).")

@@ -1,0 +1,123 @@
+"""Open-loop load: requests arrive at a Poisson rate whatever the server does (as users arrive), unlike the
+closed loop of ``perf.loadgen`` (each client waits for its answer before sending again).
+
+    arrivals(rate, duration_s, seed) -> send times (s from the start): exponential gaps, mean 1 / rate
+    run_rate(protocol, url, model, feeds, outputs, rate, ...) -> StepResult (request_rate = rate)
+    rate_sweep(..., rates, budget_ms) -> {"steps": [...], "max_rate": highest rate held, "rates": [...]}
+    held(step, budget_ms) -> bool: >= 95% of the window's arrivals served, p99 within the budget, no errors
+
+Latency is measured from each request's *scheduled* arrival, so a client that falls behind shows up as
+latency (no coordinated omission). Requests still outstanding beyond ``max_outstanding`` are not sent and
+count as errors (the server cannot keep up with the rate). perf_analyzer does the same with
+``--request-rate-range R --request-distribution poisson`` (``perf.pa_driver.build_argv(request_rate=R)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from .loadgen import StepResult, _Client, summarize
+
+HELD_SHARE = 0.95
+
+
+def arrivals(rate: float, duration_s: float, seed: int = 0) -> np.ndarray:
+    """Poisson arrival times in [0, duration_s): cumulative exponential gaps with mean 1 / rate."""
+    rng = np.random.default_rng(seed)
+    n = int(rate * duration_s * 1.5) + 16
+    t = np.cumsum(rng.exponential(1.0 / rate, size=n))
+    while t[-1] < duration_s:  # rare: draw more
+        t = np.concatenate([t, t[-1] + np.cumsum(rng.exponential(1.0 / rate, size=n))])
+    return t[t < duration_s]
+
+
+async def _run_rate(protocol, url, model, feeds, outputs, rate, batch, warmup_s, measurement_s, timeout_s,
+                    max_outstanding, seed) -> StepResult:
+    client = _Client(protocol, url, model, feeds, outputs, timeout_s)
+    res = StepResult(model=model, driver=f"loadgen-{protocol}-rate", concurrency=max_outstanding, batch=batch,
+                     request_rate=rate)
+    latencies: list[float] = []
+    pending: set[asyncio.Task] = set()
+
+    async def one(i: int, scheduled: float, counted: bool) -> None:
+        try:
+            await client.infer(i)
+            ok, err = True, ""
+        except Exception as e:  # InferenceServerException, timeouts, connection errors: the step keeps them
+            ok, err = False, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if not counted:
+            return
+        if ok:
+            latencies.append(time.perf_counter() - scheduled)
+        else:
+            res.errors += 1
+            if len(res.error_samples) < 5 and err not in res.error_samples:
+                res.error_samples.append(err)
+
+    offered = 0  # arrivals scheduled inside the measurement window
+    t0 = time.perf_counter()
+    for i, at in enumerate(arrivals(rate, warmup_s + measurement_s, seed).tolist()):  # python floats
+        scheduled = t0 + at
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        counted = at >= warmup_s
+        offered += int(counted)
+        if len(pending) >= max_outstanding:
+            res.errors += int(counted)
+            continue
+        task = asyncio.ensure_future(one(i, scheduled, counted))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    t_end = t0 + warmup_s + measurement_s
+    if pending:
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+            res.errors += 1
+    await client.close()
+    res.window_s = measurement_s
+    res.requests = len(latencies)
+    res.throughput = res.requests * batch / measurement_s
+    res.throughput_window = res.throughput
+    res.client = {"arrivals": offered, "offered_per_s": offered * batch / measurement_s}
+    if time.perf_counter() - t_end > timeout_s:
+        res.aborted = f"responses still pending {timeout_s:g} s after the last arrival"
+    for k, v in summarize(latencies).items():
+        setattr(res, k, v)
+    return res
+
+
+def run_rate(protocol: str, url: str, model: str, feeds: list[dict], outputs: list[str], rate: float,
+             batch: int = 1, warmup_s: float = 1.0, measurement_s: float = 5.0, timeout_s: float = 30.0,
+             max_outstanding: int = 256, seed: int = 0) -> StepResult:
+    """One open-loop step at ``rate`` requests/s (Poisson arrivals)."""
+    return asyncio.run(_run_rate(protocol, url, model, feeds, outputs, rate, batch, warmup_s, measurement_s,
+                                 timeout_s, max_outstanding, seed))
+
+
+def held(step: StepResult, budget_ms: float) -> bool:
+    """The server kept up with the offered rate: >= 95% of the window's arrivals served, p99 within the
+    budget, no errors."""
+    offered = step.client.get("arrivals", (step.request_rate or 0) * step.window_s)
+    return bool(not step.errors and not step.aborted and step.p99_ms is not None and step.p99_ms <= budget_ms
+            and step.requests >= HELD_SHARE * offered)
+
+
+def rate_sweep(protocol: str, url: str, model: str, feeds: list[dict], outputs: list[str], rates: list[float],
+               budget_ms: float, batch: int = 1, log=print, **kw) -> dict:
+    """Increasing rates until one is not held; the highest rate held under the p99 budget (None: none)."""
+    steps, best = [], None
+    for r in sorted(rates):
+        step = run_rate(protocol, url, model, feeds, outputs, r, batch=batch, **kw)
+        steps.append(step.to_dict())
+        ok = held(step, budget_ms)
+        log(f"  {model} at {r:g} req/s: served {step.throughput:.1f}/s, p99 {step.p99_ms or float('nan'):.1f} ms"
+            f"{', errors ' + str(step.errors) if step.errors else ''} -> {'held' if ok else 'not held'}")
+        if not ok:
+            break
+        best = r
+    return {"rates": sorted(rates), "steps": steps, "max_rate": best, "budget_ms": budget_ms}

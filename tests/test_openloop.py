@@ -1,0 +1,73 @@
+"""Open-loop load (perf.openloop): Poisson arrivals, and the highest rate a real server holds under a p99 budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perf import openloop, pa_driver
+from perf.loadgen import StepResult
+
+
+def test_arrivals_are_poisson_at_the_asked_rate():
+    t = openloop.arrivals(200.0, 50.0, seed=1)
+    assert np.all(np.diff(t) > 0) and t[-1] < 50.0
+    assert len(t) == pytest.approx(200 * 50, rel=0.05)
+    gaps = np.diff(t)
+    assert gaps.mean() == pytest.approx(1 / 200, rel=0.05)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.1)  # exponential: coefficient of variation 1
+    assert np.array_equal(t, openloop.arrivals(200.0, 50.0, seed=1))  # reproducible
+
+
+def test_a_rate_is_held_only_when_served_within_budget_without_errors():
+    def step(requests, arrivals, p99, errors=0):
+        return StepResult(model="m", driver="loadgen-grpc-rate", concurrency=64, requests=requests, errors=errors,
+                          window_s=2.0, p99_ms=p99, request_rate=50.0, client={"arrivals": arrivals})
+    assert openloop.held(step(98, 100, 10.0), 20.0)
+    assert not openloop.held(step(90, 100, 10.0), 20.0)  # fell behind the arrivals
+    assert not openloop.held(step(100, 100, 25.0), 20.0)  # over the p99 budget
+    assert not openloop.held(step(99, 100, 10.0, errors=1), 20.0)
+
+
+def test_perf_analyzer_gets_a_poisson_request_rate(tmp_path):
+    from generator.spec import parse_spec
+    from specs import linear_model
+
+    m = parse_spec({"models": [linear_model()]}, tmp_path / "spec.yaml").models[0]
+    argv = pa_driver.build_argv("pa", "lin__onnx", "127.0.0.1:1", m, 4, tmp_path / "o.csv", None, request_rate=250)
+    joined = " ".join(argv)
+    assert "--request-rate-range 250:250 --request-distribution poisson" in joined
+    assert "--concurrency-range" not in joined
+
+
+@pytest.mark.server
+def test_rate_sweep_finds_the_highest_rate_a_real_server_holds(triton_server_factory, tmp_path):
+    from perf import loadgen
+    from perf.soak import build_tiny
+
+    spec, repo = build_tiny(tmp_path / "tiny")
+    server = triton_server_factory(repo)
+    ms = spec.models[0]
+    feeds = loadgen.samples(ms, n=4)
+    got = openloop.rate_sweep("grpc", server.urls.grpc, "tiny__onnx", feeds, [o.name for o in ms.outputs],
+                              [10, 20000], budget_ms=5000.0, warmup_s=0.5, measurement_s=2.0, max_outstanding=32,
+                              log=lambda s: None)
+    low, high = got["steps"]
+    assert got["max_rate"] == 10
+    assert low["errors"] == 0 and low["requests"] == low["client"]["arrivals"] > 0  # every arrival answered
+    assert low["p99_ms"] <= 5000.0 and low["request_rate"] == 10
+    # 20 000 req/s on a tiny model over 2 shared cores: requests pile up past 32 outstanding, so not held
+    assert not openloop.held(StepResult(**high), 5000.0) and high["errors"] > 0
+
+    # through tritongen perf: the sweep per variant, in results.json and the report
+    from perf.harness import run_perf
+
+    run_dir = run_perf(server.urls.grpc, repo, tmp_path / "tiny" / "spec.yaml", ["tiny__onnx"], [1], 5000.0,
+                       tmp_path / "results", "loadgen", 1.0, 200, warmup_s=0.2, baselines=False, gemm_probe=False,
+                       request_rates=[10], log=lambda s: None)
+    import json
+
+    res = json.loads((run_dir / "results.json").read_text())
+    sweep = res["rate_sweeps"]["tiny__onnx"]["loadgen-grpc"]
+    assert sweep["max_rate"] == 10 and sweep["steps"][0]["errors"] == 0
+    assert "tiny__onnx (loadgen-grpc): 10 requests/s" in (run_dir / "report.md").read_text()
