@@ -97,7 +97,7 @@ def test_a_rebuild_with_tuned_yaml_renders_the_winners_config_and_ensemble(tuned
 def test_preferred_variant_must_be_one_of_the_models_variants():
     m = vit_model(preferred_variant="torchscript")
     with pytest.raises(UserError, match=r"models\[0\]\.preferred_variant: 'torchscript' is not in this model's "
-                                        r"variants; use one of onnx"):
+                                        r"variants \(onnx\)"):
         parse_spec({"models": [m]}, __import__("pathlib").Path("/tmp/spec.yaml"))
 
 
