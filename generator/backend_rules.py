@@ -681,3 +681,6 @@ def read_manifest(model_dir: Path) -> dict | None:
 def rule_table() -> list[tuple[str, str, str, str]]:
     """(rule id, backends, check function, source) for the README."""
     return [(r.id, ", ".join(r.backends).replace("*", "all"), r.check.__name__, r.source) for r in RULES]
+
+
+from . import client_rules  # noqa: E402,F401  (registers the input-format and label-file rules)

@@ -61,6 +61,19 @@ def _tensor(t, *, data_type=None) -> dict:
     return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": t.triton_dims()}
 
 
+def _inputs(tensors) -> list[dict]:
+    """Config inputs, with the image ``format`` Triton's clients lay images out by (generator/classes.py)."""
+    return [{**_tensor(t), "format": getattr(t, "format", None)} for t in tensors]
+
+
+def _outputs(tensors) -> list[dict]:
+    """Config outputs, with ``label_filename`` where the spec gives class labels (generator/classes.py)."""
+    from .classes import label_files
+
+    files = label_files(tensors)
+    return [{**_tensor(t), "label_filename": files.get(t.name)} for t in tensors]
+
+
 def warmup_entries(model: ModelSpec) -> list[dict]:
     opt = model.dims_at("opt")
     sizes = [1]
@@ -127,8 +140,8 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
         "backend": backend,
         "max_batch_size": model.max_batch_size,
         "default_model_filename": None,
-        "inputs": [_tensor(t) for t in model.inputs],
-        "outputs": [_tensor(t) for t in model.outputs],
+        "inputs": _inputs(model.inputs),
+        "outputs": _outputs(model.outputs),
         "version_policy": tr.version_policy,
         "dynamic_batching": None if db is None else dynamic_batching_values(db),
         "instance_groups": groups,
@@ -312,12 +325,23 @@ def template_for(variant: Variant, target: str) -> str:
     return "python.pbtxt.j2" if target == "embedded" else variant.template
 
 
-def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
+def image_input(model: ModelSpec) -> dict:
+    """The ensemble's (and the preprocessing model's) encoded-image input.
+
+    ``preprocess.image.dtype: string`` (the default): TYPE_STRING ``[1]``, one encoded file per element, so a
+    batch may mix sizes and formats (Triton's ensemble_image_client sends this). ``uint8``: TYPE_UINT8 ``[-1]``,
+    one row per image, zero-padded to one length within a request."""
+    if getattr(model.preprocess, "dtype", "string") == "uint8":
+        return {"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}
+    return {"name": "image", "data_type": "TYPE_STRING", "dims": [1]}
+
+
+def preprocess_context(model: ModelSpec, spec_name: str, execution_env: str | None = None) -> dict:
     """The python-backend preprocessing model: image bytes -> the model's image input.
 
-    The encoded file travels as TYPE_UINT8 ``[-1]`` (one row per image, zero-padded to one length
-    within a request), not TYPE_STRING: the python-backend stub of tritonserver <= 2.51 running
-    numpy >= 2 corrupts string tensors, and uint8 works on every server."""
+    String images need a stub that moves TYPE_STRING tensors correctly: the python-backend stub of
+    tritonserver <= 2.51 running numpy >= 2 corrupts them, so the embedded target passes ``execution_env``
+    (EXECUTION_ENV_PATH: tritongen's numpy<2 + Pillow environment)."""
     pre = model.preprocess
     target = next(t for t in model.inputs if t.name == pre.input)
     db = model.triton.dynamic_batching if model.max_batch_size > 0 else None
@@ -325,7 +349,7 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
         "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "preprocess",
         "name": triton_model_name(model.name, "preprocess"), "platform": None, "backend": "python",
         "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}],
+        "inputs": [image_input(model)],
         "outputs": [_tensor(target)],
         "version_policy": None,
         "dynamic_batching": None if db is None else {
@@ -337,6 +361,8 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
         "parameters": {
             "size": ",".join(map(str, pre.size)), "mean": ",".join(map(str, pre.mean)),
             "std": ",".join(map(str, pre.std)), "layout": pre.layout, "output_name": target.name,
+            **({"EXECUTION_ENV_PATH": execution_env}
+               if execution_env and image_input(model)["data_type"] == "TYPE_STRING" else {}),
         },
         "optimization": None,
     }
@@ -352,9 +378,8 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
         "tool_version": __version__, "spec_name": spec_name, "model_name": model.name, "variant": "ensemble",
         "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
         "max_batch_size": model.max_batch_size, "default_model_filename": None,
-        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}]
-                  + [_tensor(t) for t in model.inputs if t.name != pre.input],
-        "outputs": [_tensor(t) for t in model.outputs],
+        "inputs": [image_input(model)] + _inputs([t for t in model.inputs if t.name != pre.input]),
+        "outputs": _outputs(model.outputs),
         "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
         "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
         "steps": [
@@ -407,8 +432,8 @@ def text_ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) ->
         "name": triton_model_name(model.name, "ensemble"), "platform": "ensemble", "backend": None,
         "max_batch_size": model.max_batch_size, "default_model_filename": None,
         "inputs": [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}]
-                  + [_tensor(t) for t in model.inputs if t.name not in feeds],
-        "outputs": [_tensor(t) for t in model.outputs],
+                  + _inputs([t for t in model.inputs if t.name not in feeds]),
+        "outputs": _outputs(model.outputs),
         "version_policy": None, "dynamic_batching": None, "instance_groups": [], "warmup": [],
         "parameters": {}, "optimization": None, "response_cache": False, "notes": [],
         "steps": [

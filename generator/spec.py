@@ -9,6 +9,7 @@ the default's ``dynamic_batching``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -35,6 +36,8 @@ class TensorSpec:
     shape: tuple  # ints and named-dim strings, no batch dim
     range: tuple | None = None  # (low, high) for integer inputs, high exclusive
     key: str | int | None = None  # outputs: the dict key / tuple index forward() returns it under
+    format: str | None = None  # inputs: FORMAT_NCHW | FORMAT_NHWC (generator/classes.py)
+    labels: tuple[str, ...] | None = None  # outputs: class labels -> label_filename (generator/classes.py)
 
     def concrete(self, dims: dict[str, int]) -> tuple[int, ...]:
         return tuple(d if isinstance(d, int) else dims[d] for d in self.shape)
@@ -113,6 +116,7 @@ class ImagePreprocess:
     input: str = ""  # the model input it feeds (the first input by default)
     variant: str | None = None  # the variant the ensemble feeds (default: the first one written)
     instances: int = 2  # preprocessing instances (KIND_CPU)
+    dtype: str = "string"  # the ensemble's image input: string (TYPE_STRING [1], one element per image) | uint8
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,10 @@ class ModelSpec:
         """What the artifacts depend on: not `triton:` or `preprocess:` (those only change configs)."""
         keys = ("source", "inputs", "outputs", "dims", "max_batch_size", "opset", "calibration", "verify")
         part = {k: self.raw.get(k) for k in keys}
+        for k in ("inputs", "outputs"):  # format and labels only change configs
+            if isinstance(part[k], list):
+                part[k] = [{a: b for a, b in t.items() if a not in ("format", "labels")} if isinstance(t, dict) else t
+                           for t in part[k]]
         return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -397,7 +405,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
     if mbs is None:
         raise UserError(f"{where}.max_batch_size: missing; set it (0 disables batching)")
     inputs = _tensors(f.list("inputs", required=True), f.path("inputs"), dims, is_input=True)
-    outputs = _tensors(f.list("outputs", required=True), f.path("outputs"), dims, is_input=False)
+    outputs = _tensors(f.list("outputs", required=True), f.path("outputs"), dims, is_input=False, root=root)
     names = [t.name for t in inputs + outputs]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
@@ -412,6 +420,9 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
     if pre_variant is not None and pre_variant not in [v.name for v in variants]:
         raise UserError(f"{where}.preprocess.variant: '{pre_variant}' is not in this model's variants")
     opset = f.int("opset", default=None, minimum=7)
+    preprocess = _preprocess(f.dict("preprocess"), f.path("preprocess"), inputs, root, f.get("source"))
+    if isinstance(preprocess, ImagePreprocess):  # the image input's format follows from the preprocessing layout
+        inputs = _with_format(inputs, preprocess, f.path("inputs"))
     if f.has("tune"):  # tritongen tune's search space: checked now, used by perf/tune.py
         from .tunespec import parse_tune
 
@@ -428,7 +439,7 @@ def _model(raw: dict, where: str, index: int, root: Path, known_variants) -> Mod
         verify=_tolerance(f.dict("verify"), f.path("verify"), root),
         triton=triton,
         opset=opset,
-        preprocess=_preprocess(f.dict("preprocess"), f.path("preprocess"), inputs, root, f.get("source")),
+        preprocess=preprocess,
         raw=raw,
         index=index,
     )
@@ -517,13 +528,28 @@ def _dims(raw: dict, where: str) -> dict:
     return out
 
 
-def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorSpec, ...]:
+def _with_format(inputs: tuple, pre: "ImagePreprocess", where: str) -> tuple:
+    want = f"FORMAT_{pre.layout}"
+    out = []
+    for i, t in enumerate(inputs):
+        if t.name == pre.input:
+            if t.format not in (None, want):
+                raise UserError(f"{where}[{i}].format: {t.format} but preprocess.image.layout is {pre.layout}; make them agree")
+            t = dataclasses.replace(t, format=want)
+        out.append(t)
+    return tuple(out)
+
+
+def _tensors(raw: list, where: str, dims: dict, is_input: bool, root: Path | None = None) -> tuple[TensorSpec, ...]:
+    from .classes import parse_format, parse_labels
+
     if not raw:
         raise UserError(f"{where}: empty; declare at least one tensor")
     out = []
     for i, t in enumerate(raw):
         w = f"{where}[{i}]"
-        f = _Fields(t, w, ("name", "dtype", "shape", "range") if is_input else ("name", "dtype", "shape", "key"))
+        f = _Fields(t, w, ("name", "dtype", "shape", "range", "format") if is_input
+                    else ("name", "dtype", "shape", "key", "labels"))
         name = f.str("name", required=True)
         if not TENSOR_NAME_RE.match(name):
             raise UserError(f"{w}.name: '{name}' is not a valid tensor name; start with a letter or '_'")
@@ -559,7 +585,9 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
             if isinstance(key, bool) or not isinstance(key, (str, int)) or key == "":
                 raise UserError(f"{w}.key: expected the dict key (a string) or tuple index (an integer) "
                                 f"forward() returns this output under, got {_kind(key)}")
-        out.append(TensorSpec(name=name, dtype=dtype, shape=tuple(norm), range=rng, key=key))
+        fmt = parse_format(f.get("format"), f"{w}.format", tuple(norm)) if is_input else None
+        labels = None if is_input else parse_labels(f.get("labels"), f"{w}.labels", tuple(norm), root)
+        out.append(TensorSpec(name=name, dtype=dtype, shape=tuple(norm), range=rng, key=key, format=fmt, labels=labels))
     return tuple(out)
 
 
@@ -781,7 +809,7 @@ def _preprocess(raw: dict, where: str, inputs, root: Path | None = None, source:
 
         return parse_text_preprocess(raw, where, root, inputs, source)
     f = _Fields(raw, where, ("image", "variant", "instances"))
-    img = _Fields(f.dict("image"), f.path("image"), ("size", "mean", "std", "layout", "input"))
+    img = _Fields(f.dict("image"), f.path("image"), ("size", "mean", "std", "layout", "input", "dtype"))
     size = img.list("size", required=True)
     if len(size) != 2:
         raise UserError(f"{img.path('size')}: expected [height, width]")
@@ -808,5 +836,8 @@ def _preprocess(raw: dict, where: str, inputs, root: Path | None = None, source:
     if tuple(target.shape) != want or not target.dtype.is_float:
         raise UserError(f"{where}.image: input '{name}' is {list(target.shape)} {target.dtype.name} but "
                         f"{layout} preprocessing to {list(size)} makes {list(want)} float32; make them agree")
+    wire = img.str("dtype", "string")
+    if wire not in ("string", "uint8"):
+        raise UserError(f"{img.path('dtype')}: '{wire}' is not string (TYPE_STRING, one element per image) or uint8")
     return ImagePreprocess(size=size, mean=mean, std=std, layout=layout, input=name,
-                           variant=f.str("variant"), instances=f.int("instances", 2, minimum=1))
+                           variant=f.str("variant"), instances=f.int("instances", 2, minimum=1), dtype=wire)

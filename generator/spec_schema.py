@@ -96,6 +96,8 @@ def mappings() -> dict[str, dict[str, dict]]:
             "shape": _t("array", "Shape without the batch dim: integers and named dims.", items=_DIM),
             "range": _t("array", "[low, high) of an integer input (token ids: [0, vocab_size]).",
                         items={"type": "integer"}, minItems=2, maxItems=2),
+            "format": _t("string", "Image layout for Triton's clients (config format); 3 dims, channels 1 or 3. "
+                                   "Inferred from preprocess.image.layout.", enum=["FORMAT_NCHW", "FORMAT_NHWC"]),
         },
         "output": {
             "name": _t("string", "Tensor name (for huggingface sources: a key of the model's output).",
@@ -107,6 +109,10 @@ def mappings() -> dict[str, dict[str, dict]]:
             "key": {"type": ["string", "integer"],
                     "description": "What picks this output from forward()'s result: a dict / ModelOutput key, "
                                    "or an index into a tuple (default: the output's name)."},
+            "labels": {"type": ["string", "array"], "items": {"type": "string"},
+                       "description": "Class labels (a list, or a file with one label a line): written beside "
+                                      "config.pbtxt as label_filename, for class_count requests (id2label for "
+                                      "huggingface sources)."},
         },
         "tolerance": {
             "atol": _t(["number", "string"], "Absolute tolerance vs PyTorch."),
@@ -204,6 +210,9 @@ def mappings() -> dict[str, dict[str, dict]]:
             "std": _t("array", "Per-channel std (RGB).", items={"type": "number"}, minItems=3, maxItems=3),
             "layout": _t("string", "Tensor layout.", enum=["NCHW", "NHWC"]),
             "input": _t("string", "The model input it feeds (default: the first)."),
+            "dtype": _t("string", "The ensemble's image input: string (TYPE_STRING dims [1], one encoded image per "
+                                  "element; sizes may differ in a batch) or uint8 (TYPE_UINT8 dims [-1]).",
+                        enum=["string", "uint8"]),
         },
         "text": {
             "tokenizer": _t("string", "Folder with tokenizer.json (default: the huggingface source folder)."),
