@@ -489,7 +489,7 @@ class Bench:
                        ladder: bool = False, preloaded: bool = False) -> Measurement:
         """Load ``cfg`` as model ``name`` and measure it at each concurrency of ``levels`` (a ladder: stop early
         once more concurrency stops paying)."""
-        from perf import loadgen, server_stats
+        from perf import inputs as real_inputs, loadgen, server_stats
 
         t0 = time.time()
         problems = check_candidate(cfg, name)
@@ -502,7 +502,7 @@ class Bench:
         if reason:
             m.error = f"failed to load: {reason}"
             return m
-        feeds = loadgen.samples(model_spec, self.spec.root, n=4, batch=1)
+        feeds = real_inputs.variant_feeds(model_spec) or loadgen.samples(model_spec, self.spec.root, n=4, batch=1)
         batch = loadgen.batch_of(feeds[0], model_spec)
         outputs = [o.name for o in model_spec.outputs]
         settings = self.settings_for(model_spec)

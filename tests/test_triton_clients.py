@@ -312,3 +312,37 @@ def test_init_with_an_image_size_writes_the_format(tmp_path):
                      image={"size": [16, 16]})
     assert "\"format\": \"FORMAT_NCHW\"" in text
     assert load_spec(tmp_path / "s.yaml").models[0].inputs[0].format == "FORMAT_NCHW"
+
+
+@pytest.mark.server
+def test_perf_analyzer_sends_the_image_folder_through_the_ensemble(repo, triton_server_factory, perf_analyzer_install,
+                                                                   tmp_path):
+    """``tritongen perf --images``: perf_analyzer accepts the generated --input-data and every request succeeds."""
+    from perf import inputs, pa_driver
+
+    (tmp_path / "imgs").mkdir()
+    for i, (size, fmt) in enumerate((((40, 30), "PNG"), ((64, 20), "JPEG"))):
+        (tmp_path / "imgs" / f"{i}.{fmt.lower()}").write_bytes(_image(10 + i, size, fmt))
+    server = triton_server_factory(repo)
+    feeds = inputs.feeds_for(repo / "vit__ensemble", inputs.RealInputs(images=tmp_path / "imgs"), n=2)
+    data = inputs.write_input_data(feeds, tmp_path / "input_data.json")
+    spec = load_spec(write_spec(tmp_path / "spec", {"models": [vit_model(preprocess={"image": {"size": [32, 32]}})]}))
+    step = pa_driver.run_step(perf_analyzer_install, "vit__ensemble", server.urls.grpc, spec.models[0], 1,
+                              tmp_path / "pa", data, measurement_mode="count_windows", request_count=8,
+                              stability_pct=1000.0, max_trials=3, retries=0, timeout_s=240)
+    log = "\n".join(p.read_text() for p in (tmp_path / "pa").glob("*.log"))
+    assert not step.aborted, log[-800:]
+    assert step.requests > 0 and step.throughput > 0
+
+
+def test_validate_catches_a_label_file_that_does_not_fit(repo, tmp_path):
+    import shutil
+
+    from generator.validate import validate_repository
+
+    shutil.copytree(repo / "vit__onnx", tmp_path / "r" / "vit__onnx")
+    assert all(r.ok for r in validate_repository(tmp_path / "r"))
+    (tmp_path / "r" / "vit__onnx" / "labels.txt").write_text("\n".join(LABELS[:9]) + "\n")
+    problems = [p for r in validate_repository(tmp_path / "r") for p in r.problems]
+    assert any("vit__onnx/labels.txt: 9 labels for output 'logits' with 10 classes" in p and "[label-file: " in p
+               for p in problems), problems
