@@ -346,3 +346,15 @@ def test_validate_catches_a_label_file_that_does_not_fit(repo, tmp_path):
     problems = [p for r in validate_repository(tmp_path / "r") for p in r.problems]
     assert any("vit__onnx/labels.txt: 9 labels for output 'logits' with 10 classes" in p and "[label-file: " in p
                for p in problems), problems
+
+
+def test_perf_measures_the_ensemble_only_with_real_inputs(repo, tmp_path):
+    from perf.harness import discover
+    from perf.inputs import RealInputs
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(_image(1, (8, 8)))
+    assert "vit__ensemble" not in {t.name for t in discover(repo)}
+    with_files = {t.name for t in discover(repo, real=RealInputs(images=tmp_path / "imgs"))}
+    assert "vit__ensemble" in with_files and "vit__preprocess" not in with_files
+    assert "vit__ensemble" not in {t.name for t in discover(repo, real=RealInputs(sentences=tmp_path / "s.txt"))}
