@@ -4,7 +4,8 @@
 - splits large batches into chunks of max_batch_size and sends them concurrently (bounded);
 - per-request timeouts; retries with exponential backoff on UNAVAILABLE (server restarting,
   model loading), never on errors that would fail again (bad shape, unknown model);
-- image bytes for `<model>__ensemble` are sent as uint8 rows, zero-padded per request.
+- image bytes for `<model>__ensemble` are sent one encoded file per BYTES element (sizes may differ), or as
+  uint8 rows zero-padded per request where the ensemble declares TYPE_UINT8 (preprocess.image.dtype: uint8).
 
 Run it:
     python examples/client.py --url 127.0.0.1:8001 --model vit_b16__ensemble --image cat.jpg
@@ -51,6 +52,16 @@ def pad_images(images: list[bytes]) -> np.ndarray:
     out = np.zeros((len(images), width), dtype=np.uint8)
     for i, b in enumerate(images):
         out[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return out
+
+
+def image_feed(images: list[bytes], datatype: str = "BYTES") -> np.ndarray:
+    """Encoded images for an ensemble's ``image`` input: [n, 1] BYTES elements, or padded uint8 rows."""
+    if datatype == "UINT8":
+        return pad_images(images)
+    out = np.empty((len(images), 1), dtype=object)
+    for i, b in enumerate(images):
+        out[i, 0] = bytes(b)
     return out
 
 
@@ -133,7 +144,8 @@ class GrpcClient:
             step = info.max_batch_size
             parts = [await self.classify_images(model, images[i:i + step]) for i in range(0, len(images), step)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return await self._infer_once(info, {"image": pad_images(images)})
+        kind = next((t.datatype for t in info.inputs if t.name == "image"), "BYTES")
+        return await self._infer_once(info, {"image": image_feed(images, kind)})
 
 
 class HttpClient:

@@ -262,8 +262,12 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--max-requests", type=int, default=2000, show_default=True, help="Request cap per step.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("perf/results"), show_default=True)
 @click.option("--no-baselines", is_flag=True, help="Skip the in-process and PyTorch eager baselines.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="A folder of JPEG/PNG files: also measure the image ensembles with them (one BYTES element each).")
+@click.option("--sentences", type=click.Path(path_type=Path), default=None,
+              help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, out, no_baselines):
+         max_requests, out, no_baselines, images, sentences):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     \b
@@ -274,6 +278,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
     results.csv|json, plots and the exact commands.
     """
     from perf.harness import run_perf
+    from perf.inputs import RealInputs
 
     if url is None:
         _isa_warnings(repo)
@@ -283,7 +288,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
         raise UserError(f"--concurrency {concurrency}: give integers like 1,2,4,8")
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
-                       baselines=not no_baselines)
+                       baselines=not no_baselines, real_inputs=RealInputs(images, sentences))
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
 
 
@@ -607,8 +612,12 @@ def _int8_note(console, report) -> None:
 @click.option("--apply", is_flag=True, help="Write the winner into the variant's config.pbtxt (idempotent).")
 @click.option("--apply-to", multiple=True, type=click.Path(path_type=Path),
               help="Also write it into this repository (e.g. the native one built from the same spec).")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="A folder of JPEG/PNG files: measure image models on them (preprocessed as the ensemble does).")
+@click.option("--sentences", type=click.Path(path_type=Path), default=None,
+              help="A text file, one sentence a line: measure text models on them (tokenised as the ensemble does).")
 def tune(spec, repo, url, models, strategy, objective, latency_budget_ms, min_throughput, max_memory_mb, max_configs,
-         window_s, rounds, finalists, cores, out, apply, apply_to):
+         window_s, rounds, finalists, cores, out, apply, apply_to, images, sentences):
     """Search variant x instances x max_batch_size x queue delay x threads through a real server.
 
     \b
@@ -618,13 +627,15 @@ def tune(spec, repo, url, models, strategy, objective, latency_budget_ms, min_th
     (or says it is not distinguishable). Writes report.md, a Pareto plot,
     results.json and tuned.yaml (the spec values to keep) under --out.
     """
+    from perf.inputs import RealInputs, active
     from perf.tune import run_tune
 
-    run_dir = run_tune(spec, repo, url=url, models=[m for m in (models or "").split(",") if m] or None,
-                       strategy=strategy, objective=objective, latency_budget_ms=latency_budget_ms,
-                       min_throughput=min_throughput, max_memory_mb=max_memory_mb, max_configs=max_configs,
-                       window_s=window_s, rounds=rounds, finalists=finalists, cores=cores, out=out, apply=apply,
-                       apply_to=tuple(apply_to))
+    with active(RealInputs(images, sentences)):
+        run_dir = run_tune(spec, repo, url=url, models=[m for m in (models or "").split(",") if m] or None,
+                           strategy=strategy, objective=objective, latency_budget_ms=latency_budget_ms,
+                           min_throughput=min_throughput, max_memory_mb=max_memory_mb, max_configs=max_configs,
+                           window_s=window_s, rounds=rounds, finalists=finalists, cores=cores, out=out, apply=apply,
+                           apply_to=tuple(apply_to))
     _console().print(f"report: {run_dir / 'report.md'}")
 
 

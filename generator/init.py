@@ -42,8 +42,8 @@ def _rel(path: Path, spec_dir: Path) -> str:
 def _tensor_lines(key: str, tensors: list[dict], indent: str = "    ") -> list[str]:
     lines = [f"{indent}{key}:"]
     for t in tensors:
-        todo = t.pop("_todo", None)
-        lines.append(f"{indent}  - {_flow(t)}" + (f"   # TODO: {todo}" if todo else ""))
+        todo, note = t.pop("_todo", None), t.pop("_note", None)
+        lines.append(f"{indent}  - {_flow(t)}" + (f"   # TODO: {todo}" if todo else f"   # {note}" if note else ""))
     return lines
 
 
@@ -139,6 +139,9 @@ def _from_hf(folder: Path, spec_dir: Path, name: str, task: str | None) -> list[
         if "seq" in io["dims"]:  # the tokenizer never sends more than max_length tokens
             lo, opt, _ = io["dims"]["seq"]
             io["dims"]["seq"] = [lo, min(opt, limit), limit]
+    for o in io["outputs"]:  # the build reads them from config.json's id2label itself
+        if o.pop("labels", None):
+            o["_note"] = "labels: from config.json id2label (labels: [...] or a file overrides)"
     lines += _tensor_lines("inputs", io["inputs"]) + _tensor_lines("outputs", io["outputs"])
     if io["dims"]:
         lines.append(f"    dims: {_flow(io['dims'])}")
@@ -229,6 +232,8 @@ def _probe(module, names: list[str], first_weight=None, image_size=None):
                 continue
             inputs = [{"name": names[0], "dtype": "float32", "shape": list(g),
                        "_todo": None if image_size is not None else "shape found by a probe run: check it"}]
+            if image_size is not None and g[0] in (1, 3):  # (channels, h, w): what Triton's image clients read
+                inputs[0]["format"] = "FORMAT_NCHW"
             outputs = [{"name": "output" if len(outs) == 1 else f"output_{i}",
                         "dtype": str(o.dtype).replace("torch.", ""), "shape": list(o.shape[1:])}
                        for i, o in enumerate(outs)]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import isa
+from .classes import write_label_files
 from .errors import UserError, VariantFailed
 from .inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from .loading import load_module, local_sources
@@ -336,6 +337,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         for name in ("runtimes", "backends"):  # the runtime layer and the backend table it reads
             shutil.copy2(Path(__file__).resolve().parent / f"{name}.py", vdir_out / f"tritongen_{name}.py")
     (mdir / "config.pbtxt").write_text(text)
+    write_label_files(mdir, model.outputs)
     files = file_entries(vdir_out, mb.hashes)
     checked = digest("validated", text, files)  # the same config over the same bytes: validated once
     if not mb.hashes.is_validated(checked):
@@ -424,17 +426,25 @@ def _stage_helper_models(staging: Staging, mb: ModelBuild, chosen: str, template
                                             "spec_hash": model.spec_hash(), "tool_versions": tool_versions()})
 
 
-def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None) -> None:
-    """``<model>__preprocess`` (python backend, CPU) and ``<model>__ensemble`` (bytes -> logits)."""
-    from .render import ensemble_context, preprocess_context
+def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResult], templates: Path | None,
+                    target: str = "triton") -> None:
+    """``<model>__preprocess`` (python backend, CPU) and ``<model>__ensemble`` (bytes -> logits). The embedded
+    target runs the preprocessing of string images in tritongen's numpy<2 + Pillow stub environment."""
+    from .render import ensemble_context, image_input, preprocess_context
 
     chosen = _ensemble_variant(mb, written)
     if chosen is None:
         return
+    env = None
+    if target == "embedded" and image_input(mb.model)["data_type"] == "TYPE_STRING":
+        from .tools import ensure_stub_env
+
+        env = str(ensure_stub_env())
     name = mb.spec.path.name
     _stage_helper_models(staging, mb, chosen, templates, [
-        (preprocess_context(mb.model, name), "preprocess.pbtxt.j2", "preprocess", None),
-        (ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None, None),
+        (preprocess_context(mb.model, name, env), "preprocess.pbtxt.j2", "preprocess", None),
+        (ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None,
+         lambda mdir: write_label_files(mdir, mb.model.outputs)),
     ])
 
 
@@ -478,7 +488,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
                 _stage_text_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written],
                                      templates, target)
             elif m.preprocess is not None:
-                _stage_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written], templates)
+                _stage_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written], templates, target)
             timings[m.name] = mb.timings
             write_json_if_changed(mb.dir / "manifest.json", {  # a no-op run writes nothing
                 "model": m.name, "spec": str(spec.path), "spec_hash": m.spec_hash(),
@@ -520,5 +530,6 @@ def _stage_text_ensemble(staging: Staging, mb: ModelBuild, written: list[Variant
     _stage_helper_models(staging, mb, chosen, templates, [
         (tokenizer_context(mb.model, name, target, env, pad_token(pre.tokenizer)), "tokenizer.pbtxt.j2", "tokenizer",
          lambda mdir: write_tokenizer(pre.tokenizer, mdir / "1" / "tokenizer", where)),
-        (text_ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None, None),
+        (text_ensemble_context(mb.model, chosen, name), "ensemble.pbtxt.j2", None,
+         lambda mdir: write_label_files(mdir, mb.model.outputs)),
     ])

@@ -61,6 +61,19 @@ def _tensor(t, *, data_type=None) -> dict:
     return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": t.triton_dims()}
 
 
+def _inputs(tensors) -> list[dict]:
+    """Config inputs, with the image ``format`` Triton's clients lay images out by (generator/classes.py)."""
+    return [{**_tensor(t), "format": getattr(t, "format", None)} for t in tensors]
+
+
+def _outputs(tensors) -> list[dict]:
+    """Config outputs, with ``label_filename`` where the spec gives class labels (generator/classes.py)."""
+    from .classes import label_files
+
+    files = label_files(tensors)
+    return [{**_tensor(t), "label_filename": files.get(t.name)} for t in tensors]
+
+
 def warmup_entries(model: ModelSpec) -> list[dict]:
     opt = model.dims_at("opt")
     sizes = [1]
@@ -153,8 +166,8 @@ def model_values(model: ModelSpec) -> dict:
     tr = model.triton
     db = tr.dynamic_batching if model.max_batch_size > 0 else None
     return {
-        "inputs": [_tensor(t) for t in model.inputs],
-        "outputs": [_tensor(t) for t in model.outputs],
+        "inputs": _inputs(model.inputs),
+        "outputs": _outputs(model.outputs),
         "version_policy": tr.version_policy,
         "dynamic_batching": None if db is None else dynamic_batching_values(db),
         "warmup": warmup_entries(model) if tr.warmup else [],
@@ -371,19 +384,30 @@ def template_for(variant: Variant, target: str) -> str:
     return backends.PYTHON.template if target == "embedded" else variant.template
 
 
-def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
+def image_input(model: ModelSpec) -> dict:
+    """The ensemble's (and the preprocessing model's) encoded-image input.
+
+    ``preprocess.image.dtype: string`` (the default): TYPE_STRING ``[1]``, one encoded file per element, so a
+    batch may mix sizes and formats (Triton's ensemble_image_client sends this). ``uint8``: TYPE_UINT8 ``[-1]``,
+    one row per image, zero-padded to one length within a request."""
+    if getattr(model.preprocess, "dtype", "string") == "uint8":
+        return {"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}
+    return {"name": "image", "data_type": "TYPE_STRING", "dims": [1]}
+
+
+def preprocess_context(model: ModelSpec, spec_name: str, execution_env: str | None = None) -> dict:
     """The python-backend preprocessing model: image bytes -> the model's image input.
 
-    The encoded file travels as TYPE_UINT8 ``[-1]`` (one row per image, zero-padded to one length
-    within a request), not TYPE_STRING: the python-backend stub of tritonserver <= 2.51 running
-    numpy >= 2 corrupts string tensors, and uint8 works on every server."""
+    String images need a stub that moves TYPE_STRING tensors correctly: the python-backend stub of
+    tritonserver <= 2.51 running numpy >= 2 corrupts them, so the embedded target passes ``execution_env``
+    (EXECUTION_ENV_PATH: tritongen's numpy<2 + Pillow environment)."""
     pre = model.preprocess
     target = next(t for t in model.inputs if t.name == pre.input)
     db = model.triton.dynamic_batching if model.max_batch_size > 0 else None
     return {
         **base_context(model, "preprocess", spec_name),
         "backend": backends.PYTHON.config_backend,
-        "inputs": [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}],
+        "inputs": [image_input(model)],
         "outputs": [_tensor(target)],
         "dynamic_batching": None if db is None else {
             "preferred_batch_size": list(db.preferred_batch_size),
@@ -393,6 +417,8 @@ def preprocess_context(model: ModelSpec, spec_name: str) -> dict:
         "parameters": {
             "size": ",".join(map(str, pre.size)), "mean": ",".join(map(str, pre.mean)),
             "std": ",".join(map(str, pre.std)), "layout": pre.layout, "output_name": target.name,
+            **({"EXECUTION_ENV_PATH": execution_env}
+               if execution_env and image_input(model)["data_type"] == "TYPE_STRING" else {}),
         },
     }
 
@@ -407,7 +433,7 @@ def _ensemble_base(model: ModelSpec, spec_name: str, inputs: list[dict], steps: 
         **base_context(model, "ensemble", spec_name),
         "platform": backends.ENSEMBLE.platform,
         "inputs": inputs,
-        "outputs": [_tensor(t) for t in model.outputs],
+        "outputs": _outputs(model.outputs),
         "steps": steps,
     }
 
@@ -420,7 +446,7 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
     feeds[pre.input] = "preprocessed"
     return _ensemble_base(
         model, spec_name,
-        [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}] + [_tensor(t) for t in model.inputs if t.name != pre.input],
+        [image_input(model)] + _inputs([t for t in model.inputs if t.name != pre.input]),
         [
             {"model_name": triton_model_name(model.name, "preprocess"), "input_map": {"image": "image"},
              "output_map": {pre.input: "preprocessed"}},
@@ -466,7 +492,7 @@ def text_ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) ->
     feeds = dict(pre.outputs)
     return _ensemble_base(
         model, spec_name,
-        [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}] + [_tensor(t) for t in model.inputs if t.name not in feeds],
+        [{"name": TEXT_INPUT, "data_type": "TYPE_STRING", "dims": [1]}] + _inputs([t for t in model.inputs if t.name not in feeds]),
         [
             {"model_name": triton_model_name(model.name, "tokenizer"), "input_map": {TEXT_INPUT: TEXT_INPUT},
              "output_map": {name: f"tokens_{name}" for name in feeds}},

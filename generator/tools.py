@@ -269,11 +269,11 @@ def perf_analyzer_version(pa: PerfAnalyzerInstall) -> str:
 # ------------------------------------------------------------------------------ the python stub's numpy<2 env
 
 STUB_ENV_NUMPY = "1.26.4"  # the python backend stub of tritonserver 2.51 is built against numpy 1.x
-STUB_ENV_PACKAGES = (f"numpy=={STUB_ENV_NUMPY}", "tokenizers==0.23.3")
+STUB_ENV_PACKAGES = (f"numpy=={STUB_ENV_NUMPY}", "tokenizers==0.23.3", "pillow==13.0.0")  # pillow: image bytes
 
 
 def ensure_stub_env(tools: Path | None = None) -> Path:
-    """A small venv (numpy<2 + tokenizers) for python-backend models that move strings (TYPE_STRING).
+    """A small venv (numpy<2 + tokenizers + Pillow) for python-backend models that move strings (TYPE_STRING).
 
     tritonserver 2.51's python backend stub reads and writes tensors through numpy's C API as of numpy 1.x:
     under numpy 2 (our venv) ``as_numpy()`` on a TYPE_STRING input is garbage and string outputs arrive empty.
@@ -282,7 +282,7 @@ def ensure_stub_env(tools: Path | None = None) -> Path:
     so the stub installed for this interpreter matches. Installed once, atomically, into ``.tools/``."""
     tools = Path(tools) if tools else tools_dir()
     pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    root = tools / f"stub-env-py{pyver}-numpy{STUB_ENV_NUMPY}"
+    root = tools / f"stub-env-py{pyver}-numpy{STUB_ENV_NUMPY}-pillow"
 
     def build(tmp: Path) -> None:
         base = Path(getattr(sys, "_base_executable", sys.executable))

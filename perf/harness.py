@@ -35,6 +35,7 @@ from generator import backends
 from generator.errors import UserError
 
 from . import baseline as baseline_mod
+from . import inputs as real_inputs_mod
 from . import loadgen, pa_driver, probe, server_stats
 from .client import ServerClient, ServerGone, one_line
 from .report import write_report
@@ -95,7 +96,7 @@ def _runtime_and_artifact(model_dir: Path, cfg, params: dict) -> tuple[str | Non
     return runtime, None
 
 
-def discover(repo: Path, wanted: list[str] | None = None) -> list[Target]:
+def discover(repo: Path, wanted: list[str] | None = None, real=None) -> list[Target]:
     """Variant models in ``repo`` (those with a tritongen manifest), filtered by triton or spec model name."""
     repo = Path(repo)
     if not repo.is_dir():
@@ -106,8 +107,8 @@ def discover(repo: Path, wanted: list[str] | None = None) -> list[Target]:
         if not mpath.is_file():
             continue
         man = json.loads(mpath.read_text())
-        if man.get("variant") in SKIP_VARIANTS:
-            continue
+        if man.get("variant") in SKIP_VARIANTS and not real_inputs_mod.wants(man.get("variant"), d, real):
+            continue  # ensembles are measured with real inputs only (perf/inputs.py)
         if wanted and d.name not in wanted and man.get("model") not in wanted:
             continue
         cfg = _config(d)
@@ -305,6 +306,7 @@ def run_perf(
     run_id: str | None = None,
     install=None,
     log=print,
+    real_inputs=None,
 ) -> Path:
     """Sweep every variant of ``repo`` and write a report; returns the run folder ``out_root/<run-id>``.
 
@@ -330,7 +332,7 @@ def run_perf(
     spec_path = Path(spec_path).resolve()
     spec = load_spec(spec_path)
     repo = Path(repo).resolve()
-    targets = discover(repo, models)
+    targets = discover(repo, models, real_inputs)
     for t in targets:
         try:
             spec.model(t.model)
@@ -375,7 +377,7 @@ def run_perf(
         with _quiet_check(run, "sweep"):
             _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
                    max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
-                   server, request_rates=request_rates, budget_ms=latency_budget_ms)
+                   server, request_rates=request_rates, budget_ms=latency_budget_ms, real=(repo, real_inputs))
     except ServerGone as e:
         run["partial"] = True
         run["error"] = str(e)
@@ -419,7 +421,7 @@ def _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, rat
 
 def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
            max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server,
-           request_rates=None, budget_ms=1000.0):
+           request_rates=None, budget_ms=1000.0, real=(None, None)):
     from tritonclient.utils import InferenceServerException
 
     client = ServerClient(url)
@@ -443,10 +445,14 @@ def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, conc
             continue
         ms = spec.model(t.model)
         outputs = [o.name for o in ms.outputs]
-        feeds = loadgen.samples(ms, spec.root, n=4, batch=1)
+        files = real_inputs_mod.feeds_for(real[0] / t.name, real[1]) if real[1] else None  # real files, ensembles
+        feeds = files or loadgen.samples(ms, spec.root, n=4, batch=1)
         batch = loadgen.batch_of(feeds[0], ms)
         input_data = None
-        if pa is not None:
+        if pa is not None and files:
+            input_data = real_inputs_mod.write_input_data(files, run_dir / f"{t.name}_input_data.json",
+                                                          batched=ms.max_batch_size > 0)
+        elif pa is not None:
             input_data = pa_driver.write_input_data(pa_driver.unbatched(feeds, ms), run_dir / f"{t.name}_input_data.json")
         plan = []
         if driver in ("loadgen", "both"):

@@ -137,6 +137,15 @@ CASES = [
      'dims: [ 4 ] zero_data: true } } } ]\n', "pt", "model_warmup 'w' gives no value for input 'mask'", {}),
     ("version-policy", ORT + "version_policy: { specific { versions: [ 1, 2 ] } }\n", "dyn",
      "version_policy specific [1, 2] but folder 2/ does not exist", {}),
+    # generator/client_rules.py (issue 19)
+    ("input-format", ORT.replace("dims: [ 4 ] }", "dims: [ 4 ] format: FORMAT_NCHW }"), "dyn",
+     "input 'x' format FORMAT_NCHW needs 3 dims without the batch dim, it has [4]", {}),
+    ("input-format", ORT.replace("dims: [ 4 ] }", "dims: [ 4, 4, 4 ] format: FORMAT_NHWC }"), "dyn",
+     "input 'x' format FORMAT_NHWC puts 4 channels at dim 2 of [4, 4, 4]", {}),
+    ("label-file", ORT.replace('dims: [ 3 ] }', 'dims: [ 3 ] label_filename: "labels.txt" }'), "dyn",
+     "output 'y' label_filename 'labels.txt' does not exist", {}),
+    ("label-file", ORT.replace('dims: [ 3 ] }', 'dims: [ 3 ] label_filename: "../labels.txt" }'), "dyn",
+     "label_filename '../labels.txt' is outside the model folder", {}),
 ]
 
 

@@ -27,7 +27,8 @@ def test_ensemble_and_preprocess_configs(workdir):
     build(spec, workdir / "model_repository", workdir / "build")
     repo = workdir / "model_repository"
     pre = _cfg(repo / "vit__preprocess" / "config.pbtxt")
-    assert pre.backend == "python" and pre.input[0].data_type == model_config_pb2.TYPE_UINT8 and list(pre.input[0].dims) == [-1]
+    # one encoded file per TYPE_STRING element (issue 19: a batch may mix sizes; Triton's ensemble_image_client)
+    assert pre.backend == "python" and pre.input[0].data_type == model_config_pb2.TYPE_STRING and list(pre.input[0].dims) == [1]
     assert pre.output[0].name == "pixel_values" and list(pre.output[0].dims) == [3, 32, 32]
     assert pre.parameters["mean"].string_value == "0.5,0.5,0.5"
     assert pre.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
@@ -37,6 +38,10 @@ def test_ensemble_and_preprocess_configs(workdir):
     assert [s.model_name for s in steps] == ["vit__preprocess", "vit__torchscript"]
     assert dict(steps[1].input_map) == {"pixel_values": "preprocessed"}
     assert dict(steps[1].output_map) == {"logits": "logits"}
+    assert ens.input[0].data_type == model_config_pb2.TYPE_STRING and list(ens.input[0].dims) == [1]
+    # the model input the preprocessing feeds says its layout, for Triton's image clients
+    vit = _cfg(repo / "vit__torchscript" / "config.pbtxt")
+    assert vit.input[0].format == model_config_pb2.ModelInput.FORMAT_NCHW
     assert all(r.ok for r in validate_repository(repo))
 
 

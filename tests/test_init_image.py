@@ -87,8 +87,8 @@ def test_real_photos_through_the_ensemble_equal_pytorch(served):
     try:
         for p in photos:
             data = p.read_bytes()
-            x = np.frombuffer(data, dtype=np.uint8)[None, :]
-            inp = grpcclient.InferInput("image", list(x.shape), "UINT8")
+            x = np.array([[data]], dtype=object)  # one encoded file per BYTES element (issue 19)
+            inp = grpcclient.InferInput("image", list(x.shape), "BYTES")
             inp.set_data_from_numpy(x)
             got = client.infer("lite0__ensemble", [inp]).as_numpy("logits")
             import torch

@@ -23,7 +23,7 @@ from specs import ROOT, text_model, vit_model, write_spec
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 sys.path.insert(0, str(ROOT))
-from examples.client import GrpcClient, HttpClient, pad_images  # noqa: E402
+from examples.client import GrpcClient, HttpClient, image_feed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_ensemble_turns_image_bytes_into_pytorch_logits(served):
     np.testing.assert_allclose(asyncio.run(go())["logits"], ref, atol=1e-4, rtol=1e-3)
     http = HttpClient(server.urls.http)
     try:
-        out = http.infer("vit__ensemble", {"image": pad_images(images)})
+        out = http.infer("vit__ensemble", {"image": image_feed(images)})
     finally:
         http.close()
     np.testing.assert_allclose(out["logits"], ref, atol=1e-4, rtol=1e-3)

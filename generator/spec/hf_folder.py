@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..classes import hf_labels
 from ..errors import UserError
 
 TASKS = (
@@ -189,13 +190,28 @@ def _audio_frames(cfg: dict, samples: int) -> int:
     return n
 
 
+def _pixels(c: int, h: int, w: int) -> dict:
+    pixels = {"name": "pixel_values", "dtype": "float32", "shape": [c, h, w]}
+    if c in (1, 3):  # what Triton's image clients lay the image out by
+        pixels["format"] = "FORMAT_NCHW"
+    return pixels
+
+
+def _with_labels(output: dict, cfg: dict) -> dict:
+    """A classification output with ``labels`` from config.json's id2label (one per class), for class_count."""
+    labels = hf_labels(cfg)
+    if labels and len(labels) == output["shape"][-1]:
+        output["labels"] = labels
+    return output
+
+
 def infer_io(cfg: dict, folder: Path, task: str, pooling: str) -> dict:
     """Spec fragments (raw YAML form) for inputs, outputs, dims, max_batch_size."""
     if task == "image-classification":
         c, h, w, _ = image_geometry(cfg, folder)
         return {
-            "inputs": [{"name": "pixel_values", "dtype": "float32", "shape": [c, h, w]}],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": [num_labels(cfg)]}],
+            "inputs": [_pixels(c, h, w)],
+            "outputs": [_with_labels({"name": "logits", "dtype": "float32", "shape": [num_labels(cfg)]}, cfg)],
             "dims": {}, "max_batch_size": 8,
         }
     if task == "audio-encoder":
@@ -222,7 +238,7 @@ def infer_io(cfg: dict, folder: Path, task: str, pooling: str) -> dict:
         out = ({"name": "last_hidden_state", "dtype": "float32", "shape": ["seq", _hidden(cfg)]} if pooling == "none"
                else {"name": "embeddings", "dtype": "float32", "shape": [_hidden(cfg)]})
     elif task == "sequence-classification":
-        out = {"name": "logits", "dtype": "float32", "shape": [num_labels(cfg)]}
+        out = _with_labels({"name": "logits", "dtype": "float32", "shape": [num_labels(cfg)]}, cfg)
     elif task == "token-classification":
         out = {"name": "logits", "dtype": "float32", "shape": ["seq", num_labels(cfg)]}
     else:  # causal-lm
@@ -280,6 +296,13 @@ def fill_model(raw: dict, where: str, root: Path) -> dict:
     for key in ("inputs", "outputs", "max_batch_size"):
         if key not in out:
             out[key] = inferred[key]
+    # id2label for the spec's own classification outputs too (the spec's labels win)
+    found = {o["name"]: o["labels"] for o in inferred["outputs"] if "labels" in o}
+    if found and isinstance(out["outputs"], list):
+        out["outputs"] = [{**o, "labels": found[o["name"]]}
+                          if isinstance(o, dict) and o.get("name") in found and "labels" not in o
+                          and o.get("shape") and o["shape"][-1] == len(found[o["name"]]) else o
+                          for o in out["outputs"]]
     dims = dict(out.get("dims") or {})
     used = {d for t in out["inputs"] if isinstance(t, dict) for d in t.get("shape", []) or [] if isinstance(d, str)}
     for name, v in inferred["dims"].items():

@@ -4,6 +4,8 @@ README's key reference. A key is one field here; a variant option is one field i
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import re
@@ -372,7 +374,20 @@ class ModelSpec(Mapping):
             except PydanticCustomError as e:
                 at = e.context.get("at")
                 raise fail(e.context["msg"], at=f"preprocess.{at}" if at else "preprocess") from None
+            if isinstance(self.preprocess, ImagePreprocess):  # the image input's format follows from the layout
+                set_("inputs", self._with_format(self.preprocess))
         return self
+
+    def _with_format(self, pre: ImagePreprocess) -> tuple:
+        want, out = f"FORMAT_{pre.layout}", []
+        for i, t in enumerate(self.inputs):
+            if t.name == pre.input:
+                if t.format not in (None, want):
+                    raise fail(f"{t.format} but preprocess.image.layout is {pre.layout}; make them agree",
+                               at=f"inputs[{i}].format")
+                t = dataclasses.replace(t, format=want)
+            out.append(t)
+        return tuple(out)
 
     def _check_batching(self) -> None:
         db, mbs = self.triton.dynamic_batching, self.max_batch_size
@@ -411,6 +426,10 @@ class ModelSpec(Mapping):
         """What the artifacts depend on: not `triton:` or `preprocess:` (those only change configs)."""
         keys = ("source", "inputs", "outputs", "dims", "max_batch_size", "opset", "calibration", "verify")
         part = {k: self.raw.get(k) for k in keys}
+        for k in ("inputs", "outputs"):  # format and labels only change configs
+            if isinstance(part[k], list):
+                part[k] = [{a: b for a, b in t.items() if a not in ("format", "labels")} if isinstance(t, dict) else t
+                           for t in part[k]]
         return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -418,7 +437,7 @@ def _derive(t: OutputSpec, derived: tuple) -> OutputSpec:
     if not any(d in derived for d in t.shape):
         return t
     shape = tuple(-1 if d in derived else d for d in t.shape)
-    return OutputSpec(name=t.name, dtype=t.dtype, shape=shape, key=t.key)
+    return OutputSpec(name=t.name, dtype=t.dtype, shape=shape, key=t.key, labels=t.labels)
 
 
 @spec_type

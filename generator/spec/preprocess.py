@@ -22,6 +22,9 @@ class ImageSection(Mapping):
     std: _RGB = Field(default=(0.229, 0.224, 0.225), description="Per-channel std (RGB).")
     layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="Tensor layout.")
     input: Optional[Str] = Field(default=None, description="The model input it feeds (default: the first).")
+    dtype: Literal["string", "uint8"] = Field(
+        default="string", description="The ensemble's image input: string (TYPE_STRING [1], one encoded image per "
+                                      "element, a batch may mix sizes) or uint8 (TYPE_UINT8 [-1], raw bytes).")
 
 
 @spec_type
@@ -58,6 +61,7 @@ class ImagePreprocess:
     layout: str = "NCHW"
     input: str = ""  # the model input it feeds (the first input by default)
     variant: Optional[str] = None  # the variant the ensemble feeds (default: the model's preferred_variant)
+    dtype: str = "string"  # the ensemble's image input: string (TYPE_STRING [1]) | uint8 (TYPE_UINT8 [-1])
     instances: int = 2  # preprocessing instances (KIND_CPU)
 
 
@@ -99,7 +103,7 @@ def resolve(sec: PreprocessSection, inputs, source, root: Path | None, where: st
                    f"{list(img.size)} makes {list(want)} float32; make them agree", at="image")
     return ImagePreprocess(size=tuple(img.size), mean=tuple(float(x) for x in img.mean),
                            std=tuple(float(x) for x in img.std), layout=img.layout, input=name, variant=sec.variant,
-                           instances=sec.instances or 2)
+                           instances=sec.instances or 2, dtype=img.dtype)
 
 
 def _text(sec: PreprocessSection, inputs, source, root: Path | None, where: str) -> TextPreprocess:

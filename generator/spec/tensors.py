@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, model_validator
+from pathlib import Path
 
-from .. import dtypes
+from .. import classes, dtypes
+from ..errors import UserError
 from .base import Mapping, fail, kind, spec_type
 
 TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
@@ -91,12 +93,22 @@ class InputSpec(Mapping, TensorSpec):
     range: Annotated[Optional[tuple[int, int]], BeforeValidator(_range), WithJsonSchema(
         {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})] = Field(
         default=None, description="[low, high) of an integer input (token ids: [0, vocab_size]).")
+    format: Optional[Literal["FORMAT_NCHW", "FORMAT_NHWC"]] = Field(
+        default=None, description="Image layout clients read from the config (Triton's image_client.py): "
+                                  "3 non-batch dims, channels (1 or 3) first (NCHW) or last (NHWC). Inferred "
+                                  "from preprocess.image.")
     key = None  # outputs only
+    labels = None  # outputs only
 
     @model_validator(mode="after")
     def _range_is_for_integers(self):
         if self.range is not None and self.dtype.is_float:
             raise fail("only integer inputs take a range; remove it", at="range")
+        if self.format is not None:
+            try:
+                classes.parse_format(self.format, "format", tuple(self.shape))
+            except UserError as e:
+                raise fail(str(e).split(": ", 1)[1], at="format") from None
         return self
 
 
@@ -118,4 +130,23 @@ class OutputSpec(Mapping, TensorSpec):
     key: Annotated[Optional[Union[str, int]], BeforeValidator(_key)] = Field(
         default=None, description="What picks this output from forward()'s result: a dict / ModelOutput key, "
                                   "or an index into a tuple (default: the output's name).")
+    labels: Annotated[Optional[tuple[str, ...]], BeforeValidator(lambda v: v), WithJsonSchema(
+        {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})] = Field(
+        default=None, description="Class labels of a classification output: a list, or a text file (one label a "
+                                  "line, relative to the spec); written beside config.pbtxt as label_filename "
+                                  "(Triton's class_count answers score:index:label).")
     range = None  # inputs only
+    format = None  # inputs only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_labels(cls, data: Any, info: ValidationInfo):
+        if isinstance(data, dict) and data.get("labels") is not None and not isinstance(data["labels"], tuple):
+            ctx = info.context or {}
+            shape = tuple(data.get("shape") or ())
+            try:
+                labels = classes.parse_labels(data["labels"], "labels", shape, Path(ctx.get("root") or "."))
+            except UserError as e:
+                raise fail(str(e).split(": ", 1)[1], at="labels") from None
+            data = {**data, "labels": labels}
+        return data

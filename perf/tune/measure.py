@@ -119,7 +119,7 @@ class Bench:
         requests/s (``perf.openloop``: Poisson arrivals)."""
         from tritonclient.utils import InferenceServerException
 
-        from perf import loadgen, openloop, server_stats
+        from perf import inputs as real_inputs, loadgen, openloop, server_stats
 
         rate = settings.objective == "rate"
         before = server_stats.snapshot(self.url, name)
@@ -171,7 +171,7 @@ class Bench:
         if reason:
             m.error = f"failed to load: {reason}"
             return m
-        feeds = loadgen.samples(model_spec, self.spec.root, n=4, batch=1)
+        feeds = real_inputs.variant_feeds(model_spec) or loadgen.samples(model_spec, self.spec.root, n=4, batch=1)
         batch = loadgen.batch_of(feeds[0], model_spec)
         outputs = [o.name for o in model_spec.outputs]
         settings = self.settings_for(model_spec)

@@ -2,7 +2,7 @@
 
 Static file; tritongen copies it to ``<model>/<version>/model.py``. Config (``args["model_config"]``):
 
-    input  [ { name: "image" data_type: TYPE_UINT8 dims: [ -1 ] } ]    # the file's bytes, one row per image
+    input  [ { name: "image" data_type: TYPE_STRING dims: [ 1 ] } ]    # one encoded file per element
     output [ { name: "pixel_values" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
     parameters { key: "size"   value: { string_value: "224,224" } }          # height,width
     parameters { key: "mean"   value: { string_value: "0.485,0.456,0.406" } }
@@ -11,10 +11,13 @@ Static file; tritongen copies it to ``<model>/<version>/model.py``. Config (``ar
     parameters { key: "resize" value: { string_value: "bilinear" } }         # bilinear | nearest | bicubic
     parameters { key: "output_name" value: { string_value: "pixel_values" } }  # optional, default: the only output
 
-The image input is TYPE_UINT8 (the encoded bytes; rows of one request may be zero-padded to one length,
-the decoders ignore trailing bytes) and is read by DLPack. TYPE_STRING is accepted too, but only where the
-python backend stub reads it correctly: the stub in tritonserver <= 2.51 running numpy >= 2 corrupts
-``as_numpy()`` (and so every TYPE_STRING input), which this model detects at load and refuses.
+The image input is TYPE_STRING ``[1]`` (one encoded JPEG/PNG/... file per element, so one batch may mix
+sizes and formats; what Triton's ensemble_image_client sends) or TYPE_UINT8 ``[-1]`` (the encoded bytes, one
+row per image, zero-padded to one length within a request; the decoders ignore trailing bytes; read by
+DLPack). TYPE_STRING needs a python backend stub that reads strings correctly: the stub in tritonserver
+<= 2.51 running numpy >= 2 corrupts ``as_numpy()`` (and so every TYPE_STRING input), which this model detects
+at load and refuses; tritongen's embedded target sets EXECUTION_ENV_PATH to a numpy<2 + Pillow environment.
+An element that does not decode fails its request with an error naming the element; the model keeps serving.
 
 ``preprocess_image`` below is a copy of ``generator.preprocess.preprocess_image`` (a test keeps them equal).
 """
@@ -86,11 +89,11 @@ def _floats(text):
 
 
 def _as_numpy_works():
-    """Whether this stub's ``Tensor.as_numpy()`` is sound (not under numpy 2 with an old stub)."""
+    """Whether this stub moves TYPE_STRING tensors correctly (not numpy 2 under an old stub)."""
     try:
-        # from_dlpack leaves no ndarray behind, so as_numpy() takes the same path as a request's input.
-        probe = np.arange(1, 9, dtype=np.uint8)
-        return bool(np.array_equal(pb_utils.Tensor.from_dlpack("probe", probe).as_numpy(), probe))
+        probe = np.array([b"\x89PNG", b"\xff\xd8\x00"], dtype=np.object_)
+        back = pb_utils.Tensor("probe", probe).as_numpy()
+        return [bytes(v) for v in back.reshape(-1)] == [b"\x89PNG", b"\xff\xd8\x00"]
     except Exception:
         return False
 
@@ -105,12 +108,15 @@ class TritonPythonModel:
         self.input_type = config["input"][0]["data_type"]
         if self.input_type not in ("TYPE_UINT8", "TYPE_STRING"):
             raise pb_utils.TritonModelException(
-                f"{name}: input {self.input_name} is {self.input_type}; declare it TYPE_UINT8 dims [-1]"
+                f"{name}: input {self.input_name} is {self.input_type}; declare it TYPE_STRING dims [1] or TYPE_UINT8 dims [-1]"
             )
-        if self.input_type == "TYPE_STRING" and not _as_numpy_works():
+        numpy2 = int(np.__version__.split(".")[0]) >= 2 and _param(config, "stub_numpy2", "false") != "true"
+        if self.input_type == "TYPE_STRING" and (numpy2 or not _as_numpy_works()):
             raise pb_utils.TritonModelException(
                 f"{name}: this python backend stub corrupts TYPE_STRING inputs under numpy {np.__version__}; "
-                f"declare {self.input_name} as TYPE_UINT8 dims [-1] (the encoded bytes) or run the stub with numpy<2"
+                f"declare {self.input_name} as TYPE_UINT8 dims [-1] (the encoded bytes; spec preprocess.image.dtype: uint8) or "
+                f"set parameters EXECUTION_ENV_PATH to an environment with numpy<2 and Pillow (or stub_numpy2: true for a "
+                f"server whose stub is built against numpy 2)"
             )
         outputs = [o["name"] for o in config["output"]]
         self.output_name = _param(config, "output_name", outputs[0])
@@ -134,14 +140,21 @@ class TritonPythonModel:
             rows = [r.tobytes() for r in raw.reshape(-1, raw.shape[-1])] if self.batched else [raw.tobytes()]
         return rows
 
+    def _decode(self, rows):
+        images = []
+        for i, data in enumerate(rows):
+            try:
+                images.append(preprocess_image(data, self.size, self.mean, self.std, self.layout, self.resize))
+            except Exception as exc:
+                raise ValueError(f"input {self.input_name!r} element {i} of {len(rows)} ({len(data)} bytes) is not an "
+                                 f"image Pillow can decode: {type(exc).__name__}: {exc}") from None
+        return images
+
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                images = [
-                    preprocess_image(b, self.size, self.mean, self.std, self.layout, self.resize)
-                    for b in self._images(request)
-                ]
+                images = self._decode(self._images(request))
                 out = np.stack(images) if self.batched else images[0]
                 responses.append(
                     pb_utils.InferenceResponse(
@@ -149,7 +162,9 @@ class TritonPythonModel:
                     )
                 )
             except Exception as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
-                )
+                # a bad element is the caller's mistake: INVALID_ARG where this backend has error codes
+                code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if isinstance(exc, ValueError) else None
+                text = f"{type(exc).__name__}: {exc}"
+                error = pb_utils.TritonError(text, code) if code is not None else pb_utils.TritonError(text)
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
