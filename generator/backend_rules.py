@@ -73,6 +73,7 @@ class Target:
     engine: str
     manifest: dict | None = None
     _sig: dict = field(default_factory=dict)
+    release: str | None = None  # the target Triton release (generator/rules_release.py); None = release-agnostic
 
     @property
     def name(self) -> str:
@@ -297,6 +298,14 @@ BACKEND_PARAMETERS: dict[str, dict[str, Callable[[str], str | None]]] = {
     },
 }
 PARAM_SOURCE = {"onnxruntime": "ort_params", "openvino": "ov_params", "pytorch": "pt_params"}
+
+
+def _or_unset(check):
+    # openvino_backend ParseParameter skips an empty value: "" is "unset" (and keeps the missing-key error log away)
+    return lambda v: None if v == "" else check(v)
+
+
+BACKEND_PARAMETERS["openvino"] = {k: _or_unset(f) for k, f in BACKEND_PARAMETERS["openvino"].items()}
 
 TRT_EA_PARAMETERS: dict[str, Callable[[str], str | None]] = {
     "precision_mode": _choice("FP32", "FP16", "INT8"), "max_workspace_size_bytes": _int(0),

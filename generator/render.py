@@ -91,7 +91,8 @@ def warmup_entries(model: ModelSpec) -> list[dict]:
 
 
 def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str = "triton",
-                   spec_name: str = "spec.yaml") -> dict:
+                   spec_name: str = "spec.yaml", release: str | None = None) -> dict:
+    """``release``: the target Triton release (generator/releases.py; default the newest, 24.10 for embedded)."""
     if target not in TARGETS:
         raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
     tr = model.triton
@@ -147,7 +148,10 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
     if tr.rate_limiter:
         for g in ctx["instance_groups"]:
             g["rate_limiter"] = tr.rate_limiter
-    return ctx
+    from . import release_config, releases
+
+    ctx["release"] = releases.release(release or (releases.EMBEDDED if target == "embedded" else None)).name
+    return release_config.adjust(ctx, variant.runtime, releases.release(ctx["release"]), target)
 
 
 # ----------------------------------------------------------------------------- native backend settings

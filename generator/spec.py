@@ -189,6 +189,7 @@ class ModelSpec:
 class Spec:
     path: Path
     models: tuple[ModelSpec, ...]
+    triton_version: str | None = None  # top-level `triton_version:` (generator/releases.py); None = the default
 
     @property
     def root(self) -> Path:
@@ -341,7 +342,7 @@ def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = N
         from .variants import REGISTRY
 
         known_variants = tuple(REGISTRY)
-    top = _Fields(data if data is not None else {}, "spec", ("models", "defaults"))
+    top = _Fields(data if data is not None else {}, "spec", ("models", "defaults", "triton_version"))
     defaults = top.dict("defaults")
     bad = [k for k in defaults if k not in MODEL_KEYS or k == "name"]
     if bad:
@@ -366,7 +367,19 @@ def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = N
             )
         seen[m.name] = i
         models.append(m)
-    return Spec(path=path, models=tuple(models))
+    return Spec(path=path, models=tuple(models), triton_version=_triton_version(top.get("triton_version")))
+
+
+def _triton_version(value: Any) -> str | None:
+    """The target release (generator/releases.py): a known release name, e.g. "24.10"."""
+    if value is None:
+        return None
+    from . import releases
+
+    try:
+        return releases.release(str(value)).name
+    except LookupError as e:
+        raise UserError(f"triton_version: {e}; quote it in YAML (\"24.10\", not 24.1)")
 
 
 def _merge(defaults: dict, model: dict) -> dict:

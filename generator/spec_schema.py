@@ -46,6 +46,8 @@ def mappings() -> dict[str, dict[str, dict]]:
                          minItems=1),
             "defaults": _ref("defaults", "Any model key but name; a model's own value wins (mappings merge one "
                                          "level deep)."),
+            "triton_version": _t("string", "The Triton release the repository targets (e.g. \"24.10\"; "
+                                           "generator/releases.py); default the newest known."),
         },
         "model": {
             "name": _t("string", "Triton model name (letters, digits, _ and -; no '__').",
