@@ -341,6 +341,10 @@ def _verify_on_target(mb: ModelBuild, variant: Variant, vspec: VariantSpec, r: V
     from . import target_verify as tv
     from .render import backend_settings
 
+    if r.written and variant.runtime == "torchscript":  # said once, in the log and the manifest: never silently
+        r.info = {**r.info, "target_verification": {"release": rel.name, "runtime": "libtorch",
+                                                    "unavailable": tv.LIBTORCH_NOTE.format(version=rel.libtorch or "?")}}
+        mb.events.log(mb.model.name, f"{variant.key}: target {rel.name}: {r.info['target_verification']['unavailable']}")
     if not r.written or variant.runtime not in tv.RUNTIMES:
         return
     req = rel.pip_requirement(variant.runtime) or f"{variant.runtime}-unknown"

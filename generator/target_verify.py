@@ -33,6 +33,9 @@ from .errors import UserError
 from .releases import Release
 
 RUNTIMES = ("onnxruntime", "openvino")
+LIBTORCH_NOTE = ("libtorch {version} not verified here (PyPI's only torch 2.5 is the 906 MB CUDA wheel plus its CUDA "
+                 "libraries; the CPU wheel index is not reachable); TorchScript from torch 2.13 was measured to load on "
+                 "24.10's libtorch 2.5")
 TARGET_NUMPY = "numpy==1.26.4"  # onnxruntime 1.19 / openvino 2024.4 predate numpy 2 (openvino pins numpy<2.1)
 
 

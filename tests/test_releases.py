@@ -134,6 +134,8 @@ def test_built_repository_passes_validate_for_its_release(built):
     assert not [w for w in warnings if "[openvino-" in w or "[pytorch-interop" in w], warnings
     man = json.loads((built["repo"] / "cnn__openvino" / "manifest.json").read_text())
     assert man["triton_version"] == OLD and man["outputs"] == ["logits"]
+    ts = json.loads((built["repo"] / "cnn__torchscript" / "manifest.json").read_text())["info"]["target_verification"]
+    assert ts["runtime"] == "libtorch" and "not verified here" in ts["unavailable"]  # said, not silently skipped
 
 
 @pytest.mark.parametrize("variant", ["openvino", "onnx-int8"])
@@ -319,3 +321,38 @@ RULE_TESTS = {
     "openvino-parameters-explicit": test_validate_warns_on_missing_openvino_parameters,
     "libtorch-output-names": test_validate_flags_renamed_torchscript_output,
 }
+
+
+@pytest.mark.parametrize("release", [OLD, NEW])
+@pytest.mark.parametrize("target", ["triton", "embedded"])
+def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, release, target):
+    """Every config of examples/spec.yaml, rendered for the release, through the release-aware rules."""
+    from generator import backend_rules, rules_release
+    from generator.render import config_context, render, template_for
+    from generator.spec import load_spec
+    from generator.variants import REGISTRY
+    from specs import ROOT
+
+    spec = load_spec(ROOT / "examples" / "spec.yaml")
+    repo = tmp_path / "repo"
+    rendered = []
+    for m in spec.models:
+        for vs in m.variants:
+            v = REGISTRY[vs.name]
+            if v.runtime not in ("onnxruntime", "openvino", "torchscript"):
+                continue
+            ctx = config_context(m, v, vs, target=target, release=release)
+            (repo / ctx["name"] / "1").mkdir(parents=True)
+            (repo / ctx["name"] / "config.pbtxt").write_text(render(ctx, template_for(v, target)))
+            rendered.append(ctx["name"])
+    assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript"} <= set(rendered)
+    checks = (rules_release.check_interop_threads, rules_release.check_openvino_padding,
+              rules_release.check_openvino_explicit)
+    findings = []
+    for name in rendered:
+        cfg, problem = parse_config((repo / name / "config.pbtxt").read_text(), name)
+        assert problem is None, problem
+        t = backend_rules.Target(cfg=cfg, model_dir=repo / name, versions=[1], engine=backend_rules.normalize_engine(cfg),
+                                 release=release)
+        findings += [f.text for check in checks for f in check(t)]
+    assert findings == []
