@@ -78,7 +78,10 @@ def cli():
               help="Treat a skipped variant (no GPU, no TensorRT on this machine) as a failure.")
 @click.option("--wait-lock", "wait_lock", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Another build writing the same output holds its lock: wait this long for it (0: fail at once).")
-def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all, wait_lock):
+@click.option("--triton-version", "triton_version", metavar="RELEASE", default=None,
+              help="Target Triton release (README 'Target releases'); default the spec's triton_version, else the "
+                   "newest known (24.10 for --target embedded).")
+def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all, wait_lock, triton_version):
     """Build the model repository described by SPEC."""
     from .pipeline import build as run_build
     from .spec import load_spec
@@ -88,7 +91,8 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
     console = _console()
     with _Progress(console) as events:
         report = run_build(s, output, build_dir, only=tuple(only), target=target, templates=templates,
-                           force=force, keep_failed=keep_failed, events=events, lock_wait_s=wait_lock)
+                           force=force, keep_failed=keep_failed, events=events, lock_wait_s=wait_lock,
+                           triton_version=triton_version)
     console.print(summary_table(report))
     for r in report.results:
         if r.reason:
@@ -177,8 +181,8 @@ def _size(n: int) -> str:
 @cli.command()
 @click.argument("repository", type=click.Path(path_type=Path))
 @click.option("--triton-version", "triton_release", metavar="RELEASE", default=None,
-              help="Target tritonserver release (e.g. 24.10): warn when a TensorRT plan was built with another "
-                   "TensorRT than that release bundles.")
+              help="Target tritonserver release (e.g. 24.10): its native backends' known failures (README 'Target "
+                   "releases'), and a TensorRT plan built with another TensorRT than that release bundles.")
 @click.option("--compute-capability", "target_cc", metavar="CC", default=None,
               help="Target GPU compute capability (e.g. 9.0): warn when a plan was built for another.")
 def validate(repository, triton_release, target_cc):
@@ -193,10 +197,6 @@ def validate(repository, triton_release, target_cc):
 
     from .validate import validate_repository
 
-    if triton_release:
-        from .tensorrt import trt_version_for_triton
-
-        trt_version_for_triton(triton_release, where="--triton-version")
     reports = validate_repository(repository, triton_release, target_cc)
     console = _console()
     t = Table(title=f"{repository}", title_justify="left")
@@ -209,11 +209,13 @@ def validate(repository, triton_release, target_cc):
         t.add_row(r.name, engine_of(r.config) if r.config else "?", "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
     console.print(t)
     _isa_warnings(repository)
+    from rich.markup import escape  # a rule's "[rule-id: source]" is text, not rich markup
+
     for w in (w for r in reports for w in r.warnings):
-        _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     bad = [p for r in reports for p in r.problems]
     for p in bad:
-        _console(stderr=True).print(f"[red]error:[/] {p}", soft_wrap=True)
+        _console(stderr=True).print(f"[red]error:[/] {escape(p)}", soft_wrap=True)
     if bad:
         sys.exit(1)
     console.print(f"{len(reports)} model(s) valid")

@@ -317,10 +317,55 @@ def _reproduce(mb: ModelBuild, variant: Variant, vspec: VariantSpec, lines: list
     )
 
 
+def _target_release(name: str | None, target: str):
+    """The release the repository targets (generator/releases.py): given, else 24.10 embedded, else the newest."""
+    from . import releases
+
+    try:
+        return releases.release(name or (releases.EMBEDDED if target == "embedded" else None))
+    except LookupError as e:
+        raise UserError(f"--triton-version / triton_version: {e}")
+
+
+def _verify_on_target(mb: ModelBuild, variant: Variant, vspec: VariantSpec, r: VariantResult, rel) -> None:
+    """Verify an ONNX Runtime / OpenVINO variant again with the runtime ``rel`` ships (generator/target_verify.py);
+    cached beside the variant's build; a failure there means the variant does not ship for that release."""
+    from . import target_verify as tv
+    from .render import native_parameters
+
+    if r.written and variant.runtime == "torchscript":  # said once, in the log and the manifest: never silently
+        r.info = {**r.info, "target_verification": {"release": rel.name, "runtime": "libtorch",
+                                                    "unavailable": tv.LIBTORCH_NOTE.format(version=rel.libtorch or "?")}}
+        mb.events.log(mb.model.name, f"{variant.key}: target {rel.name}: {r.info['target_verification']['unavailable']}")
+    if not r.written or variant.runtime not in tv.RUNTIMES:
+        return
+    req = rel.pip_requirement(variant.runtime) or f"{variant.runtime}-unknown"
+    cache = mb.dir / variant.key / f"target-{req.replace('==', '-')}.json"
+    key = _variant_key(mb, variant, vspec)
+    try:
+        stamp = json.loads(cache.read_text())
+        res = stamp["result"] if stamp.get("key") == key else None
+    except (OSError, ValueError, KeyError):
+        res = None
+    if res is None:
+        mb.events.stage(mb.model.name, f"verifying {variant.key} on Triton {rel.name}'s {variant.runtime}")
+        params, level = native_parameters(mb.model, variant, vspec)
+        res = tv.verify_on_target(rel, variant.runtime, mb.dir / variant.key / "artifact" / variant.filename, mb.model,
+                                  tv.session_settings(variant.runtime, params, level, vspec.options), mb.reference,
+                                  variant.tolerance_for(mb.model, vspec))
+        if "unavailable" not in res:  # offline now may be online next time
+            write_json(cache, {"key": key, "result": res})
+    r.info = {**r.info, "target_verification": {"release": rel.name, **res}}
+    line = tv.summary_line(res, rel, r.verification)
+    mb.events.log(mb.model.name, f"{variant.key}: {line}")
+    if res.get("passed") is False:
+        r.status, r.reason = "failed", line
+
+
 def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: VariantSpec, result: VariantResult,
-                     target: str, templates: Path | None) -> None:
+                     target: str, templates: Path | None, release: str | None = None) -> None:
     model = mb.model
-    ctx = config_context(model, variant, vspec, target=target, spec_name=mb.spec.path.name)
+    ctx = config_context(model, variant, vspec, target=target, spec_name=mb.spec.path.name, release=release)
     for note in ctx.get("notes", []):
         mb.events.log(model.name, note)
     text = render(ctx, template_for(variant, target), templates)
@@ -341,7 +386,7 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
     files = file_entries(vdir_out, mb.hashes)
     checked = digest("validated", text, files)  # the same config over the same bytes: validated once
     if not mb.hashes.is_validated(checked):
-        problems += check_model_dir(mdir).problems
+        problems += check_model_dir(mdir, release=ctx["release"]).problems
         _raise_backend_rule(problems)
         if not problems:
             mb.hashes.mark_validated(checked)
@@ -354,6 +399,9 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "variant": variant.key,
         "triton_name": result.triton_name,
         "target": target,
+        "triton_version": ctx["release"],  # the release its config was rendered for (generator/releases.py)
+        "inputs": [t.name for t in model.inputs],
+        "outputs": [t.name for t in model.outputs],  # the artifact's outputs, in order (rule libtorch-output-names)
         "status": result.status if result.status != "cached" else "built",
         "gate": "passed" if result.status in ("built", "cached") else result.status,
         "reason": result.reason,
@@ -450,11 +498,12 @@ def _stage_ensemble(staging: Staging, mb: ModelBuild, written: list[VariantResul
 
 def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), target: str = "triton",
           templates: Path | None = None, force: bool = False, keep_failed: bool = False,
-          events: Events | None = None, lock_wait_s: float = 0.0) -> BuildReport:
+          events: Events | None = None, lock_wait_s: float = 0.0, triton_version: str | None = None) -> BuildReport:
     """``lock_wait_s``: another build holding the output's lock (see repository.OutputLock) is waited for
     this long; 0 fails at once with a UserError."""
     _quiet_exporters()
     events = events or Events()
+    rel = _target_release(triton_version or spec.triton_version, target)
     if templates is not None and not Path(templates).is_dir():
         raise UserError(f"--templates {templates}: not a folder; pass a folder holding your *.pbtxt.j2 templates")
     models = [spec.model(n) for n in only] if only else list(spec.models)
@@ -481,8 +530,10 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
                 variant = REGISTRY[vs.name]
                 r = build_variant(mb, variant, vs, keep_failed=keep_failed)
                 results.append(r)
+                if target == "triton":
+                    _verify_on_target(mb, variant, vs, r, rel)
                 if r.written or (keep_failed and r.status == "failed" and (mb.dir / vs.name / "artifact").is_dir()):
-                    _stage_model_dir(staging, mb, variant, vs, r, target, templates)
+                    _stage_model_dir(staging, mb, variant, vs, r, target, templates, rel.name)
                 events.done(r)
             if m.preprocess is not None and hasattr(m.preprocess, "tokenizer"):  # text (generator/hf.py)
                 _stage_text_ensemble(staging, mb, [r for r in results if r.model == m.name and r.written],

@@ -134,7 +134,7 @@ def base_context(model: ModelSpec, variant: str, spec_name: str) -> dict:
 
 
 def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str = "triton",
-                   spec_name: str = "spec.yaml") -> dict:
+                   spec_name: str = "spec.yaml", release: str | None = None) -> dict:
     """The values of one variant's config.pbtxt, from the model spec, the variant, its backend's table entry
     (generator/backends.py) and the target, in these steps:
 
@@ -144,7 +144,9 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
     4. the engine: the native backend (platform/backend, ``optimization``: :func:`native_engine`) for the triton
        target, the python-backend twin running the same artifact with the same settings (:func:`twin_engine`)
        for the embedded one;
-    5. the spec's own ``triton.parameters`` over everything, and its rate limiter on every group."""
+    5. the spec's own ``triton.parameters`` over everything, and its rate limiter on every group;
+    6. the target release's workarounds (``release``: generator/releases.py; default the newest, 24.10 for the
+       embedded target; :func:`generator.release_config.adjust`)."""
     if target not in TARGETS:
         raise UserError(f"--target {target}: not one of {', '.join(TARGETS)}")
     tr = model.triton
@@ -158,7 +160,10 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
     if tr.rate_limiter:
         for g in ctx["instance_groups"]:
             g["rate_limiter"] = tr.rate_limiter
-    return ctx
+    from . import release_config, releases
+
+    ctx["release"] = releases.release(release or (releases.EMBEDDED if target == "embedded" else None)).name
+    return release_config.adjust(ctx, variant.runtime, releases.release(ctx["release"]), target)
 
 
 def model_values(model: ModelSpec) -> dict:

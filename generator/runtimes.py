@@ -366,3 +366,48 @@ def openvino_runner(path: Path, input_names: list[str], output_names: list[str],
     s = {"inference_precision": precision, **({"INFERENCE_NUM_THREADS": str(threads)} if threads else {}),
          **dict(settings or {})}
     return OpenVINOSession(path, input_names, output_names, s).feeds
+
+
+# ----------------------------------------------- native-backend behaviours the twin mimics (generator/releases.py)
+
+
+def openvino_padding_rows(sizes: Sequence[int], max_batch_size: int, stale_pad: int) -> tuple[int, int]:
+    """What openvino_backend (ENABLE_BATCH_PADDING=YES) returns for one execution of requests of ``sizes``: (rows of
+    output it hands back, the ``batch_pad_size_`` it leaves for the next execution). It sets the pad inside its
+    per-request loop only while the running total differs from max_batch_size and never resets it, so an execution
+    adding up to max_batch_size keeps an earlier pad and returns max_batch_size - pad rows: its last requests get
+    none (src/openvino.cc ProcessRequests / ValidateOutputBatchSize, r24.10 to main)."""
+    total, pad = 0, stale_pad
+    for s in sizes:
+        total += int(s)
+        if total != max_batch_size:
+            pad = max_batch_size - total
+    return max_batch_size - pad, pad
+
+
+def interop_threads_owner(model_name: str) -> str | None:
+    """The twin's stand-in for libtorch's process-wide inter-op pool: each python-backend model runs in its own
+    stub process, so the first model of this server that sets INTER_OP_THREAD_COUNT claims a marker beside the
+    server (keyed by its pid and start time). None when ``model_name`` may set it, else the model that did first."""
+    import os
+    import tempfile
+
+    ppid = os.getppid()
+    try:
+        with open(f"/proc/{ppid}/stat") as fh:
+            start = fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    folder = Path(tempfile.gettempdir()) / f"tritongen-twin-{ppid}-{start}"
+    folder.mkdir(exist_ok=True)
+    marker = folder / "INTER_OP_THREAD_COUNT"
+    tmp = folder / f".claim-{os.getpid()}"
+    tmp.write_text(model_name)
+    try:
+        os.link(tmp, marker)  # atomic: exactly one model wins, and the marker is never half-written
+        return None
+    except FileExistsError:
+        owner = marker.read_text()
+        return None if owner == model_name else owner
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -112,7 +112,7 @@ def _dtype_name(v: int) -> str:
     return pb.DataType.Name(v)
 
 
-def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = None) -> ModelReport:
+def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = None, release: str | None = None) -> ModelReport:
     """Parse and check one model folder, including its artifact when tritongen knows the format."""
     rep = ModelReport(name=model_dir.name)
     cfg_path = model_dir / "config.pbtxt"
@@ -137,8 +137,8 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
     from .repository import validated_by_build
 
     # the build that wrote this repository checked these very files (config + artifacts): do not re-read graphs
-    trusted = validated_by_build(model_dir)
-    rules_problems, rules_warnings = ([], []) if trusted else backend_rule_findings(cfg, model_dir, versions)
+    trusted = validated_by_build(model_dir) and _built_for(model_dir, release)
+    rules_problems, rules_warnings = ([], []) if trusted else backend_rule_findings(cfg, model_dir, versions, release)
     rep.warnings += rules_warnings
     fname = cfg.default_model_filename or backends.default_file(engine)
     for v in versions:
@@ -153,13 +153,22 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
     return rep
 
 
-def backend_rule_findings(cfg, model_dir: Path, versions: list[int]) -> tuple[list[str], list[str]]:
-    """The native backends' rules (generator/backend_rules.py) on one parsed model folder."""
-    from . import backend_rules
+def _built_for(model_dir: Path, release: str | None) -> bool:
+    """Whether the build that wrote ``model_dir`` targeted ``release`` (None: any)."""
+    if release is None:
+        return True
+    from . import backend_rules, releases
+
+    return (backend_rules.read_manifest(model_dir) or {}).get("triton_version") == releases.normalize(release)
+
+
+def backend_rule_findings(cfg, model_dir: Path, versions: list[int], release: str | None = None) -> tuple[list[str], list[str]]:
+    """The native backends' rules (generator/backend_rules/) on one model folder."""
+    from . import backend_rules  # noqa: F401  (registers every rule, the release-aware ones included)
 
     target = backend_rules.Target(cfg=cfg, model_dir=model_dir, versions=versions,
                                   engine=backend_rules.normalize_engine(cfg),
-                                  manifest=backend_rules.read_manifest(model_dir))
+                                  manifest=backend_rules.read_manifest(model_dir), release=release)
     return backend_rules.run_rules(target)
 
 
@@ -222,12 +231,34 @@ def validate_repository(repo: Path, triton_release: str | None = None, target_cc
     repo = Path(repo)
     if not repo.is_dir():
         raise UserError(f"{repo}: not a folder; pass a Triton model repository")
-    reports = [check_model_dir(d) for d in sorted(repo.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    rules_release = None
+    if triton_release:
+        from . import releases
+
+        name = releases.normalize(triton_release)
+        if name not in releases.RELEASES and not _trt_known(name):
+            raise UserError(f"--triton-version {triton_release}: not a release tritongen knows; known: "
+                            f"{', '.join(sorted(set(releases.RELEASES) | _trt_releases()))}")
+        rules_release = name if name in releases.RELEASES else None  # TensorRT table only: provenance checks only
+    reports = [check_model_dir(d, release=rules_release) for d in sorted(repo.iterdir())
+               if d.is_dir() and not d.name.startswith(".")]
     if not reports:
         raise UserError(f"{repo}: holds no model folder; build one with `tritongen build SPEC -o {repo}`")
     configs = {r.name: r.config for r in reports if r.config is not None}
     for r in reports:
         check_ensemble(r, configs)
-        if triton_release:
+        if triton_release and _trt_known(triton_release):
             check_plan_provenance(r, repo / r.name, triton_release, target_cc)
     return reports
+
+
+def _trt_releases() -> set[str]:
+    from .tensorrt import TRITON_TRT
+
+    return set(TRITON_TRT)
+
+
+def _trt_known(release: str) -> bool:
+    from .tensorrt import _release
+
+    return _release(release) in _trt_releases()

@@ -21,14 +21,14 @@ def model_of(**over):
     return parse_spec({"models": [vit_model(**over)]}, Path("/tmp/spec.yaml")).models[0]
 
 
-def rendered(model, variant: str, target: str = "triton", **options):
+def rendered(model, variant: str, target: str = "triton", release: str | None = None, **options):
     v = REGISTRY[variant]
     vs = next((s for s in model.variants if s.name == variant), None)
     if vs is None or options:
         from generator.spec import VariantSpec
 
         vs = VariantSpec(name=variant, options=options)
-    ctx = config_context(model, v, vs, target=target)
+    ctx = config_context(model, v, vs, target=target, release=release)
     cfg = text_format.Parse(render(ctx, template_for(v, target)), pb.ModelConfig())
     return cfg, ctx
 
@@ -105,7 +105,7 @@ def test_backend_settings_are_rendered_with_the_backends_own_names_and_values():
                                              ("openvino", "openvino"), ("torchscript", "torchscript")])
 def test_twin_reads_the_same_settings_as_the_native_backend(variant, runtime):
     m = model_of(triton={**CPU2, "backend": BACKEND})
-    native, _ = rendered(m, variant)
+    native, _ = rendered(m, variant, release="24.10")  # the release the embedded twin mimics (generator/releases.py)
     twin, _ = rendered(m, variant, target="embedded")
     level = native.optimization.graph.level if native.optimization.HasField("graph") else None
     from_native = settings_from_parameters(runtime, {k: v.string_value for k, v in native.parameters.items()}, level)

@@ -51,6 +51,7 @@ class Target:
     engine: str
     manifest: dict | None = None
     _sig: dict = field(default_factory=dict)
+    release: str | None = None  # the target Triton release (generator/backend_rules/release_rules.py); None = release-agnostic
 
     @property
     def name(self) -> str:
@@ -161,6 +162,14 @@ def is_rule_message(text: str) -> bool:
 # The parameters each native backend reads (names are case-sensitive: the backends look them up exactly).
 BACKEND_PARAMETERS: dict[str, dict[str, Callable[[str], str | None]]] = {
     b.name: dict(b.parameters) for b in B.BACKENDS.values() if b.parameters}
+
+
+def _or_unset(check):
+    # openvino_backend ParseParameter skips an empty value: "" is "unset" (and keeps the missing-key error log away)
+    return lambda v: None if v == "" else check(v)
+
+
+BACKEND_PARAMETERS["openvino"] = {k: _or_unset(f) for k, f in BACKEND_PARAMETERS["openvino"].items()}
 PARAM_SOURCE = {name: f"{B.get(name).src_prefix}_params" for name in BACKEND_PARAMETERS}
 TRT_EA_PARAMETERS = B.ORT_TRT_ACCELERATOR_PARAMETERS
 GPU_ACCELERATORS = B.ORT_GPU_ACCELERATORS

@@ -444,6 +444,7 @@ def _derive(t: OutputSpec, derived: tuple) -> OutputSpec:
 class Spec:
     path: Path
     models: tuple[ModelSpec, ...]
+    triton_version: Optional[str] = None  # top-level `triton_version:` (generator/releases.py); None = the default
 
     @property
     def root(self) -> Path:
@@ -466,3 +467,6 @@ class SpecFile(Mapping):
         description="The models to build, each a mapping.")
     defaults: Annotated[Optional[dict], WithJsonSchema({"x-ref": "defaults"})] = Field(
         default=None, description="Any model key but name; a model's own value wins (mappings merge one level deep).")
+    triton_version: Optional[Str] = Field(
+        default=None, description='The Triton release the repository targets (e.g. "24.10"; generator/releases.py); '
+                                  'default the newest known.')

@@ -82,7 +82,19 @@ def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = N
             raise UserError(f"{where}.name: '{m.name}' is already used by models[{seen[m.name]}]; names must be unique")
         seen[m.name] = i
         models.append(m)
-    return Spec(path=path, models=tuple(models))
+    return Spec(path=path, models=tuple(models), triton_version=_triton_version(data.get("triton_version")))
+
+
+def _triton_version(value: Any) -> str | None:
+    """The target release (generator/releases.py): a known release name, e.g. "24.10"."""
+    if value is None:
+        return None
+    from .. import releases
+
+    try:
+        return releases.release(str(value)).name
+    except LookupError as e:
+        raise UserError(f"triton_version: {e}; quote it in YAML (\"24.10\", not 24.1)") from None
 
 
 def merge(defaults: dict, model: dict) -> dict:

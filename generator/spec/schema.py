@@ -94,6 +94,10 @@ def schema() -> dict:
         "defaults": {"$ref": "#/$defs/defaults",
                      "description": "Any model key but name; a model's own value wins (mappings merge one level deep)."},
     }
+    from pydantic import TypeAdapter
+
+    top_level = TypeAdapter(models.SpecFile).json_schema()["properties"]  # every other top-level key, generated
+    top.update({k: v for k, v in top_level.items() if k not in top})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

@@ -141,6 +141,51 @@ class TritonPythonModel:
             msg = " ".join(str(exc).split())
             raise pb_utils.TritonModelException(f"{self.name}: {runtime} cannot load {artifact}: {msg}") from exc
         _log(f"{self.name}: native-backend settings: {self.run.summary()}")
+        self._mimic(runtime, params, config.get("model_warmup") or [])
+
+    def _mimic(self, runtime, params, warmups):
+        """The target release's native-backend failures (parameters triton_version / native_behaviours, written
+        by tritongen from generator/releases.py), so serving tests here fail where that release would."""
+        behaviours = set(filter(None, (params.get("native_behaviours") or "").split(",")))
+        self.release = params.get("triton_version") or "?"
+        threads = params.get("INTER_OP_THREAD_COUNT") or "0"
+        if runtime == "torchscript" and "pytorch_interop_abort" in behaviours and threads.isdigit() and int(threads) > 0:
+            owner = _rt.interop_threads_owner(self.name)
+            if owner is not None:
+                raise pb_utils.TritonModelException(
+                    f"{self.name}: INTER_OP_THREAD_COUNT is also set by {owner}: Triton {self.release}'s pytorch backend "
+                    "calls at::set_num_interop_threads again and aborts the whole server ('cannot set number of interop "
+                    "threads after parallel work has started or set_num_interop_threads called'); the twin refuses "
+                    "this model instead; remove the parameter")
+        self.ov_padding_bug = (runtime == "openvino" and "openvino_padding_bug" in behaviours and self.max_batch_size > 0
+                               and (params.get("ENABLE_BATCH_PADDING") or "").lower() == "yes")
+        self.ov_pad = 0
+        if self.ov_padding_bug:
+            # Triton runs a batch-N warm-up sample as N batch-1 requests in one execution; the native backend's
+            # response error fails the load, the python backend's is only logged: so replay the warm-ups here
+            for w in warmups:
+                n = int(w.get("batch_size", 1))
+                rows, self.ov_pad = _rt.openvino_padding_rows([1] * n, self.max_batch_size, self.ov_pad)
+                if rows < n:
+                    raise pb_utils.TritonModelException(
+                        f"{self.name}: failed to run warmup sample '{w.get('name')}': expected batch size of at least "
+                        f"{n} in model output, got {rows} (as Triton {self.release}'s openvino backend: batch padding "
+                        "is computed per request and never reset)")
+            _log(f"{self.name}: mimics Triton {self.release}'s openvino batch padding (stale pad: executions adding up "
+                 f"to max_batch_size {self.max_batch_size} fail their last request)")
+
+    def _padding_bug(self, requests, sizes, responses):
+        """As openvino_backend: an execution adding up to max_batch_size returns too few rows for its last requests."""
+        order = [i for i in range(len(requests)) if i in sizes]
+        rows, self.ov_pad = _rt.openvino_padding_rows([sizes[i] for i in order], self.max_batch_size, self.ov_pad)
+        offset = 0
+        for i in order:
+            offset += sizes[i]
+            if offset > rows:
+                responses[i] = self._error(RuntimeError(
+                    f"failed to split the output tensor '{self.outputs[0][0]}' in responses: expected batch size of at "
+                    f"least {offset} in model output, got {rows} (Triton {self.release}'s openvino backend: batch padding "
+                    "is computed per request and never reset)"))
 
     # One request's inputs, in config order, as arrays of the config's dtypes (copied out of Triton).
     def _read(self, request):
@@ -173,6 +218,7 @@ class TritonPythonModel:
             except Exception as exc:
                 responses[i] = self._error(exc)
 
+        sizes = {i: int(a[0].shape[0]) for i, a in feeds.items() if a and a[0].ndim} if self.ov_padding_bug else {}
         if self.max_batch_size > 0 and len(feeds) > 1:
             idx = list(feeds)
             try:
@@ -192,6 +238,8 @@ class TritonPythonModel:
                 responses[i] = self._respond(self.run(arrays))
             except Exception as exc:
                 responses[i] = self._error(exc)
+        if sizes:
+            self._padding_bug(requests, sizes, responses)
         return responses
 
     def finalize(self):
