@@ -57,10 +57,13 @@ def normalize_engine(cfg) -> str:
     name = cfg.backend or cfg.platform
     if cfg.platform == "ensemble":
         return "ensemble"
+    if cfg.platform == "torch_aoti":  # served by backend "pytorch", with the pt2 loader's own rules
+        return "torch_aoti"
     return {"onnxruntime_onnx": "onnxruntime", "pytorch_libtorch": "pytorch", "tensorrt_plan": "tensorrt"}.get(name, name)
 
 
-RUNNER_RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch"}
+RUNNER_RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch",
+                   "aoti": "torch_aoti"}  # torch-aoti: rules in backend_rules_aoti.py
 
 
 @dataclass
@@ -125,7 +128,7 @@ class Target:
 
 
 DEFAULT_FILES = {"onnxruntime": "model.onnx", "pytorch": "model.pt", "tensorrt": "model.plan", "openvino": "model.xml",
-                 "python": "model.py"}
+                 "python": "model.py", "torch_aoti": "model.pt2"}  # torch_aoti: the pytorch backend's pt2 loader
 
 
 # ------------------------------------------------------------------------------------- artifact reading
@@ -581,10 +584,11 @@ def check_backend_parameters(t: Target):
 
 
 OV_EXTS = (".xml", ".onnx", ".pdmodel", ".saved_model")
-EXTS = {"onnxruntime": (".onnx",), "pytorch": (".pt", ".pt2"), "tensorrt": (".plan",), "openvino": OV_EXTS}
+EXTS = {"onnxruntime": (".onnx",), "pytorch": (".pt", ".pt2"), "tensorrt": (".plan",), "openvino": OV_EXTS,
+        "torch_aoti": (".pt2",)}
 
 
-@rule("model-files", ("onnxruntime", "openvino", "pytorch", "tensorrt"), "ort_file",
+@rule("model-files", ("onnxruntime", "openvino", "pytorch", "tensorrt", "torch_aoti"), "ort_file",
       "default_model_filename fits the backend; ONNX external data and the IR's .bin sit beside the model file")
 def check_model_files(t: Target):
     name = t.artifact_name()
@@ -681,3 +685,6 @@ def read_manifest(model_dir: Path) -> dict | None:
 def rule_table() -> list[tuple[str, str, str, str]]:
     """(rule id, backends, check function, source) for the README."""
     return [(r.id, ", ".join(r.backends).replace("*", "all"), r.check.__name__, r.source) for r in RULES]
+
+
+from . import backend_rules_aoti  # noqa: E402,F401  (torch_aoti rules register themselves with @rule)

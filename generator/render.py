@@ -152,7 +152,8 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
 
 # ----------------------------------------------------------------------------- native backend settings
 
-NATIVE_BACKEND = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch"}  # runtime -> backend
+NATIVE_BACKEND = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torchscript": "pytorch",
+                  "aoti": "pytorch"}  # runtime -> backend (aoti: the torch_aoti platform of the pytorch backend)
 THREAD_KEYS = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS", "pytorch": "INTRA_OP_THREAD_COUNT"}
 # onnxruntime_backend src/onnxruntime.cc: optimization.graph.level -1 = BASIC, 1 = EXTENDED, 2 = DISABLE_ALL, else ALL
 ORT_LEVEL_NUMBERS = {"basic": -1, "extended": 1, "disable": 2, "all": 0}

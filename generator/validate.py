@@ -17,6 +17,7 @@ DEFAULT_FILENAMES = {
     "onnxruntime": "model.onnx",
     "pytorch_libtorch": "model.pt",
     "pytorch": "model.pt",
+    "torch_aoti": "model.pt2",  # torch-aoti (core constants.h kPyTorchAotiFilename)
     "tensorrt_plan": "model.plan",
     "tensorrt": "model.plan",
     "openvino": "model.xml",
@@ -241,4 +242,9 @@ def validate_repository(repo: Path, triton_release: str | None = None, target_cc
         check_ensemble(r, configs)
         if triton_release:
             check_plan_provenance(r, repo / r.name, triton_release, target_cc)
+            if r.config is not None and r.config.platform == "torch_aoti":  # torch-aoti: release-aware
+                from .backend_rules_aoti import release_problem
+
+                if why := release_problem(triton_release):
+                    r.problems.append(f"{r.name}/config.pbtxt: {why} [aoti-release: core src/constants.h]")
     return reports

@@ -875,7 +875,7 @@ def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores
 
     out = {}
     for t in targets:
-        if t.runtime not in ("onnxruntime", "torchscript", "openvino") or t.artifact is None:
+        if t.runtime not in ("onnxruntime", "torchscript", "openvino", "aoti") or t.artifact is None:
             out[t.name] = None
             continue
         mbs = max(spaces[t.name].max_batch_size)
