@@ -26,7 +26,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from .backend_rules import SRC, Target, _dtype_name, problem, rule, warning
+from .backend_rules import BACKEND_PARAMETERS, SRC, Target, _bool, _dtype_name, _int, check_parameter, problem, rule, warning
 
 PT2 = "pytorch_backend src/pt2"
 SRC.update({
@@ -34,7 +34,15 @@ SRC.update({
                  "AOTIModelPackageLoader(path, model name \"model\")",
     "aoti_device": f"{PT2}/model_instance_state.cc: KIND_GPU -> cuda:<device id>, else CPU (device_index -1)",
     "aoti_io": f"{PT2}/model_instance_state.cc ValidateInputs/ValidateOutputs + call_spec.cc",
+    "aoti_params": f"{PT2}/model_state.cc ParseParameters",
 })
+# The keys the pt2 ModelState reads (its own names: CACHE_CLEANING_ENABLED, not libtorch's ENABLE_CACHE_CLEANING).
+BACKEND_PARAMETERS["torch_aoti"] = {
+    "DISABLE_OPTIMIZED_EXECUTION": _bool, "CACHE_CLEANING_ENABLED": _bool, "INFERENCE_MODE": _bool,
+    "DISABLE_CUDNN": _bool, "ENABLE_WEIGHT_SHARING": _bool, "INTRA_OP_THREAD_COUNT": _int(0),
+    "INTER_OP_THREAD_COUNT": _int(0),
+}
+RENAMED = {"ENABLE_CACHE_CLEANING": "CACHE_CLEANING_ENABLED"}  # libtorch key -> the pt2 loader's
 
 PACKAGE_MODEL_NAME = "model"
 # The first Triton release whose pytorch backend has the pt2 (torch_aoti) loader: support was announced on
@@ -159,3 +167,24 @@ def check_aoti_io(t: Target):
         if len(t.cfg.output) > n_out:
             yield problem(f"{t.at(path)}: config declares {len(t.cfg.output)} outputs but the package returns {n_out}; "
                           "remove the extra outputs")
+
+
+@rule("aoti-parameters", ("torch_aoti",), "aoti_params",
+      "parameter names the pt2 loader reads, with valid values; a warning that the read commit ignores them")
+def check_aoti_parameters(t: Target):
+    if t.engine != "torch_aoti" or not t.params:
+        return
+    for k, v in t.params.items():
+        if k in RENAMED:
+            yield problem(f"{t.where}: parameter '{k}' is libtorch's name; the torch_aoti loader reads {RENAMED[k]} "
+                          "(this one is silently ignored); rename it")
+        elif k in BACKEND_PARAMETERS["pytorch"] and k not in BACKEND_PARAMETERS["torch_aoti"]:
+            yield warning(f"{t.where}: parameter '{k}' is a TorchScript (libtorch) setting; the torch_aoti loader "
+                          "does not read it")
+        elif why := check_parameter("torch_aoti", k, v):
+            yield problem(f"{t.where}: {why.replace('torch_aoti backend', 'torch_aoti loader')}")
+    # model_state.cc (commit 40da765, the newest read): ParseParameters runs its body only when the config has
+    # NO parameters block (`if (!ModelConfig().Find("parameters", ...))`), so every key here keeps its default.
+    yield warning(f"{t.where}: parameters {sorted(t.params)}: the pytorch backend's pt2 loader (src/pt2/model_state.cc "
+                  "at the newest commit read) parses parameters only when the config has none, so these keep their "
+                  "defaults there; check your release's backend before relying on them")

@@ -177,6 +177,10 @@ CASES = [
     ("aoti-io", AOTI.replace(', { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] }', ""), "pt2",
      "config declares 1 inputs but the package takes 2", {}),
     ("aoti-io", AOTI.replace("out__1", "out__2"), "pt2", "output 'out__2' names index 2 but the package has 2 outputs", {}),
+    ("aoti-parameters", AOTI + 'parameters { key: "ENABLE_CACHE_CLEANING" value: { string_value: "true" } }\n', "pt2",
+     "parameter 'ENABLE_CACHE_CLEANING' is libtorch's name; the torch_aoti loader reads CACHE_CLEANING_ENABLED", {}),
+    ("aoti-parameters", AOTI + 'parameters { key: "INTRA_OP_THREAD_COUNT" value: { string_value: "-1" } }\n', "pt2",
+     "parameter INTRA_OP_THREAD_COUNT: -1 is out of range", {}),
     ("aoti-io", AOTI.replace('name: "mask" data_type: TYPE_FP32', 'name: "mask" data_type: TYPE_STRING'), "pt2",
      "input 'mask' data_type TYPE_STRING: an AOTInductor package takes torch tensors", {}),
 ]
