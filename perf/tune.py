@@ -68,6 +68,7 @@ THREAD_KEYS = {  # engine -> the config parameter holding per-instance runtime t
     "openvino": "INFERENCE_NUM_THREADS",
     "pytorch_libtorch": "INTRA_OP_THREAD_COUNT",
     "pytorch": "INTRA_OP_THREAD_COUNT",
+    "torch_aoti": "INTRA_OP_THREAD_COUNT",  # torch-aoti (the pt2 loader's key)
     "python": "intra_op_threads",
 }
 DEFAULT_DELAYS = (0, 500, 2000, 10000, 20000, 50000)
