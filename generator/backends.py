@@ -175,8 +175,7 @@ OPENVINO = Backend(
     },
 )
 
-# platform pytorch_libtorch (TorchScript model.pt); a second platform of the same backend (torch_aoti,
-# model.pt2) is one more ``files`` entry plus ``Variant(platform=...)``
+# platform pytorch_libtorch (TorchScript model.pt); its pt2 loader (platform torch_aoti) is TORCH_AOTI below
 PYTORCH = Backend(
     name="pytorch", platform="pytorch_libtorch", config_backend=None,
     files={"pytorch_libtorch": "model.pt", "pytorch": "model.pt"}, extensions=(".pt", ".pt2"),
@@ -200,6 +199,30 @@ PYTORCH = Backend(
     },
 )
 
+# platform torch_aoti: an AOTInductor package (model.pt2) served by the pytorch backend's pt2 loader, which reads its
+# own parameter names (CACHE_CLEANING_ENABLED, not libtorch's ENABLE_CACHE_CLEANING)
+PT2 = f"{PT} src/pt2"
+TORCH_AOTI = Backend(
+    name="torch_aoti", platform="torch_aoti", config_backend=None,
+    files={"torch_aoti": "model.pt2"}, extensions=(".pt2",),
+    template="torch_aoti.pbtxt.j2", runtime="aoti", thread_key="INTRA_OP_THREAD_COUNT",
+    parameters={
+        "DISABLE_OPTIMIZED_EXECUTION": _bool, "CACHE_CLEANING_ENABLED": _bool, "INFERENCE_MODE": _bool,
+        "DISABLE_CUDNN": _bool, "ENABLE_WEIGHT_SHARING": _bool, "INTRA_OP_THREAD_COUNT": _int(0),
+        "INTER_OP_THREAD_COUNT": _int(0),
+    },
+    twin_keys=("INFERENCE_MODE", "INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT", "DISABLE_OPTIMIZED_EXECUTION",
+               "CACHE_CLEANING_ENABLED", "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING"),
+    devices=("cpu", "gpu"), src_prefix="aoti",
+    sources={
+        "file": f"{PT2}/model_state.cc LoadModel: <version>/<default_model_filename or model.pt2>, "
+                "AOTIModelPackageLoader(path, model name \"model\")",
+        "device": f"{PT2}/model_instance_state.cc: KIND_GPU -> cuda:<device id>, else CPU (device_index -1)",
+        "io": f"{PT2}/model_instance_state.cc ValidateInputs/ValidateOutputs + call_spec.cc",
+        "params": f"{PT2}/model_state.cc ParseParameters",
+    },
+)
+
 TENSORRT = Backend(
     name="tensorrt", platform="tensorrt_plan", config_backend=None,
     files={"tensorrt_plan": "model.plan", "tensorrt": "model.plan"}, extensions=(".plan",),
@@ -216,7 +239,8 @@ PYTHON = Backend(
 
 ENSEMBLE = Backend(name="ensemble", platform="ensemble", config_backend=None, files={}, template="ensemble.pbtxt.j2")
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, OPENVINO, PYTORCH, TENSORRT, PYTHON, ENSEMBLE)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, OPENVINO, PYTORCH, TORCH_AOTI, TENSORRT, PYTHON,
+                                                      ENSEMBLE)}
 _BY_CONFIG_NAME = {n: b for b in BACKENDS.values() for n in b.config_names}
 
 

@@ -287,7 +287,7 @@ def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, targ
     groups = [{"count": g.count, "kind": g.kind, "gpus": list(g.gpus), "profile": list(g.profile)}
               for g in model.triton.instance_group]
     where = f"{model.where}.triton.instance_group"
-    devices = set(variant.devices)
+    devices = set(variant.devices_of(vspec.options))
     gpu_accel = vspec.options.get("trt_accelerator") is not None and variant.backend == "onnxruntime"
 
     def cpu(count: int) -> dict:

@@ -1,4 +1,4 @@
-"""The one runtime layer: ONNX Runtime, TorchScript and OpenVINO sessions, created here and only here.
+"""The one runtime layer: ONNX Runtime, TorchScript, AOTInductor (``model.pt2``) and OpenVINO sessions, created here and only here.
 
 Used by verification (the variants' runners), the embedded twin (``templates/runner/model.py``), the
 in-process baseline (``perf/baseline.py``) and the bench (``perf/bench.py``). Sessions are configured from a
@@ -35,6 +35,8 @@ ORT_KEYS = _backends.ONNXRUNTIME.twin_keys
 OV_KEYS = _backends.OPENVINO.twin_keys
 PT_KEYS = _backends.PYTORCH.twin_keys
 THREAD_KEY = {b.runtime: b.thread_key for b in _backends.BACKENDS.values() if b.twin_keys}
+# torch_aoti (pytorch_backend src/pt2/model_state.cc ParseParameters): the keys its ModelState reads
+AOTI_KEYS = _backends.TORCH_AOTI.twin_keys
 
 
 def _true(v) -> bool:
@@ -71,7 +73,12 @@ def settings_from_parameters(runtime: str, params: Mapping[str, str], graph_leve
         if "INTRA_OP_THREAD_COUNT" not in s and legacy_threads and int(legacy_threads) > 0:
             s["INTRA_OP_THREAD_COUNT"] = legacy_threads
         return s
-    raise ValueError(f"runtime {runtime!r} is not one of onnxruntime, openvino, torchscript")
+    if runtime == "aoti":
+        s = {k: p[k] for k in AOTI_KEYS if k in p}
+        if "INTRA_OP_THREAD_COUNT" not in s and legacy_threads and int(legacy_threads) > 0:
+            s["INTRA_OP_THREAD_COUNT"] = legacy_threads
+        return s
+    raise ValueError(f"runtime {runtime!r} is not one of onnxruntime, openvino, torchscript, aoti")
 
 
 def with_threads(runtime: str, settings: dict, threads: int) -> dict:
@@ -222,6 +229,55 @@ class TorchScriptSession(Session):
         return [o.detach().cpu().contiguous().numpy() for o in out]
 
 
+# ------------------------------------------------------------------------- AOTInductor package (torch_aoti)
+
+
+class AotiSession(Session):
+    """A ``model.pt2`` AOTInductor package, loaded as Triton's pytorch backend loads a ``torch_aoti`` model
+    (``AOTIModelPackageLoader``, model name ``model``): positional tensors in, a flat tuple of tensors out, in
+    the exported program's order. Loading needs no compiler: the package carries the compiled ``.so``."""
+
+    def __init__(self, path, in_names, out_names, settings, gpu=None):
+        import torch
+        import torch._inductor
+
+        super().__init__("aoti", in_names, out_names)
+        s = dict(settings or {})
+        self.torch = torch
+        intra = int(s.get("INTRA_OP_THREAD_COUNT") or 0)
+        if intra > 0:
+            torch.set_num_threads(intra)
+            self.reproduced["INTRA_OP_THREAD_COUNT"] = str(intra)
+        if "INTER_OP_THREAD_COUNT" in s and int(s["INTER_OP_THREAD_COUNT"]) > 0:
+            try:
+                torch.set_num_interop_threads(int(s["INTER_OP_THREAD_COUNT"]))
+                self.reproduced["INTER_OP_THREAD_COUNT"] = s["INTER_OP_THREAD_COUNT"]
+            except RuntimeError as e:  # only settable once per process
+                self.not_reproduced["INTER_OP_THREAD_COUNT"] = str(e).splitlines()[0][:80]
+        # the pt2 ModelState's default is off (inference_mode_enabled_ = false); the compiled kernels ignore autograd
+        self.inference_mode = _true(s.get("INFERENCE_MODE", "false"))
+        self.reproduced["INFERENCE_MODE"] = str(self.inference_mode).lower()
+        for k in ("DISABLE_OPTIMIZED_EXECUTION", "CACHE_CLEANING_ENABLED", "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING"):
+            if k in s:
+                self.not_reproduced[k] = "no effect on a compiled AOTInductor package in the twin"
+        self.device = torch.device(f"cuda:{gpu}" if gpu is not None and torch.cuda.is_available() else "cpu")
+        kwargs = {"device_index": self.device.index if self.device.type == "cuda" else -1}
+        self.model = torch._inductor.aoti_load_package(str(path), **kwargs)
+        self.metadata = dict(self.model.get_metadata())
+
+    def __call__(self, arrays):
+        torch = self.torch
+        guard = torch.inference_mode() if self.inference_mode else torch.no_grad()
+        with guard:
+            args = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
+            out = self.model(*args)
+        if isinstance(out, dict):
+            out = [out[n] for n in self.out_names]
+        elif not isinstance(out, (list, tuple)):
+            out = [out]
+        return [o.detach().cpu().contiguous().numpy() for o in out]
+
+
 # --------------------------------------------------------------------------------------------- OpenVINO
 
 
@@ -320,7 +376,8 @@ class OpenVINOSession(Session):
 # ----------------------------------------------------------------------------------------------- entry
 
 
-SESSIONS = {"onnxruntime": OrtSession, "torchscript": TorchScriptSession, "openvino": OpenVINOSession}
+SESSIONS = {"onnxruntime": OrtSession, "torchscript": TorchScriptSession, "openvino": OpenVINOSession,
+            "aoti": AotiSession}
 
 
 def open_session(runtime: str, path, in_names: Sequence[str], out_names: Sequence[str],
@@ -358,6 +415,10 @@ def onnx_artifact_runner(level: str = "all"):
 
 def torchscript_runner(path: Path, input_names: list[str], output_names: list[str], settings: Mapping[str, str] | None = None):
     return TorchScriptSession(path, input_names, output_names, dict(settings or {})).feeds
+
+
+def aoti_runner(path: Path, input_names: list[str], output_names: list[str], settings: Mapping[str, str] | None = None):
+    return AotiSession(path, input_names, output_names, dict(settings or {})).feeds
 
 
 def openvino_runner(path: Path, input_names: list[str], output_names: list[str], precision: str = "f32",

@@ -249,6 +249,11 @@ def validate_repository(repo: Path, triton_release: str | None = None, target_cc
         check_ensemble(r, configs)
         if triton_release and _trt_known(triton_release):
             check_plan_provenance(r, repo / r.name, triton_release, target_cc)
+            if r.config is not None and r.config.platform == "torch_aoti":  # torch-aoti: release-aware
+                from .backend_rules.aoti_rules import release_problem
+
+                if why := release_problem(triton_release):
+                    r.problems.append(f"{r.name}/config.pbtxt: {why} [aoti-release: core src/constants.h]")
     return reports
 
 

@@ -73,7 +73,7 @@ def _child(job: dict) -> dict:
 
         def run(feeds):
             return torch_forward(module, model, feeds)
-    elif kind in ("onnxruntime", "torchscript", "openvino"):
+    elif kind in ("onnxruntime", "torchscript", "openvino", "aoti"):
         from generator.runtimes import open_session
 
         served = served_settings(kind, Path(job["artifact"]), threads, job)

@@ -61,7 +61,7 @@ def _make_runner(job: dict, model, threads: int):
                 return call_module(module, model, plan, [torch.from_numpy(feeds[n]) for n in names])
 
         return run
-    if kind in ("onnxruntime", "torchscript", "openvino"):
+    if kind in ("onnxruntime", "torchscript", "openvino", "aoti"):
         # one runtime layer: the session the served config describes (generator.runtimes), at ``threads``
         from generator.runtimes import open_session, with_threads
 
@@ -121,7 +121,7 @@ def _variants(spec, repo: Path) -> list[dict]:
             if info.get("gate") != "passed":
                 continue
             v = REGISTRY[vs.name]
-            if v.runtime not in ("onnxruntime", "torchscript", "openvino"):
+            if v.runtime not in ("onnxruntime", "torchscript", "openvino", "aoti"):
                 continue
             files = list((d / "1").rglob("*"))
             jobs.append({

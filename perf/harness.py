@@ -89,7 +89,7 @@ def _runtime_and_artifact(model_dir: Path, cfg, params: dict) -> tuple[str | Non
     name = params.get("artifact") or cfg.default_model_filename
     if name and (vdir / name).exists():
         return runtime, vdir / name
-    for suffix in (".onnx", ".pt", ".xml", ".plan"):
+    for suffix in (".onnx", ".pt", ".xml", ".plan", ".pt2"):
         hits = sorted(vdir.glob(f"*{suffix}"))
         if hits:
             return runtime, hits[0]
@@ -145,7 +145,7 @@ def baseline_jobs(targets: list[Target], spec_path: Path, concurrency: list[int]
     eager = {t.model: {**common, "model": t.model, "kind": "eager", "threads": 0} for t in targets}
     inproc = {}
     for t in targets:
-        if t.runtime in ("onnxruntime", "torchscript", "openvino") and t.artifact is not None and not t.skipped:
+        if t.runtime in ("onnxruntime", "torchscript", "openvino", "aoti") and t.artifact is not None and not t.skipped:
             job = {**common, "model": t.model, "kind": t.runtime, "artifact": str(t.artifact), "threads": _threads(t)}
             if t.params.get("ort_graph_optimization_level"):
                 job["ort_level"] = t.params["ort_graph_optimization_level"].lower()

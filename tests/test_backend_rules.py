@@ -64,6 +64,36 @@ max_batch_size: 8
 input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "out__0" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "out__1" data_type: TYPE_FP32 dims: [ 1 ] } ]
 """
+AOTI = PT.replace('platform: "pytorch_libtorch"', 'platform: "torch_aoti"') + \
+    'instance_group [ { count: 1 kind: KIND_CPU } ]\n'
+
+
+@pytest.fixture(scope="module")
+def aoti_artifacts(tmp_path_factory):
+    """pt2/model.pt2: TwoIn compiled by AOTInductor (CPU kernels, batch dynamic 1..8); pt2_renamed/: the same
+    archive with its model stored under another name than the one the backend loads."""
+    import zipfile
+
+    from generator.variants.torch_aoti import compiler_problem
+
+    if why := compiler_problem():
+        pytest.skip(why)
+    import torch._inductor
+    from torch.export import Dim
+
+    d = tmp_path_factory.mktemp("aoti")
+    (d / "pt2").mkdir()
+    b = Dim("batch", min=1, max=8)
+    ep = torch.export.export(TwoIn(), (torch.randn(2, 4), torch.ones(2, 4)), dynamic_shapes=({0: b}, {0: b}))
+    torch._inductor.aoti_compile_and_package(ep, package_path=str(d / "pt2" / "model.pt2"))
+    (d / "pt2_renamed").mkdir()
+    with zipfile.ZipFile(d / "pt2" / "model.pt2") as src, \
+            zipfile.ZipFile(d / "pt2_renamed" / "model.pt2", "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename.replace("/aotinductor/model/", "/aotinductor/other/"), src.read(item))
+    return d
+
+
 TRT_ACCEL = """optimization { execution_accelerators { gpu_execution_accelerator : [ {
   name : "tensorrt"
   parameters { key: "precision_mode" value: "FP16" } } ] } }
@@ -146,11 +176,29 @@ CASES = [
      "output 'y' label_filename 'labels.txt' does not exist", {}),
     ("label-file", ORT.replace('dims: [ 3 ] }', 'dims: [ 3 ] label_filename: "../labels.txt" }'), "dyn",
      "label_filename '../labels.txt' is outside the model folder", {}),
+    # torch_aoti (generator/backend_rules/aoti_rules.py), on a real AOTInductor package
+    ("aoti-package", AOTI, "pt2_renamed", "the package holds model(s) ['other'] but the pytorch backend loads the one "
+     "named 'model'", {}),
+    ("aoti-package", AOTI.replace("max_batch_size: 8", 'max_batch_size: 8\ndefault_model_filename: "model.pt"'), "pt2",
+     "default_model_filename 'model.pt' is not a .pt2 AOTInductor package", {}),
+    ("aoti-device", AOTI.replace("KIND_CPU", "KIND_GPU"), "pt2", "instance_group kind KIND_GPU but 1/model.pt2 has CPU "
+     "kernels only", {}),
+    ("aoti-io", AOTI.replace(', { name: "mask" data_type: TYPE_FP32 dims: [ 4 ] }', ""), "pt2",
+     "config declares 1 inputs but the package takes 2", {}),
+    ("aoti-io", AOTI.replace("out__1", "out__2"), "pt2", "output 'out__2' names index 2 but the package has 2 outputs", {}),
+    ("aoti-parameters", AOTI + 'parameters { key: "ENABLE_CACHE_CLEANING" value: { string_value: "true" } }\n', "pt2",
+     "parameter 'ENABLE_CACHE_CLEANING' is libtorch's name; the torch_aoti loader reads CACHE_CLEANING_ENABLED", {}),
+    ("aoti-parameters", AOTI + 'parameters { key: "INTRA_OP_THREAD_COUNT" value: { string_value: "-1" } }\n', "pt2",
+     "parameter INTRA_OP_THREAD_COUNT: -1 is out of range", {}),
+    ("aoti-io", AOTI.replace('name: "mask" data_type: TYPE_FP32', 'name: "mask" data_type: TYPE_STRING'), "pt2",
+     "input 'mask' data_type TYPE_STRING: an AOTInductor package takes torch tensors", {}),
 ]
 
 
 @pytest.mark.parametrize("rule_id,config,src,expected,extra", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_config_breaking_the_rule_is_caught(tmp_path, artifacts, rule_id, config, src, expected, extra):
+def test_config_breaking_the_rule_is_caught(request, tmp_path, artifacts, rule_id, config, src, expected, extra):
+    if src.startswith("pt2"):  # compiled only for the torch_aoti cases (AOTInductor needs a C++ compiler)
+        artifacts = request.getfixturevalue("aoti_artifacts")
     extra = dict(extra)
     drop = extra.pop("drop", None)
     repo = folder(tmp_path, artifacts, config, src, **extra)
@@ -169,6 +217,11 @@ def test_config_breaking_the_rule_is_caught(tmp_path, artifacts, rule_id, config
                          ids=["onnx", "openvino", "torchscript", "onnx-external-data", "trt-accelerator-on-gpu"])
 def test_configs_that_keep_the_rules_pass(tmp_path, artifacts, config, src):
     problems, _ = findings(folder(tmp_path, artifacts, config, src))
+    assert problems == []
+
+
+def test_a_torch_aoti_config_that_keeps_the_rules_passes(tmp_path, aoti_artifacts):
+    problems, _ = findings(folder(tmp_path, aoti_artifacts, AOTI, "pt2"))
     assert problems == []
 
 

@@ -36,7 +36,7 @@ def test_documented_example_spec_parses():
     assert vit.triton.intra_op_threads == 0
     assert spec.model("small_cnn").max_batch_size == 8
     assert [v.name for v in vit.variants] == ["onnx", "torchscript", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                              "openvino", "trt-fp16", "trt-int8"]
+                                              "openvino", "torch-aoti", "trt-fp16", "trt-int8"]
     assert vit.preprocess.size == (224, 224)
     assert vit.verify.task == "classification"
 

@@ -25,6 +25,8 @@ ORT = ["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic"]
 BAD = [
     (["torchscript"], "method", "compile", "'compile' is not one of trace, script"),
     (["torchscript"], "freeze", "yes", "expected true or false, got 'yes'"),
+    (["torch-aoti"], "device", "tpu", "'tpu' is not one of cpu, gpu"),
+    (["torch-aoti"], "max_autotune", "yes", "expected true or false, got 'yes'"),
     (TRT, "workspace_mb", "lots", "expected an integer, got the string 'lots'"),
     (TRT, "workspace_mb", 0, "must be >= 1, got 0"),
     (TRT, "builder_optimization_level", 6, "must be <= 5, got 6"),

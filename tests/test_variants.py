@@ -28,6 +28,13 @@ def _run_torchscript(path, feeds):
     return [o.detach().numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
+def _run_aoti(path, feeds):
+    import torch._inductor
+
+    out = torch._inductor.aoti_load_package(str(path))(*[torch.from_numpy(v) for v in feeds.values()])
+    return [o.detach().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
 def _run_trt(path, feeds):
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -59,6 +66,7 @@ VARIANT_TESTS = {
     "onnx-int8-dynamic": (_run_onnx, 1e-1, "model.onnx"),
     "openvino": (_run_openvino, 1e-4, "model.xml"),
     "openvino-int8": (_run_openvino, 1e-1, "model.xml"),
+    "torch-aoti": (_run_aoti, 1e-4, "model.pt2"),  # skips where no C++ compiler (tests/test_torch_aoti.py)
 }
 
 

@@ -15,7 +15,7 @@ apply to it too. Heavy modules (onnx, openvino, torch) are imported only when a 
 from __future__ import annotations
 
 from . import artifact_rules, config_rules  # noqa: F401,I001 (registers the rules, in this order)
-from . import client_rules, release_rules  # noqa: F401,E402 (input-format, label-file and release-aware rules, registered last)
+from . import aoti_rules, client_rules, release_rules  # noqa: F401,E402 (torch_aoti, input-format, label-file and release-aware rules, registered last)
 from .artifact_rules import (  # noqa: F401
     check_batch_dim, check_io_match, check_libtorch_dtype, check_libtorch_io, check_openvino_batch,
 )

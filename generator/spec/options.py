@@ -179,6 +179,14 @@ class TorchscriptOptions(_GivenMapping):
 
 
 @spec_type
+class TorchAotiOptions(_GivenMapping):
+    variant = "torch-aoti"
+    device: Annotated[Literal["cpu", "gpu"], Lower] = Field(
+        default="cpu", description="the kernels compiled: cpu here, gpu (CUDA) where torch sees a GPU")
+    max_autotune: Bool = Field(default=False, description="inductor max-autotune (multiplies compile time)")
+
+
+@spec_type
 class TensorrtOptions(_GivenMapping):
     variant = "trt"
     profiles: Optional[Any] = Field(default=None, description="[{dim: [min, opt, max]}...]: optimisation profiles "
@@ -205,5 +213,6 @@ OPTIONS: dict[str, type] = {
     "onnx-int8-dynamic": OnnxInt8DynamicOptions,
     "openvino": OpenvinoOptions,
     "openvino-int8": OpenvinoInt8Options,
+    "torch-aoti": TorchAotiOptions,
 }
 VARIANT_KEYS = tuple(OPTIONS)

@@ -72,6 +72,13 @@ class Variant:
     # a default tolerance that depends on the model and options (OpenVINO bf16 vs f32; INT8 with real
     # calibration data or random inputs); None: ``tolerance``
     default_tolerance: Callable[[ModelSpec, dict], Tolerance] | None = None
+    # where the built artifact runs when that depends on its options (a CPU vs CUDA AOTInductor package); None:
+    # ``devices``
+    devices_for: Callable[[object], tuple[str, ...]] | None = None
+
+    def devices_of(self, options) -> tuple[str, ...]:
+        """Where this variant, built with ``options``, runs."""
+        return self.devices_for(options) if self.devices_for else self.devices
 
     def __post_init__(self):
         entry = backends.get(self.backend)

@@ -119,7 +119,7 @@ class Bench:
         requests/s (``perf.openloop``: Poisson arrivals)."""
         from tritonclient.utils import InferenceServerException
 
-        from perf import inputs as real_inputs, loadgen, openloop, server_stats
+        from perf import loadgen, openloop, server_stats
 
         rate = settings.objective == "rate"
         before = server_stats.snapshot(self.url, name)
@@ -158,7 +158,7 @@ class Bench:
                        ladder: bool = False, preloaded: bool = False) -> Measurement:
         """Load ``cfg`` as model ``name`` and measure it at each level of ``levels`` (concurrencies; request rates
         for objective ``rate``); a ladder stops early once more load stops paying."""
-        from perf import loadgen
+        from perf import inputs as real_inputs, loadgen
 
         t0 = time.time()
         problems = check_candidate(cfg, name)

@@ -3,13 +3,15 @@
 Static file; tritongen copies it to ``<model>/<version>/model.py`` beside the artifact. Everything it needs
 comes from the model config (``args["model_config"]``):
 
-    parameters { key: "runtime"  value: { string_value: "onnxruntime" } }   # onnxruntime | torchscript | openvino
+    parameters { key: "runtime"  value: { string_value: "onnxruntime" } }   # onnxruntime | torchscript | openvino | aoti
     parameters { key: "artifact" value: { string_value: "model.onnx" } }    # file in the version folder
     parameters { key: "intra_op_thread_count" ... }   # and every other native-backend key the twin honours:
     # ONNX Runtime: intra_op_thread_count, inter_op_thread_count, execution_mode, enable_mem_arena, enable_mem_pattern,
     #   ort_graph_optimization_level (disable|basic|extended|all; or optimization.graph.level as the native backend)
     # OpenVINO: PERFORMANCE_HINT, NUM_STREAMS, INFERENCE_NUM_THREADS, HINT_BF16, RESHAPE_IO_LAYERS, COMPILATION_NUM_THREADS
     # PyTorch: INFERENCE_MODE, DISABLE_OPTIMIZED_EXECUTION, INTRA_OP_THREAD_COUNT, INTER_OP_THREAD_COUNT
+    # AOTInductor (aoti, a model.pt2 loaded with torch._inductor.aoti_load_package): INFERENCE_MODE,
+    #   INTRA_OP_THREAD_COUNT, INTER_OP_THREAD_COUNT
     # (read by tritongen_runtimes.settings_from_parameters; the server log lists what was reproduced)
 
 Inputs are fed to the artifact in config order (by name where the artifact's names match the config's,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-VARIANTS = ("onnx", "torchscript", "onnx-fp16", "onnx-int8-dynamic", "openvino")
+VARIANTS = ("onnx", "torchscript", "onnx-fp16", "onnx-int8-dynamic", "openvino", "torch-aoti")
 MAX_BATCH = 2
 SEQ = {"seq": [2, 8, 16]}
 VOCAB = 128
