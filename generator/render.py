@@ -6,12 +6,16 @@ and are rendered with ``StrictUndefined``: a template that names a value we do n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 from . import __version__, backends
 from .errors import UserError
 from .spec import ModelSpec, VariantSpec
-from .variants import Variant
+
+if TYPE_CHECKING:  # the variant declaration only, never the build code
+    from .variants.base import Variant
 
 def _default_templates() -> Path:
     """``templates/`` of a checkout (or an editable install), else the copy installed as ``generator/_templates``."""

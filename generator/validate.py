@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import backends, dtypes
+from .pbtxt import parse_config  # noqa: F401 (validate.parse_config: the public name)
 
 
 @dataclass
@@ -25,21 +26,6 @@ class ModelReport:
         return not self.problems
 
 
-def parse_config(text: str, where: str):
-    """Parse with ``tritonclient.grpc.model_config_pb2`` (Triton's schema). Returns (config, problem)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    cfg = model_config_pb2.ModelConfig()
-    try:
-        text_format.Parse(text, cfg)
-    except text_format.ParseError as e:
-        msg = str(e)
-        m = re.match(r"^(\d+):(\d+) ?: ?(.*)$", msg, re.S)
-        if m:
-            return None, f"{where}:{m.group(1)}:{m.group(2)}: {m.group(3).strip()} (Triton's model_config schema)"
-        return None, f"{where}: {msg} (Triton's model_config schema)"
-    return cfg, None
 
 
 def engine_of(cfg) -> str:
@@ -258,12 +244,12 @@ def validate_repository(repo: Path, triton_release: str | None = None, target_cc
 
 
 def _trt_releases() -> set[str]:
-    from .tensorrt import TRITON_TRT
+    from .trt_release import TRITON_TRT
 
     return set(TRITON_TRT)
 
 
 def _trt_known(release: str) -> bool:
-    from .tensorrt import _release
+    from .trt_release import _release
 
     return _release(release) in _trt_releases()

@@ -29,7 +29,7 @@ def _release(t: Target) -> releases.Release | None:
 
 def _sibling_configs(t: Target):
     """(folder name, parsed config) of the other models in the repository."""
-    from ..validate import parse_config
+    from ..pbtxt import parse_config
 
     for d in sorted(t.model_dir.parent.iterdir()):
         cfg_path = d / "config.pbtxt"
