@@ -79,6 +79,13 @@ class Tolerance:
     min_mean_cosine: float | None = None
     samples: int | None = None  # size of the task-metric set (calibration data or random)
     data: Path | None = None  # a separate verification set (.npz or image folder) for the task metrics
+    # the classification gate of issue 21 (generator/gate.py, gate_data.py)
+    accuracy_ratio: float | None = None  # with labels: accuracy >= ratio x fp32's (top-1, top-5); (0, 1]
+    min_confident_agreement: float | None = None  # without labels: top-1 agreement where fp32 is confident
+    confidence: float | None = None  # fp32 top-1 softmax probability that makes a sample confident; [0, 1]
+    min_confident_samples: int | None = None  # fewer confident samples: the gate refuses to decide; >= 1
+    labels: Path | None = None  # one integer label per line, in sample order
+    reuse_calibration: bool | None = None  # verify on the calibration samples (default: never)
 
     def over(self, base: "Tolerance") -> "Tolerance":
         """This tolerance with unset fields taken from ``base``."""
@@ -565,7 +572,7 @@ def _tensors(raw: list, where: str, dims: dict, is_input: bool) -> tuple[TensorS
 
 def _tolerance(raw: dict, where: str, root: Path | None = None) -> Tolerance:
     f = _Fields(raw, where, ("atol", "rtol", "min_cosine", "task", "min_top1", "min_top5", "min_mean_cosine", "samples",
-                             "data"))
+                             "data") + GATE_KEYS)
     task = f.str("task")
     if task is not None and task not in TASKS:
         raise UserError(f"{where}.task: '{task}' is not one of {', '.join(TASKS)}")
@@ -577,7 +584,27 @@ def _tolerance(raw: dict, where: str, root: Path | None = None) -> Tolerance:
         fractions[k] = v
     data = (Path(root or ".") / f.str("data")).resolve() if f.has("data") else None
     return Tolerance(atol=f.float("atol"), rtol=f.float("rtol"), task=task,
-                     samples=f.int("samples", None, minimum=1), data=data, **fractions)
+                     samples=f.int("samples", None, minimum=1), data=data, **fractions, **_gate_keys(f, where, root))
+
+
+GATE_KEYS = ("accuracy_ratio", "min_confident_agreement", "confidence", "min_confident_samples", "labels",
+             "reuse_calibration")
+
+
+def _gate_keys(f: "_Fields", where: str, root: Path | None) -> dict:
+    """verify's classification-gate keys (issue 21)."""
+    out = {}
+    for k in ("accuracy_ratio", "min_confident_agreement", "confidence"):
+        v = f.float(k)
+        if v is not None and v > 1:
+            raise UserError(f"{where}.{k}: {v} is above 1; give a fraction (e.g. 0.99)")
+        out[k] = v
+    if out["accuracy_ratio"] == 0:
+        raise UserError(f"{where}.accuracy_ratio: must be above 0 (MLPerf's rule is 0.99)")
+    out["min_confident_samples"] = f.int("min_confident_samples", None, minimum=1)
+    out["labels"] = (Path(root or ".") / f.str("labels")).resolve() if f.has("labels") else None
+    out["reuse_calibration"] = f.bool("reuse_calibration", None)
+    return out
 
 
 def _variants(raw: list, where: str, known: tuple[str, ...], root: Path | None = None) -> tuple[VariantSpec, ...]:

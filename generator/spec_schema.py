@@ -119,6 +119,14 @@ def mappings() -> dict[str, dict[str, dict]]:
             "samples": {**_POS_INT, "description": "Size of the task-metric set."},
             "data": _t("string", "A separate verification set for the task metrics (.npz, image folder or "
                                  "sentences .txt); default: the calibration data."),
+            "accuracy_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                               "description": "With labels: accuracy (top-1, top-5) >= ratio x fp32's (INT8: 0.99)."},
+            "min_confident_agreement": {**_FRACTION, "description": "Without labels: top-1 agreement with fp32 on "
+                                        "the samples fp32 is confident on (INT8: 0.97)."},
+            "confidence": {**_FRACTION, "description": "fp32 top-1 softmax probability of a confident sample (0.5)."},
+            "min_confident_samples": {**_POS_INT, "description": "Fewer confident samples: the gate refuses (32)."},
+            "labels": _t("string", "A text file: one integer label per sample, in sample order."),
+            "reuse_calibration": _t("boolean", "Verify on the calibration samples (default: held out, disjoint)."),
         },
         "tune": {
             "variants": _t("array", "Variants to search (default: every gate-passed one).", items={"type": "string"}),
