@@ -7,10 +7,11 @@ reference (every |ref| < 1e-30) is judged on absolute error alone. Each failure 
 (abs/rel, cosine, exact, top-k) with the numbers (``judge``, ``gate_reason``).
 
 Task metrics (when ``verify.task`` is set) over a verification set of ``verify.samples`` inputs (default
-64): the spec's calibration data when it has some, else random inputs from the declared shapes, run in
+64; generator/gate_data.py: verify.data, else the calibration data held out, else random inputs), run in
 batches of up to 8. On the first output:
 - classification: top-1 agreement with PyTorch (fraction of samples) >= min_top1, and the mean overlap of
-  the top-5 sets >= min_top5;
+  the top-5 sets >= min_top5; and the gate of generator/gate.py (accuracy vs fp32 with labels, agreement where
+  fp32 is confident without; ``_task_gate``);
 - embedding: the mean per-sample cosine similarity >= min_mean_cosine.
 A metric whose threshold is unset is measured and reported but does not gate. PyTorch's outputs on the
 verification set are computed once per model and reused by every variant.
@@ -277,8 +278,8 @@ def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
 
 def _reference_outputs(reference, model: ModelSpec, n: int, data=None, tol: Tolerance | None = None):
     """(batches, PyTorch outputs, verification set), computed once per reference owner (one per model build)."""
-    key = (model.name, n, str(model.calibration.data), model.calibration.samples, str(data), str(getattr(tol, "labels", None)),
-           bool(getattr(tol, "reuse_calibration", False)))
+    key = (model.name, n, str(model.calibration.data), model.calibration.samples, str(data),
+           str(getattr(tol, "labels", None)), bool(getattr(tol, "reuse_calibration", False)))
     owner = getattr(reference, "__self__", reference)
     try:
         store = _REFERENCES.setdefault(owner, {})
