@@ -47,7 +47,7 @@ def calibration_samples(model: ModelSpec, root: Path, log: Callable[[str], None]
     if missing:
         raise UserError(f"{where}: '{path.name}' has no array '{missing[0]}' (it has {', '.join(data) or 'none'}); "
                         f"save one array per input: {', '.join(names)}")
-    extra = [k for k in data if k not in names]
+    extra = [k for k in data if k not in names and k != "labels"]  # labels: the task gate's (generator/gate_data.py)
     if extra:
         raise UserError(f"{where}: '{path.name}' has array '{extra[0]}', which is not a model input ({', '.join(names)})")
     counts = {data[n].shape[0] if data[n].ndim else 0 for n in names}

@@ -15,6 +15,14 @@ from .spec import ModelSpec
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The images of ``folder`` and of its sub-folders (one per class, for labelled verification sets), sorted by
+    relative path: the sample order."""
+    found = [p for p in folder.iterdir() if p.is_file()]
+    found += [p for d in folder.iterdir() if d.is_dir() for p in d.iterdir() if p.is_file()]
+    return sorted((p for p in found if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.relative_to(folder).parts)
+
+
 def image_samples(model: ModelSpec, folder: Path, where: str) -> list[dict[str, np.ndarray]]:
     """Up to ``calibration.samples`` feeds (sorted by file name), each one image with batch 1."""
     from .preprocess import preprocess_image
@@ -23,7 +31,7 @@ def image_samples(model: ModelSpec, folder: Path, where: str) -> list[dict[str, 
     if pre is None:
         raise UserError(f"{where}: '{folder.name}' is an image folder but {model.where} declares no "
                         "preprocess.image; add preprocess: {image: {size: [H, W]}} or give an .npz file")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise UserError(f"{where}: folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                         "add some representative images or point it at an .npz file")

@@ -201,6 +201,11 @@ def model_inputs_hashes(spec: Spec, model: ModelSpec, hashes: HashCache) -> dict
             out["calibration"] = {str(p.relative_to(data)): hashes.sha256(p)
                                   for p in sorted(data.rglob("*")) if p.is_file()}
         out["preprocess"] = model.raw.get("preprocess")  # how calibration/verification samples are made
+    for key, path in (("verify_data", model.verify.data), ("verify_labels", model.verify.labels)):  # the gate's set
+        if path is not None and path.is_file():
+            out[key] = hashes.sha256(path)
+        elif path is not None and path.is_dir():
+            out[key] = {str(p.relative_to(path)): hashes.sha256(p) for p in sorted(path.rglob("*")) if p.is_file()}
     return out
 
 

@@ -242,6 +242,11 @@ class Recipe:
             parts.append(f"{len(self.exclude)} nodes fp32")
         return " ".join(parts)
 
+    def kernels(self) -> tuple:
+        """What decides the speed: the calibration method and reduce_range only change scales, so recipes equal
+        here run the same kernels (the search does not time a second one once one of them passed)."""
+        return self.activation_type, self.weight_type, self.per_channel, self.exclude
+
     def as_dict(self) -> dict:
         return {"method": self.method, "per_channel": self.per_channel, "activation_type": self.activation_type,
                 "reduce_range": self.reduce_range, "weight_type": self.weight_type, "exclude": list(self.exclude)}

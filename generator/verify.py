@@ -7,10 +7,11 @@ reference (every |ref| < 1e-30) is judged on absolute error alone. Each failure 
 (abs/rel, cosine, exact, top-k) with the numbers (``judge``, ``gate_reason``).
 
 Task metrics (when ``verify.task`` is set) over a verification set of ``verify.samples`` inputs (default
-64): the spec's calibration data when it has some, else random inputs from the declared shapes, run in
+64; generator/gate_data.py: verify.data, else the calibration data held out, else random inputs), run in
 batches of up to 8. On the first output:
 - classification: top-1 agreement with PyTorch (fraction of samples) >= min_top1, and the mean overlap of
-  the top-5 sets >= min_top5;
+  the top-5 sets >= min_top5; and the gate of generator/gate.py (accuracy vs fp32 with labels, agreement where
+  fp32 is confident without; ``_task_gate``);
 - embedding: the mean per-sample cosine similarity >= min_mean_cosine.
 A metric whose threshold is unset is measured and reported but does not gate. PyTorch's outputs on the
 verification set are computed once per model and reused by every variant.
@@ -71,6 +72,12 @@ class Verification:
         if self.task:
             t = self.task
             parts = [f"{k} {t[k]:.4f}" for k in ("top1", "top5", "mean_cosine") if t.get(k) is not None]
+            if t.get("accuracy"):
+                a = t["accuracy"]["top1"]
+                parts.append(f"top-1 accuracy {a['variant']['accuracy']:.4f} vs fp32 {a['fp32']['accuracy']:.4f}")
+            elif t.get("confident") is not None and t["data"] != "random":
+                ca = t["confident_agreement"]
+                parts.append(f"agreement {'-' if ca is None else f'{ca:.4f}'} on {t['confident']} confident")
             text += f"  {t['task']} on {t['samples']} {t['data']} samples: " + "  ".join(parts)
         if self.failed:
             text += "  FAILED: " + " | ".join(self.failed)
@@ -184,7 +191,32 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
             if value is not None and limit is not None and value < limit:
                 result.passed = False
                 result.failed.append(f"{_METRIC_WORDS[metric]} {value:.4f} < min_{metric} {limit}")
+        _task_gate(result, tol)
     return result
+
+
+def _task_gate(result: Verification, tol: Tolerance) -> None:
+    """The classification gate of generator/gate.py (accuracy with labels, confident agreement without); an
+    empty verification set with a task threshold set is undecided."""
+    from . import gate
+
+    task = result.task
+    wanted = any(x is not None for x in (tol.min_top1, tol.min_top5, tol.min_mean_cosine, tol.accuracy_ratio,
+                                         tol.min_confident_agreement))
+    if task["samples"] == 0:
+        if wanted and task["data"] != "random":
+            result.passed = False
+            result.error = "gate undecided: " + "; ".join(task.get("notes") or ["no verification samples"])
+        return
+    if tol.task != "classification":
+        return
+    failed, undecided = gate.judge(task, tol, task["data"])
+    if undecided:
+        result.passed = False
+        result.error = undecided
+    elif failed:
+        result.passed = False
+        result.failed.extend(failed)
 
 
 _METRIC_WORDS = {"top1": "top-k: top1 agreement", "top5": "top-k: top5 overlap", "mean_cosine": "mean cosine"}
@@ -205,19 +237,17 @@ def gate_reason(v: Verification) -> str:
 _REFERENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def task_set(model: ModelSpec, n: int, seed: int = 4321, data=None) -> tuple[list[dict], str]:
-    """``n`` verification samples (batch 1 each) and where they came from: 'verify.data' (the spec's separate
-    verification set), 'calibration' or 'random'."""
-    if data is not None or model.calibration.data is not None:
-        from .calibration import calibration_samples
+def task_set(model: ModelSpec, n: int, seed: int = 4321, data=None, tol: Tolerance | None = None):
+    """``n`` verification samples (batch 1 each) and where they came from (generator/gate_data.py)."""
+    vs = _verification_set(model, n, data, tol, seed)
+    return vs.samples, vs.source
 
-        cal = dataclasses.replace(model.calibration, samples=n, data=data if data is not None else model.calibration.data)
-        m = dataclasses.replace(model, calibration=cal)
-        where = f"{model.where}.verify.data" if data is not None else None
-        return calibration_samples(m, None, lambda s: None, where=where), "verify.data" if data is not None else "calibration"
-    opt = tuple(sorted(model.dims_at("opt").items()))
-    point = Point(1 if model.max_batch_size > 0 else 0, opt)
-    return [make_inputs(model, point, seed=seed + i) for i in range(n)], "random"
+
+def _verification_set(model: ModelSpec, n: int, data, tol: Tolerance | None, seed: int = 4321):
+    from .gate_data import verification_set
+
+    return verification_set(model, n, data=data, labels_file=getattr(tol, "labels", None),
+                            reuse_calibration=bool(getattr(tol, "reuse_calibration", False)), seed=seed)
 
 
 def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
@@ -246,38 +276,48 @@ def _batches(model: ModelSpec, samples: list[dict]) -> list[tuple[dict, Point]]:
     return out
 
 
-def _reference_outputs(reference, model: ModelSpec, n: int, data=None):
-    """(batches, PyTorch outputs, data source), computed once per reference owner (one per model build)."""
-    key = (model.name, n, str(model.calibration.data), str(data))
+def _reference_outputs(reference, model: ModelSpec, n: int, data=None, tol: Tolerance | None = None):
+    """(batches, PyTorch outputs, verification set), computed once per reference owner (one per model build)."""
+    key = (model.name, n, str(model.calibration.data), model.calibration.samples, str(data),
+           str(getattr(tol, "labels", None)), bool(getattr(tol, "reuse_calibration", False)))
     owner = getattr(reference, "__self__", reference)
     try:
         store = _REFERENCES.setdefault(owner, {})
     except TypeError:
         store = {}
     if key not in store:
-        samples, source = task_set(model, n, data=data)
-        batches = _batches(model, samples)
-        store[key] = (batches, [reference(feeds, point) for feeds, point in batches], source)
+        vs = _verification_set(model, n, data, tol)
+        batches = _batches(model, vs.samples)
+        store[key] = (batches, [reference(feeds, point) for feeds, point in batches], vs)
     return store[key]
 
 
 def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
     n = tol.samples or DEFAULT_TASK_SAMPLES
-    batches, refs, source = _reference_outputs(reference, model, n, getattr(tol, "data", None))
+    batches, refs, vs = _reference_outputs(reference, model, n, getattr(tol, "data", None), tol)
+    source = vs.source
     name = model.outputs[0].name
+    if not batches:
+        return {"task": tol.task, "samples": 0, "data": source, "output": name, "notes": vs.notes}
     ref = np.concatenate([r[name].reshape(len(r[name]) if p.batch else 1, -1) for (_, p), r in zip(batches, refs)])
     got = np.concatenate([np.asarray(run(feeds)[name]).reshape(len(ref_b[name]) if p.batch else 1, -1)
                           for (feeds, p), ref_b in zip(batches, refs)]).astype(np.float64)
     ref = ref.astype(np.float64)
     out = {"task": tol.task, "samples": int(ref.shape[0]), "data": source, "output": name}
+    if vs.notes:
+        out["notes"] = vs.notes
     if out["samples"] < MIN_TASK_SAMPLES:
         out["warning"] = few_samples_warning(out["samples"], source)
     if tol.task == "classification":
+        from . import gate
+
         k = min(5, ref.shape[1])
         out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
         top_r = np.argsort(-ref, axis=1)[:, :k]
         top_g = np.argsort(-got, axis=1)[:, :k]
         out["top5"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_g)]))
+        out.update(gate.classification(ref, got, vs.labels, tol.confidence if tol.confidence is not None
+                                       else gate.CONFIDENCE))
     # per-sample cosine for classification too: unlike top-1 agreement, near-tied logits do not make it noise
     num = np.sum(ref * got, axis=1)
     den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
@@ -289,7 +329,13 @@ def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
 def gate_metrics(v: Verification) -> dict:
     """The numbers a gate was judged on, rounded for manifests and logs (INT8 recipe attempts)."""
     m = {"min_cosine": round(v.min_cosine, 6)}
-    for k in ("top1", "top5", "mean_cosine"):
+    for k in ("top1", "top5", "mean_cosine", "confident", "confident_agreement"):
         if v.task and v.task.get(k) is not None:
             m[k] = round(v.task[k], 4)
+    acc = (v.task or {}).get("accuracy")
+    if acc:
+        m["samples"] = acc["samples"]
+        for k in ("top1", "top5"):
+            m[f"fp32_{k}_accuracy"] = acc[k]["fp32"]["accuracy"]
+            m[f"{k}_accuracy"] = acc[k]["variant"]["accuracy"]
     return m

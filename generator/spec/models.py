@@ -175,6 +175,25 @@ class Tolerance(Mapping):
                                                                 "random).")
     data: FilePath = Field(default=None, description="A separate verification set for the task metrics (.npz, "
                                                      "image folder or sentences .txt); default: the calibration data.")
+    # the classification gate for INT8 (generator/gate.py, gate_data.py)
+    accuracy_ratio: Optional[Fraction] = Field(default=None, description="With labels: INT8 top-1/top-5 accuracy >= "
+                                               "this x fp32's on the same samples (MLPerf's 99%: 0.99).")
+    min_confident_agreement: Optional[Fraction] = Field(default=None, description="Without labels: top-1 agreement "
+                                                        "with fp32 on the samples where fp32 is confident (0.97).")
+    confidence: Optional[Fraction] = Field(default=None, description="fp32 top-1 softmax probability that makes a "
+                                           "sample confident.")
+    min_confident_samples: Optional[PosInt] = Field(default=None, description="Fewer confident samples: the gate "
+                                                    "refuses to decide and says what data to give.")
+    labels: FilePath = Field(default=None, description="One integer label per line, in sample order (else labels "
+                             "from an image folder's class sub-folders or an .npz `labels` array).")
+    reuse_calibration: Optional[Bool] = Field(default=None, description="Verify on the calibration samples (default: "
+                                              "never; the calibration data is held out).")
+
+    @model_validator(mode="after")
+    def _ratio_above_zero(self):
+        if self.accuracy_ratio is not None and self.accuracy_ratio <= 0:
+            raise fail("must be above 0 (MLPerf's rule is 0.99)", at="accuracy_ratio")
+        return self
 
     def over(self, base: "Tolerance") -> "Tolerance":
         """This tolerance with unset fields taken from ``base``."""

@@ -10,10 +10,11 @@ performance_hint, num_streams) and
 - ``subset_size``: calibration samples used (default: all of ``calibration``, at most 300);
 - ``fast_bias_correction``: default true;
 - ``ignored_nodes`` / ``ignored_types``: kept in float (NNCF ``IgnoredScope``).
-- ``search`` (default true) / ``search_budget_s`` (default 600): when the first recipe fails the gate, try the
-  other activation symmetry (preset), full bias correction, then NNCF's accuracy-aware quantization driven by
-  the gate's own metric (per-sample cosine to PyTorch on the verification set), which keeps the ops that hurt
-  it most in float. Every attempt goes to the manifest's ``info.attempts`` and build.log.
+- ``search`` (default true) / ``search_budget_s`` (default 600): the full-INT8 recipes (the first, the other
+  activation symmetry (preset), full bias correction) are tried and the fastest passing one is kept (timed
+  in-process on one fixed batch); when none passes, NNCF's accuracy-aware quantization driven by the gate's own
+  metric (generator/gate.py: labelled accuracy, confident agreement, else per-sample cosine to PyTorch) keeps
+  the ops that hurt it most in float. Every attempt goes to the manifest's ``info.attempts`` and build.log.
 Skipped when nncf or openvino is not importable. Nothing that fails the gate is shipped.
 """
 
@@ -24,7 +25,8 @@ import time
 from pathlib import Path
 
 from .. import isa
-from ..errors import VariantFailed
+from .. import recipe_search as rs
+from ..errors import UserError, VariantFailed
 from ..inputs import verification_points
 from ..verify import gate_metrics, verify
 from ..spec import ModelSpec, Tolerance
@@ -98,31 +100,35 @@ def build(ctx: BuildContext) -> None:
         trial = ctx.work_dir / "trial"
         trial.mkdir(exist_ok=True)
         attempts: list[dict] = []
-        chosen = None
+        passing: list = []  # ((index into recipes, quantized model), attempt record)
         recipes = [(n, False)] + [(r, False) for r in _variations(n)] + [(n, True)]
-        for r, ac in recipes:
-            if chosen is not None or (attempts and time.perf_counter() - start > budget):
-                break
+        for i, (r, ac) in enumerate(recipes):
+            if (attempts and time.perf_counter() - start > budget) or (ac and passing):
+                break  # accuracy control keeps ops in float: only when no full-INT8 recipe passed
             t = time.perf_counter()
             model = quantize(r, accuracy_control=ac)
             ov.save_model(model, str(trial / "model.xml"), compress_to_fp16=False)
-            v = verify(runner(trial, ctx.model, ctx.variant.options), ctx.reference, ctx.model, tol)
+            run = runner(trial, ctx.model, ctx.variant.options)
+            v = verify(run, ctx.reference, ctx.model, tol)
+            speed = rs.time_batch(run, ctx.model) if v.passed else None
             label = _label(r) + (" + accuracy control" if ac else "")
             attempts.append({"recipe": label, **{k: r[k] for k in ("preset", "model_type", "fast_bias_correction")},
                              "accuracy_control": ac, "passed": v.passed, "metrics": gate_metrics(v),
-                             "seconds": round(time.perf_counter() - t, 2),
+                             "seconds": round(time.perf_counter() - t, 2), **({"speed": speed} if speed else {}),
                              **({} if v.passed else {"failed": (v.error or "; ".join(v.failed))[:300]})})
-            ctx.log(f"recipe {len(attempts)} [{label}]: {'passed' if v.passed else 'failed'} ({v.summary}) "
-                    f"in {attempts[-1]['seconds']:.1f}s")
+            ctx.log(rs.attempt_line(len(attempts), label, v, attempts[-1]["seconds"], speed))
             if v.passed:
-                chosen, quantized = r, model
+                passing.append(((i, model), attempts[-1]))
         ctx.info["attempts"] = attempts
         ctx.info["search_s"] = round(time.perf_counter() - start, 1)
-        if chosen is None:
+        if not passing:
             raise VariantFailed(f"{VARIANT.key}: {len(attempts)} recipes tried in {ctx.info['search_s']}s, none "
                                 f"passed the gate ({attempts[-1].get('failed', '')}); see build.log and manifest "
                                 "info.attempts")
-        ctx.info["recipe"] = attempts[-1]["recipe"]
+        i, quantized = rs.fastest(passing)
+        chosen = recipes[i][0]
+        ctx.info["recipe"] = next(a["recipe"] for (j, _), a in passing if j == i)
+        ctx.log(f"kept [{ctx.info['recipe']}]: the fastest of {len(passing)} passing recipe(s)")
     ov.save_model(quantized, str(out), compress_to_fp16=False)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     ctx.info.update({"fake_quantize_ops": fq, "calibration_samples": subset, "openvino": ov.__version__,
@@ -152,35 +158,55 @@ def _variations(first: dict) -> list[dict]:
 
 
 def _with_accuracy_control(ctx: BuildContext, nncf, model, dataset, kwargs: dict, tol):
-    """NNCF's accuracy-aware quantization: ranks the quantized ops by their effect on the gate's own metric (the
-    mean per-sample cosine to PyTorch on the verification set) and reverts the worst to float until the drop is
-    within 1 - min_mean_cosine (at most 8 reverts)."""
+    """NNCF's accuracy-aware quantization: ranks the quantized ops by their effect on the gate's own metric
+    (generator/gate.py) and reverts the worst to float until the drop is within the gate's (at most 8 reverts):
+    with labels top-1 accuracy (drop <= (1 - accuracy_ratio) x fp32's), for classification without labels top-1
+    agreement with fp32 on the confident samples (drop <= 1 - min_confident_agreement), else the mean per-sample
+    cosine to PyTorch (drop <= 1 - min_mean_cosine)."""
     import numpy as np
 
-    from ..verify import DEFAULT_TASK_SAMPLES, task_set
+    from ..gate import CONFIDENCE, probabilities
+    from ..verify import DEFAULT_TASK_SAMPLES, _verification_set
 
-    samples, _ = task_set(ctx.model, tol.samples or DEFAULT_TASK_SAMPLES, data=tol.data)
+    vs = _verification_set(ctx.model, tol.samples or DEFAULT_TASK_SAMPLES, tol.data, tol)
     first = ctx.model.outputs[0].name
     point = next(iter(verification_points(ctx.model)))
-    items = []
-    for feeds in samples:
-        p = dataclasses.replace(point, batch=1 if ctx.model.max_batch_size > 0 else 0)
-        items.append((feeds, np.asarray(ctx.reference(feeds, p)[first], np.float64).ravel()))
+    p = dataclasses.replace(point, batch=1 if ctx.model.max_batch_size > 0 else 0)
+    refs = [np.asarray(ctx.reference(feeds, p)[first], np.float64).ravel() for feeds in vs.samples]
+    labels = vs.labels if tol.task == "classification" else None
+    items = [(f, r, None if labels is None else int(labels[i])) for i, (f, r) in enumerate(zip(vs.samples, refs))]
+    if labels is not None:
+        metric = "accuracy"
+        fp32 = float(np.mean([np.argmax(r) == lab for _, r, lab in items])) if items else 0.0
+        max_drop = (1.0 - (tol.accuracy_ratio or 0.99)) * fp32
+    elif tol.task == "classification" and vs.source != "random":
+        metric = "agreement"
+        conf = tol.confidence if tol.confidence is not None else CONFIDENCE
+        items = [it for it in items if probabilities(it[1][None])[0].max() >= conf] or items
+        max_drop = 1.0 - (tol.min_confident_agreement or 0.97)
+    else:
+        metric = "cosine"
+        max_drop = max(0.0, 1.0 - (tol.min_mean_cosine or 0.98)) * 0.8
     in_names = [t.name for t in ctx.model.inputs]
 
     def validate(compiled, data):
-        cos = []
-        for feeds, ref in data:
+        per = []
+        for feeds, ref, label in data:
             got = np.asarray(next(iter(compiled({k: feeds[k] for k in in_names}).values())), np.float64).ravel()
-            d = np.linalg.norm(ref) * np.linalg.norm(got)
-            cos.append(float(ref @ got / d) if d > 0 else 1.0)
-        return float(np.mean(cos)), cos
+            if metric == "accuracy":
+                per.append(float(np.argmax(got) == label))
+            elif metric == "agreement":
+                per.append(float(np.argmax(got) == np.argmax(ref)))
+            else:
+                d = np.linalg.norm(ref) * np.linalg.norm(got)
+                per.append(float(ref @ got / d) if d > 0 else 1.0)
+        return float(np.mean(per)), per
 
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     val = nncf.Dataset(items, lambda item: {k: item[0][k] for k in in_names})
     return nncf.quantize_with_accuracy_control(
-        model, dataset, val, validate, max_drop=max(0.0, 1.0 - (tol.min_mean_cosine or 0.98)) * 0.8,
+        model, dataset, val, validate, max_drop=max_drop,
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=8), **kwargs)
 
 
