@@ -64,6 +64,10 @@ def _unbatch(ctx: dict) -> None:
     ctx["dynamic_batching"] = None
     for t in ctx["inputs"] + ctx["outputs"]:
         t["dims"] = [-1] + list(t["dims"])
+        if t.get("format"):  # core's ValidateModelInput: FORMAT_NCHW/NHWC needs exactly 3 dims, the batch dim now counts
+            t["format"] = None
+            ctx["notes"].append(f"input '{t['name']}': format left out (unbatched: its dims {t['dims']} are 4, "
+                                "Triton allows a format on 3 only)")
     warmups = []
     for w in ctx.get("warmup") or []:
         inputs = [{**i, "dims": [w["batch_size"]] + list(i["dims"])} for i in w["inputs"]]

@@ -340,15 +340,18 @@ def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, r
     for m in spec.models:
         for vs in m.variants:
             v = REGISTRY[vs.name]
-            if v.runtime not in ("onnxruntime", "openvino", "torchscript"):
+            if v.runtime not in ("onnxruntime", "openvino", "torchscript", "aoti"):
                 continue
             ctx = config_context(m, v, vs, target=target, release=release)
             (repo / ctx["name"] / "1").mkdir(parents=True)
             (repo / ctx["name"] / "config.pbtxt").write_text(render(ctx, template_for(v, target)))
             rendered.append(ctx["name"])
     assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript"} <= set(rendered)
+    from generator.backend_rules import client_rules
+
+    # the release rules, and core's input-format rule (an unbatched OpenVINO config has 4 dims: no format)
     checks = (rules_release.check_interop_threads, rules_release.check_openvino_padding,
-              rules_release.check_openvino_explicit)
+              rules_release.check_openvino_explicit, client_rules.check_input_format)
     findings = []
     for name in rendered:
         cfg, problem = parse_config((repo / name / "config.pbtxt").read_text(), name)
