@@ -74,8 +74,10 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
     return info
 
 
-def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> None:
-    import torch
+def dynamic_shapes(model: ModelSpec) -> tuple:
+    """One ``{axis: Dim}`` per input (None for a static one). The batch Dim runs 1..max_batch_size: torch 2.13
+    exports min=1 when the example batch is >= 2 (``example_point`` traces batch 2), and the verification points
+    check batch 1 itself."""
     from torch.export import Dim
 
     dims = {}
@@ -85,15 +87,18 @@ def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> No
         dims[name] = Dim(name, min=lo, max=max(hi, 2))
     shapes = []
     for t in model.inputs:
-        axes = {}
-        off = 0
-        if model.max_batch_size > 0:
-            axes[0] = dims["batch"]
-            off = 1
+        off = 1 if model.max_batch_size > 0 else 0
+        axes = {0: dims["batch"]} if off else {}
         for j, d in enumerate(t.shape):
             if isinstance(d, str):
                 axes[j + off] = dims[d]
         shapes.append(axes or None)
+    return tuple(shapes)
+
+
+def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> None:
+    import torch
+    shapes = list(dynamic_shapes(model))
     import warnings
 
     with warnings.catch_warnings():

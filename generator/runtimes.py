@@ -187,6 +187,20 @@ class OrtSession(Session):
 # ------------------------------------------------------------------------------------------- TorchScript
 
 
+def _torch_threads(torch, s: dict, session: "Session") -> None:
+    """INTRA_OP_THREAD_COUNT / INTER_OP_THREAD_COUNT as the pytorch backend applies them (both loaders)."""
+    intra = int(s.get("INTRA_OP_THREAD_COUNT") or 0)
+    if intra > 0:
+        torch.set_num_threads(intra)
+        session.reproduced["INTRA_OP_THREAD_COUNT"] = str(intra)
+    if "INTER_OP_THREAD_COUNT" in s and int(s["INTER_OP_THREAD_COUNT"]) > 0:
+        try:
+            torch.set_num_interop_threads(int(s["INTER_OP_THREAD_COUNT"]))
+            session.reproduced["INTER_OP_THREAD_COUNT"] = s["INTER_OP_THREAD_COUNT"]
+        except RuntimeError as e:  # only settable once per process, before any inter-op work
+            session.not_reproduced["INTER_OP_THREAD_COUNT"] = str(e).splitlines()[0][:80]
+
+
 class TorchScriptSession(Session):
     def __init__(self, path, in_names, out_names, settings, gpu=None):
         import torch
@@ -194,16 +208,7 @@ class TorchScriptSession(Session):
         super().__init__("torchscript", in_names, out_names)
         s = dict(settings or {})
         self.torch = torch
-        intra = int(s.get("INTRA_OP_THREAD_COUNT") or 0)
-        if intra > 0:
-            torch.set_num_threads(intra)
-            self.reproduced["INTRA_OP_THREAD_COUNT"] = str(intra)
-        if "INTER_OP_THREAD_COUNT" in s and int(s["INTER_OP_THREAD_COUNT"]) > 0:
-            try:
-                torch.set_num_interop_threads(int(s["INTER_OP_THREAD_COUNT"]))
-                self.reproduced["INTER_OP_THREAD_COUNT"] = s["INTER_OP_THREAD_COUNT"]
-            except RuntimeError as e:  # only settable once per process, before any inter-op work
-                self.not_reproduced["INTER_OP_THREAD_COUNT"] = str(e).splitlines()[0][:80]
+        _torch_threads(torch, s, self)
         self.inference_mode = _true(s.get("INFERENCE_MODE", "true"))  # the backend's default: on
         self.reproduced["INFERENCE_MODE"] = str(self.inference_mode).lower()
         if "DISABLE_OPTIMIZED_EXECUTION" in s:
@@ -244,16 +249,7 @@ class AotiSession(Session):
         super().__init__("aoti", in_names, out_names)
         s = dict(settings or {})
         self.torch = torch
-        intra = int(s.get("INTRA_OP_THREAD_COUNT") or 0)
-        if intra > 0:
-            torch.set_num_threads(intra)
-            self.reproduced["INTRA_OP_THREAD_COUNT"] = str(intra)
-        if "INTER_OP_THREAD_COUNT" in s and int(s["INTER_OP_THREAD_COUNT"]) > 0:
-            try:
-                torch.set_num_interop_threads(int(s["INTER_OP_THREAD_COUNT"]))
-                self.reproduced["INTER_OP_THREAD_COUNT"] = s["INTER_OP_THREAD_COUNT"]
-            except RuntimeError as e:  # only settable once per process
-                self.not_reproduced["INTER_OP_THREAD_COUNT"] = str(e).splitlines()[0][:80]
+        _torch_threads(torch, s, self)
         # the pt2 ModelState's default is off (inference_mode_enabled_ = false); the compiled kernels ignore autograd
         self.inference_mode = _true(s.get("INFERENCE_MODE", "false"))
         self.reproduced["INFERENCE_MODE"] = str(self.inference_mode).lower()

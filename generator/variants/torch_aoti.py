@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import VariantFailed
-from ..export import example_point, io_adapter
+from ..export import dynamic_shapes, example_point, io_adapter  # noqa: F401 (dynamic_shapes: tests)
 from ..inputs import make_inputs
 from ..runtimes import aoti_runner
 from ..spec import ModelSpec, Tolerance
@@ -52,28 +52,6 @@ def compiler_problem() -> str | None:
             first = (r.stderr.strip().splitlines() or ["?"])[0][:160]
             return f"{found} cannot compile with OpenMP ({first}); install g++ with libgomp (apt-get install g++)"
     return None
-
-
-def dynamic_shapes(model: ModelSpec) -> tuple:
-    """One ``{axis: Dim}`` per input (None for a static one). The batch Dim runs 1..max_batch_size: torch 2.13
-    exports min=1 when the example batch is >= 2 (``example_point`` traces batch 2), and the verification points
-    check batch 1 itself."""
-    from torch.export import Dim
-
-    dims = {}
-    if model.max_batch_size > 0:
-        dims["batch"] = Dim("batch", min=1, max=max(model.max_batch_size, 2))
-    for name, (lo, _, hi) in model.dims.items():
-        dims[name] = Dim(name, min=lo, max=max(hi, 2))
-    shapes = []
-    for t in model.inputs:
-        off = 1 if model.max_batch_size > 0 else 0
-        axes = {0: dims["batch"]} if off else {}
-        for j, d in enumerate(t.shape):
-            if isinstance(d, str):
-                axes[j + off] = dims[d]
-        shapes.append(axes or None)
-    return tuple(shapes)
 
 
 def build(ctx: BuildContext) -> None:
