@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
-from .summary import _size, int8_note as _int8_note, summary_table  # noqa: F401 (the build summary)
+from generator.build.summary import _size, int8_note as _int8_note, summary_table  # noqa: F401 (the build summary)
 
 
 def _console(stderr: bool = False):
@@ -84,7 +84,7 @@ def cli():
                    "newest known (24.10 for --target embedded).")
 def build(spec, output, only, build_dir, target, templates, force, keep_failed, require_all, wait_lock, triton_version):
     """Build the model repository described by SPEC."""
-    from .pipeline import build as run_build
+    from generator.build.pipeline import build as run_build
     from .spec import load_spec
 
     t0 = time.perf_counter()
@@ -161,7 +161,7 @@ def validate(repository, triton_release, target_cc):
     """
     from rich.table import Table
 
-    from .validate import validate_repository
+    from generator.config.validate import validate_repository
 
     reports = validate_repository(repository, triton_release, target_cc)
     console = _console()
@@ -169,7 +169,7 @@ def validate(repository, triton_release, target_cc):
     t.add_column("model")
     t.add_column("engine")
     t.add_column("result")
-    from .validate import engine_of
+    from generator.config.validate import engine_of
 
     for r in reports:
         t.add_row(r.name, engine_of(r.config) if r.config else "?", "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
@@ -283,7 +283,7 @@ def serve(repository, http_port, grpc_port, metrics_port, pidfile, foreground, t
     default `--target triton` repository; see README "Serving it").
     If a model fails to load, exits 1 naming the model with the server's own error.
     """
-    from .server import TritonServer, serve_background
+    from generator.serve.server import TritonServer, serve_background
 
     if not Path(repository).is_dir():
         raise UserError(f"{repository}: not a folder; build one with `tritongen build SPEC -o {repository} --target embedded`")
@@ -305,7 +305,7 @@ def serve(repository, http_port, grpc_port, metrics_port, pidfile, foreground, t
 
 def _refuse_native_repository(repo: Path) -> None:
     """The embedded server has only the python backend: say so before it fails on a native config."""
-    from .validate import parse_config
+    from generator.config.validate import parse_config
 
     native = []
     for cfg_path in sorted(repo.glob("*/config.pbtxt")):
@@ -331,7 +331,7 @@ def _print_endpoints(console, server) -> None:
 @click.option("--pidfile", type=click.Path(path_type=Path), default=DEFAULT_PIDFILE, show_default=True)
 def stop(pidfile):
     """Stop the server `tritongen serve` started (by the pid in PIDFILE)."""
-    from .server import stop_from_pidfile
+    from generator.serve.server import stop_from_pidfile
 
     if not Path(pidfile).is_file():
         raise UserError(f"{pidfile}: no running server recorded; start one with `tritongen serve REPOSITORY`")
@@ -359,7 +359,7 @@ def publish(repository, url, endpoint_url, dry_run, retries):
     AWS_PROFILE; region: AWS_DEFAULT_REGION. Prints the URL to give
     `tritonserver --model-repository`.
     """
-    from .publish import publish as run_publish
+    from generator.ship.publish import publish as run_publish
 
     console = _console()
     with _PublishProgress(console) as progress:
@@ -435,7 +435,7 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
     queue time through the Prometheus adapter (rule: README "From one machine to
     a fleet"); or, with --kserve, a KServe InferenceService.
     """
-    from .deploy import DeployOptions, write_manifests
+    from generator.ship.deploy import DeployOptions, write_manifests
     from .spec import load_spec
 
     s = load_spec(spec)
@@ -526,8 +526,8 @@ def _floats3(text: str, opt: str) -> list[float]:
 
 
 def _isa_warnings(repository: Path) -> None:
-    """INT8 artifacts verified on another CPU class than this one (generator/isa.py)."""
-    from .isa import mismatch_warnings
+    """INT8 artifacts verified on another CPU class than this one (generator/tables/isa.py)."""
+    from generator.tables.isa import mismatch_warnings
 
     for w in mismatch_warnings(repository):
         _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)

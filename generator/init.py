@@ -63,7 +63,7 @@ def init_spec(checkpoint: str | Path, output: Path, factory: str | None = None, 
         raise UserError(f"-o {output}: folder '{spec_dir}' does not exist; create it or write the spec elsewhere")
     ckpt = Path(checkpoint).expanduser()
     if not ckpt.exists():
-        from .hf import HUB_ID_RE
+        from generator.loading.hf import HUB_ID_RE
 
         if HUB_ID_RE.match(str(checkpoint)) and not str(checkpoint).startswith((".", "/")):
             raise UserError(f"{checkpoint}: looks like a Hugging Face Hub id, and tritongen never downloads; fetch it "
@@ -107,7 +107,7 @@ def _check_parses(text: str, output: Path) -> None:
 
 
 def _from_hf(folder: Path, spec_dir: Path, name: str, task: str | None) -> list[str]:
-    from . import hf
+    from generator.loading.source import hf
 
     cfg = hf.read_config(folder, str(folder))
     trust = False
@@ -301,7 +301,7 @@ def _from_exported(path: Path, spec_dir: Path, name: str) -> list[str]:
 
 
 def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str, image: dict | None = None) -> list[str]:
-    from .loading import _from_factory, apply_state_dict, load_state_dict
+    from generator.loading.source import _from_factory, apply_state_dict, load_state_dict
     from .spec import Source
 
     if path.suffix not in STATE_SUFFIXES:

@@ -6,7 +6,7 @@ share a process with ONNX Runtime or OpenVINO (FACTS.md: they slowed ORT up to 4
 **What "concurrency c" means in-process.** Triton's dynamic batcher turns ``c`` outstanding batch-1
 requests into batches of up to ``c``; the best any server can do at concurrency ``c`` is therefore to run
 the runtime at batch ``c``. So the in-process number at concurrency ``c`` is one call at batch ``c`` (at
-the spec's ``opt`` dims) on one session created by ``generator.runtimes`` from the served model's own config
+the spec's ``opt`` dims) on one session created by ``generator.serve.runtimes`` from the served model's own config
 (the same native-backend settings the twin runs) with the intra-op threads of all served instances together
 (``count`` x per-instance threads; ``0`` = the runtime's default, all cores), and throughput = ``c`` / call
 latency. The result's ``twin_settings`` says which native-backend settings the session reproduced. Served / in-process then measures
@@ -49,7 +49,7 @@ def _measure(run, feeds_for, batches: list[int], measurement_s: float, max_iters
 
 def _child(job: dict) -> dict:
     """Runs inside the subprocess."""
-    from generator.inputs import make_inputs
+    from generator.loading.inputs import make_inputs
     from generator.spec import load_spec
 
     from .loadgen import spec_point
@@ -64,8 +64,8 @@ def _child(job: dict) -> dict:
     if kind == "eager":
         import torch
 
-        from generator.inputs import torch_forward
-        from generator.loading import load_module
+        from generator.loading.inputs import torch_forward
+        from generator.loading.source import load_module
 
         if threads:
             torch.set_num_threads(threads)
@@ -74,7 +74,7 @@ def _child(job: dict) -> dict:
         def run(feeds):
             return torch_forward(module, model, feeds)
     elif kind in ("onnxruntime", "torchscript", "openvino", "aoti"):
-        from generator.runtimes import open_session
+        from generator.serve.runtimes import open_session
 
         served = served_settings(kind, Path(job["artifact"]), threads, job)
         threads = served["threads"]
@@ -116,7 +116,7 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    from generator.runtimes import settings_from_parameters, threads_of, with_threads
+    from generator.serve.runtimes import settings_from_parameters, threads_of, with_threads
 
     cfg_path = artifact.parent.parent / "config.pbtxt"
     params, level, instances, dims, mbs = {}, None, 1, None, 0

@@ -48,8 +48,8 @@ def _make_runner(job: dict, model, threads: int):
     if kind == "eager":
         import torch
 
-        from generator.inputs import call_module, call_plan
-        from generator.loading import load_module
+        from generator.loading.inputs import call_module, call_plan
+        from generator.loading.source import load_module
 
         torch.set_num_threads(threads)
         module = load_module(model, Path(job["spec_root"]))
@@ -62,8 +62,8 @@ def _make_runner(job: dict, model, threads: int):
 
         return run
     if kind in ("onnxruntime", "torchscript", "openvino", "aoti"):
-        # one runtime layer: the session the served config describes (generator.runtimes), at ``threads``
-        from generator.runtimes import open_session, with_threads
+        # one runtime layer: the session the served config describes (generator.serve.runtimes), at ``threads``
+        from generator.serve.runtimes import open_session, with_threads
 
         from .baseline import served_settings
 
@@ -82,7 +82,7 @@ def _make_runner(job: dict, model, threads: int):
 def worker(job: dict) -> dict:
     import numpy as np
 
-    from generator.inputs import Point, make_inputs
+    from generator.loading.inputs import Point, make_inputs
     from generator.spec import load_spec
 
     from . import timer
@@ -107,7 +107,7 @@ def worker(job: dict) -> dict:
 
 
 def _variants(spec, repo: Path) -> list[dict]:
-    from generator.render import triton_model_name
+    from generator.config.render import triton_model_name
     from generator.variants import REGISTRY
 
     jobs = []
@@ -193,9 +193,9 @@ def _ceiling_cell(r: dict) -> str:
 def add_ceiling(rows: list[dict], spec, repo: Path, out_dir: Path, log=print) -> list[str]:
     """Each row's achieved FLOP/s (FLOPs of the fp32 graph x items/s) as a % of this machine's GEMM ceiling for
     its precision (perf/probe.py, cached per CPU), plus one line per precision this CPU lacks the
-    instructions for (generator/isa.py). Returns those lines."""
-    from generator import isa
-    from generator.render import triton_model_name
+    instructions for (generator/tables/isa.py). Returns those lines."""
+    from generator.tables import isa
+    from generator.config.render import triton_model_name
 
     from . import probe
 

@@ -8,7 +8,7 @@ Order of work (each step a plain function, in this file or its own module):
 2. Baselines, before any server runs: PyTorch eager fp32 per model and the same runtime in-process per
    variant, each in its own subprocess (``perf.baseline``); the GEMM ceiling (``perf.probe``, cached per
    machine) and FLOPs per inference from the ONNX graph.
-3. The server: ``url`` given -> that running Triton, nothing started; else ``generator.server.TritonServer``
+3. The server: ``url`` given -> that running Triton, nothing started; else ``generator.serve.server.TritonServer``
    on ``repo`` in explicit model-control mode, loading one model at a time (a model that fails to load is
    skipped with the server's reason, and only the model under test holds the CPU).
 4. For each model, each driver, each concurrency: server statistics before, one bounded step, statistics
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator import backends
+from generator.tables import backends
 from generator.errors import UserError
 
 from . import baseline as baseline_mod
@@ -69,7 +69,7 @@ class Target:
 
 
 def _config(model_dir: Path):
-    from generator.validate import parse_config
+    from generator.config.validate import parse_config
 
     text = (model_dir / "config.pbtxt").read_text()
     cfg, problem = parse_config(text, f"{model_dir.name}/config.pbtxt")
@@ -363,7 +363,7 @@ def run_perf(
     server = None
     owned = url is None
     if owned:
-        from generator.server import TritonServer
+        from generator.serve.server import TritonServer
 
         server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
                               log_path=run_dir / "tritonserver.log")

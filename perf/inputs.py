@@ -75,7 +75,7 @@ def ensemble_feeds(input_name: str, datatype: str, elements: list[bytes], n: int
 
 def _ensemble_input(model_dir: Path) -> tuple[str, str]:
     """(name, KServe datatype) of an ensemble's first input, from its config.pbtxt."""
-    from generator.validate import parse_config
+    from generator.config.validate import parse_config
     from tritonclient.grpc import model_config_pb2 as pb
 
     cfg, problem = parse_config((model_dir / "config.pbtxt").read_text(), f"{model_dir.name}/config.pbtxt")
@@ -150,14 +150,14 @@ class active:
 
 def variant_feeds(model, real: RealInputs | None = None, n: int = 4) -> list[dict] | None:
     """Batch-1 feeds for a variant model from the real files: images through ``preprocess.image`` (decode,
-    resize, normalise: generator.preprocess, the served model's own function), sentences through the
-    served tokenizer (generator.hf.text_samples). None when the model has no matching preprocessing."""
+    resize, normalise: generator.loading.preprocess, the served model's own function), sentences through the
+    served tokenizer (generator.loading.hf.text_samples). None when the model has no matching preprocessing."""
     real = real if real is not None else (_ACTIVE[-1] if _ACTIVE else None)
     pre = getattr(model, "preprocess", None)
     if not real or pre is None:
         return None
     if hasattr(pre, "size") and real.images is not None:
-        from generator.preprocess import preprocess_image
+        from generator.loading.preprocess import preprocess_image
 
         images = read_images(real.images)[:n]
         batched = model.max_batch_size > 0
@@ -166,7 +166,7 @@ def variant_feeds(model, real: RealInputs | None = None, n: int = 4) -> list[dic
             x = preprocess_image(data, pre.size, pre.mean, pre.std, pre.layout)
             feed = {pre.input: x[None] if batched else x}
             if len(model.inputs) > 1:  # other inputs: the spec's own samples
-                from generator.inputs import make_inputs
+                from generator.loading.inputs import make_inputs
 
                 from .loadgen import spec_point
 
@@ -175,7 +175,7 @@ def variant_feeds(model, real: RealInputs | None = None, n: int = 4) -> list[dic
             feeds.append(feed)
         return feeds
     if hasattr(pre, "tokenizer") and real.sentences is not None:
-        from generator.hf import text_samples
+        from generator.loading.hf import text_samples
 
         return text_samples(model, Path(real.sentences), "--sentences")[:n] or None
     return None

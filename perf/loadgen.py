@@ -6,7 +6,7 @@ that closes at ``max_requests`` completions or ``measurement_s`` seconds, whiche
 request has a client timeout, and the whole step a hard deadline, so a step always ends.
 
 Inputs come from the spec (``samples``): declared shapes, dtypes and integer ranges, named dims at their
-``opt`` value, via ``generator.inputs``; or the calibration ``.npz`` when the spec names one. Never a
+``opt`` value, via ``generator.loading.inputs``; or the calibration ``.npz`` when the spec names one. Never a
 hand-written shape.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from generator.inputs import Point, make_inputs
+from generator.loading.inputs import Point, make_inputs
 from generator.spec import ModelSpec
 
 PERCENTILES = (50, 90, 95, 99)
@@ -35,10 +35,10 @@ def spec_point(model: ModelSpec, batch: int = 1) -> Point:
 
 def samples(model: ModelSpec, root=None, n: int = 4, batch: int = 1, use_calibration: bool = True) -> list[dict]:
     """``n`` request feeds of batch ``batch``: calibration data when the spec has an ``.npz``, else random
-    tensors made by ``generator.inputs.make_inputs`` from the declared inputs."""
+    tensors made by ``generator.loading.inputs.make_inputs`` from the declared inputs."""
     cal = model.calibration.data
     if use_calibration and cal is not None and cal.suffix == ".npz" and cal.is_file() and batch <= 1:
-        from generator.calibration import calibration_samples
+        from generator.loading.calibration import calibration_samples
 
         got = calibration_samples(model, root or cal.parent, lambda s: None)[:n]
         if got:

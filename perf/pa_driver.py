@@ -1,10 +1,10 @@
-"""Drive perf_analyzer (installed by ``generator.tools.ensure_perf_analyzer``) from the spec.
+"""Drive perf_analyzer (installed by ``generator.serve.tools.ensure_perf_analyzer``) from the spec.
 
 Everything in its argv comes from the spec: ``--shape`` for each input with named dims (at ``opt``), the
-batch size, ``--input-data`` written from real samples made by ``generator.inputs``, plus the sweep's
+batch size, ``--input-data`` written from real samples made by ``generator.loading.inputs``, plus the sweep's
 concurrency and window. One call per concurrency level (``--concurrency-range c:c``), so the harness can
 read the server's statistics around each step and keep finished steps if the server dies. Its CSV is read
-by ``generator.perfanalyzer.parse_csv``, with the server queue / compute input / infer / output breakdown.
+by ``generator.formats.perfanalyzer.parse_csv``, with the server queue / compute input / infer / output breakdown.
 "Failed to obtain stable measurement" is retried with a window twice as long.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.errors import UserError
-from generator.perfanalyzer import parse_csv
+from generator.formats.perfanalyzer import parse_csv
 from generator.spec import ModelSpec
 
 from .loadgen import StepResult
@@ -162,7 +162,7 @@ def version_check(pa, server_version: str | None) -> str | None:
 
 
 def ensure(log=print):
-    from generator.tools import ensure_perf_analyzer
+    from generator.serve.tools import ensure_perf_analyzer
 
     try:
         return ensure_perf_analyzer()

@@ -129,13 +129,13 @@ def _node_flops(node, shapes) -> int | None:
 
 
 def cpu_flags() -> frozenset[str]:
-    from generator.isa import cpu_flags as flags
+    from generator.tables.isa import cpu_flags as flags
 
     return flags()
 
 
 def cpu_name() -> str:
-    from generator.isa import cpu_name as name
+    from generator.tables.isa import cpu_name as name
 
     return name()
 

@@ -385,7 +385,7 @@ from the spec's calibration .npz. Server-side queue and compute times and the av
 statistics extension, read before and after each step.
 
 In-process: the same runtime and artifact without the server, in its own subprocess, in the session the served
-config describes (generator.runtimes; the Notes say which native-backend settings it and the twin reproduced), with
+config describes (generator.serve.runtimes; the Notes say which native-backend settings it and the twin reproduced), with
 the intra-op threads of all served instances together (instances x threads each). "Concurrency c" in-process means one call at batch c: that is what Triton's dynamic batcher
 can at best make of c outstanding batch-1 requests, so served / in-process is the share of the runtime's capacity the
 server delivers (transport, python-backend stub, queueing and smaller-than-c batches are the loss). PyTorch eager fp32

@@ -34,7 +34,7 @@ def build_tiny(folder: Path):
     import torch
     import yaml
 
-    from generator.pipeline import build
+    from generator.build.pipeline import build
     from generator.spec import load_spec
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         spec, name, url = load_spec(args.spec), args.model, args.url
         model_spec = next(m for m in spec.models if name.startswith(m.name))
     else:
-        from generator.server import TritonServer
+        from generator.serve.server import TritonServer
 
         spec, repo = build_tiny(ROOT / "build" / "soak")
         model_spec, name = spec.models[0], "tiny__onnx"
@@ -125,8 +125,8 @@ def _ms(v) -> str:
 
 
 def _cpu_flags() -> str:
-    """The ISA flags that matter for speed (generator.isa reads /proc/cpuinfo)."""
-    from generator.isa import FLAGS, cpu_flags
+    """The ISA flags that matter for speed (generator.tables.isa reads /proc/cpuinfo)."""
+    from generator.tables.isa import FLAGS, cpu_flags
 
     return " ".join(sorted(set(FLAGS) & cpu_flags()))
 

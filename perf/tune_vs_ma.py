@@ -78,7 +78,7 @@ def write_wrappers(install, pa, folder: Path) -> tuple[Path, Path]:
 
 def prepare_repository(repo: Path, variant: str, dst: Path) -> Path:
     """A repository holding only ``variant``, its config without preferred sizes and warm-up."""
-    from generator.validate import parse_config
+    from generator.config.validate import parse_config
     from perf.tune.config import config_text
 
     if dst.exists():
@@ -96,7 +96,7 @@ def prepare_repository(repo: Path, variant: str, dst: Path) -> Path:
 def run_model_analyzer(exe: Path, repo: Path, variant: str, server: Path, perf: Path, work: Path, budget_ms: float,
                        mode: str, max_instances: int, max_batch: int, timeout_s: float, stall_s: float = 120.0,
                        log=print) -> dict:
-    from generator.server import free_port
+    from generator.serve.server import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
     export = work / "ma-export"
@@ -168,8 +168,8 @@ def remeasure(repo: Path, spec, model_spec, configs: dict, budget_ms: float, rou
     """Each named config ``{name: (variant, ModelConfig)}`` measured alternately in ONE server (the order
     rotates each round): round 1 climbs ``levels``, later rounds measure each config at the concurrency where
     it did best in round 1. Per config: the rounds' best throughput within budget, their mean and median p99."""
-    from generator.server import TritonServer
-    from generator.tunespec import TuneSettings
+    from generator.serve.server import TritonServer
+    from generator.spec.tune import TuneSettings
     from perf import confirm
     from perf.tune.measure import Bench, Measurement
 
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
 
 def run(a) -> Path:
     from generator.spec import load_spec
-    from generator.tools import ensure_perf_analyzer, ensure_tritonserver, tools_dir
+    from generator.serve.tools import ensure_perf_analyzer, ensure_tritonserver, tools_dir
     from perf import confirm
     from perf.harness import discover
     from perf.tune import Candidate, apply_candidate, base_config, primary_variant, run_tune

@@ -7,15 +7,15 @@ import pytest
 
 @pytest.fixture(scope="session")
 def triton_install():
-    """generator.tools.TritonInstall: tritonserver 2.51 + python backend, installed once into .tools/."""
-    from generator.tools import ensure_tritonserver
+    """generator.serve.tools.TritonInstall: tritonserver 2.51 + python backend, installed once into .tools/."""
+    from generator.serve.tools import ensure_tritonserver
 
     return ensure_tritonserver()
 
 
 @pytest.fixture(scope="session")
 def perf_analyzer_install(triton_install):
-    from generator.tools import ensure_perf_analyzer
+    from generator.serve.tools import ensure_perf_analyzer
 
     return ensure_perf_analyzer()
 
@@ -23,7 +23,7 @@ def perf_analyzer_install(triton_install):
 @pytest.fixture
 def triton_server_factory(triton_install, tmp_path_factory):
     """``start(repo, **TritonServer kwargs) -> TritonServer`` (started, READY); all stopped at teardown."""
-    from generator.server import TritonServer
+    from generator.serve.server import TritonServer
 
     servers = []
 

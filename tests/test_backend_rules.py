@@ -1,4 +1,4 @@
-"""Native-backend rules (generator/backend_rules.py): for every rule, a real model folder (real ONNX graph,
+"""Native-backend rules (generator/config/rules/): for every rule, a real model folder (real ONNX graph,
 OpenVINO IR, TorchScript module) whose config breaks it, checked through ``validate_repository`` — the same
 path as ``tritongen validate`` and the build. A rule without a case here fails ``test_every_rule_has_a_case``."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from generator import backend_rules
-from generator.validate import validate_repository
+from generator.config import rules as backend_rules
+from generator.config.validate import validate_repository
 
 
 class TwoIn(torch.nn.Module):
@@ -176,7 +176,7 @@ CASES = [
      "output 'y' label_filename 'labels.txt' does not exist", {}),
     ("label-file", ORT.replace('dims: [ 3 ] }', 'dims: [ 3 ] label_filename: "../labels.txt" }'), "dyn",
      "label_filename '../labels.txt' is outside the model folder", {}),
-    # torch_aoti (generator/backend_rules/aoti_rules.py), on a real AOTInductor package
+    # torch_aoti (generator/config/rules/aoti_rules.py), on a real AOTInductor package
     ("aoti-package", AOTI, "pt2_renamed", "the package holds model(s) ['other'] but the pytorch backend loads the one "
      "named 'model'", {}),
     ("aoti-package", AOTI.replace("max_batch_size: 8", 'max_batch_size: 8\ndefault_model_filename: "model.pt"'), "pt2",
@@ -246,7 +246,7 @@ def test_static_ir_with_reshape_io_layers_accepts_dynamic_dims(tmp_path, artifac
 
 
 def test_every_rule_has_a_case():
-    from generator.backend_rules import release_rules  # noqa: F401  (registers the release-aware rules)
+    from generator.config.rules import release_rules  # noqa: F401  (registers the release-aware rules)
     from test_releases import RULE_TESTS  # their hand-broken cases live there
 
     assert {r.id for r in backend_rules.RULES} == {c[0] for c in CASES} | set(RULE_TESTS)
@@ -264,7 +264,7 @@ def test_build_refuses_a_spec_that_breaks_a_backend_rule_and_writes_nothing(tmp_
     from specs import linear_model, write_spec
 
     from generator.errors import UserError
-    from generator.pipeline import build
+    from generator.build.pipeline import build
     from generator.spec import load_spec
 
     spec = load_spec(write_spec(tmp_path, {"models": [linear_model(triton={"parameters": {"Intra_Op_Thread_Count": 2}})]}))

@@ -16,7 +16,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
 from specs import cnn_model, linear_model, text_model, vit_model, write_spec
 

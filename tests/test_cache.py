@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from generator.pipeline import ModelBuild, _variant_key, build, model_inputs_hashes
-from generator.repository import HashCache
+from generator.build.pipeline import ModelBuild, _variant_key, build, model_inputs_hashes
+from generator.formats.repository import HashCache
 from generator.spec import load_spec
 from generator.variants import REGISTRY
 from specs import linear_model, write_spec
@@ -151,8 +151,8 @@ def test_failed_variant_is_tried_again_on_the_next_run(workdir):
 def test_validate_trusts_the_build_only_for_the_very_same_files(workdir):
     import onnx
 
-    from generator.repository import validated_by_build
-    from generator.validate import validate_repository
+    from generator.formats.repository import validated_by_build
+    from generator.config.validate import validate_repository
 
     spec = _spec(workdir)
     out = workdir / "model_repository"

@@ -1,4 +1,4 @@
-"""One config path (generator/render.py): every kind of config -- a variant's on both targets, the image ensemble
+"""One config path (generator/config/render.py): every kind of config -- a variant's on both targets, the image ensemble
 and its preprocessing model, the tokenizer and the text ensemble -- starts from ``render.base_context``, so a key
 added there and to the base template renders everywhere. Configs are parsed back with Triton's schema."""
 
@@ -12,7 +12,8 @@ from google.protobuf import text_format
 from specs import vit_model
 from tritonclient.grpc import model_config_pb2 as pb
 
-from generator import backends, render
+from generator.tables import backends
+from generator.config import render
 from generator.errors import UserError
 from generator.spec import VariantSpec, load_spec, parse_spec
 from generator.variants import REGISTRY
@@ -117,9 +118,12 @@ def test_runtimes_and_backend_table_load_beside_the_twin_without_the_package(tmp
     import subprocess
     import sys
 
-    here = Path(render.__file__).parent
-    for name in ("runtimes", "backends"):
-        shutil.copy2(here / f"{name}.py", tmp_path / f"tritongen_{name}.py")
+    from generator.serve import standalone_runtime_files
+
+    files = standalone_runtime_files()
+    assert files["runtimes"].parent != files["backends"].parent  # they live in different layers of the package
+    for name, path in files.items():
+        shutil.copy2(path, tmp_path / f"tritongen_{name}.py")
     out = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, '.'); import tritongen_runtimes as r; "
                           "print(r._backends.__name__, r.THREAD_KEY['openvino'])"],
                          cwd=tmp_path, capture_output=True, text=True, check=True)

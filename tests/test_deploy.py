@@ -11,7 +11,7 @@ import pytest
 import yaml
 from specs import cnn_model, linear_model, write_spec
 
-from generator.deploy import HPA_METRIC, DeployOptions, write_manifests
+from generator.ship.deploy import HPA_METRIC, DeployOptions, write_manifests
 from generator.errors import UserError
 from generator.spec import load_spec
 

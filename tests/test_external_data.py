@@ -1,7 +1,7 @@
 """Models over 2 GB (issue 14 item 7): weights go to ``model.onnx.data`` beside ``model.onnx`` through the
 export, every ONNX variant and OpenVINO, and the version folder loads with ONNX Runtime as Triton's
 onnxruntime backend would. A real 2 GB model takes many minutes and GBs of memory on 2 cores, so here the
-2 GB threshold is lowered to 200 kB (``generator.export.TWO_GB``): the same code path on a 1 MB model."""
+2 GB threshold is lowered to 200 kB (``generator.stages.export.TWO_GB``): the same code path on a 1 MB model."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from generator import export
-from generator.pipeline import build
+from generator.stages import export
+from generator.build.pipeline import build
 from generator.spec import load_spec
 from specs import cnn_model, write_spec
 

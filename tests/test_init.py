@@ -59,7 +59,7 @@ def test_hugging_face_image_classifier_is_served_from_image_bytes(tmp_path, trit
     import tritonclient.grpc as grpcclient
     from PIL import Image
 
-    from generator.preprocess import preprocess_image
+    from generator.loading.preprocess import preprocess_image
 
     folder = hf_folders.vit(tmp_path / "vit")
     spec = tmp_path / "spec.yaml"

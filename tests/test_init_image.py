@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from specs import write_spec  # noqa: F401  (registers `tinymodels`)
 
 from generator.cli import cli
-from generator.pipeline import build
-from generator.preprocess import preprocess_image
+from generator.build.pipeline import build
+from generator.loading.preprocess import preprocess_image
 from generator.spec import load_spec
 
 real = pytest.importorskip("tinymodels.real")
@@ -34,7 +34,7 @@ def lite0():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, triton_install):
-    from generator.server import TritonServer
+    from generator.serve.server import TritonServer
 
     d = tmp_path_factory.mktemp("init-image")
     (d / "effnet.py").write_text(FACTORY.format(weights=str(real.WEIGHTS)))
@@ -77,7 +77,7 @@ def test_init_writes_a_spec_that_parses_without_todos(tmp_path):
 def test_real_photos_through_the_ensemble_equal_pytorch(served):
     import tritonclient.grpc as grpcclient
 
-    from generator.loading import load_module
+    from generator.loading.source import load_module
 
     m, pre = served["model"], served["model"].preprocess
     module = load_module(m, served["spec"].root)

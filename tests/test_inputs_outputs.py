@@ -13,9 +13,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import Tolerance, load_spec
-from generator.verify import judge
+from generator.stages.verify import judge
 from specs import write_spec
 
 IDS = [{"name": "token_type_ids", "dtype": "int64", "shape": ["seq"], "range": [0, 2]},  # not forward()'s order
@@ -198,7 +198,7 @@ def test_gate_messages_name_the_criterion_and_numbers():
 
 
 def test_forward_with_kwargs_takes_any_name_and_says_which_go_there():
-    from generator.inputs import call_module, call_plan
+    from generator.loading.inputs import call_module, call_plan
     from generator.spec import parse_spec
 
     class KW(torch.nn.Module):

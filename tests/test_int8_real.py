@@ -19,8 +19,8 @@ import json
 import numpy as np
 import pytest
 
-from generator import isa
-from generator.pipeline import build
+from generator.tables import isa
+from generator.build.pipeline import build
 from generator.spec import Tolerance, load_spec
 from specs import write_spec
 
@@ -68,8 +68,8 @@ _MODULE = {}
 
 def _reference(feeds, point):
     """PyTorch fp32, loaded once (the gate caches its outputs per verification set on this function)."""
-    from generator.inputs import torch_forward
-    from generator.loading import load_module
+    from generator.loading.inputs import torch_forward
+    from generator.loading.source import load_module
 
     model, root = _MODULE["model"], _MODULE["root"]
     if "module" not in _MODULE:
@@ -79,9 +79,9 @@ def _reference(feeds, point):
 
 def _gate(spec, onnx_path, **verify_over):
     """The default INT8 gate of ``onnx-int8`` for this spec (verify keys overridden), run on ``onnx_path``."""
-    from generator.runtimes import ort_runner
+    from generator.serve.runtimes import ort_runner
     from generator.variants import REGISTRY
-    from generator.verify import verify
+    from generator.stages.verify import verify
 
     model = spec.models[0]
     _MODULE.update(model=model, root=spec.root)
@@ -158,8 +158,8 @@ def test_activations_quantized_before_relu6_fail_the_accuracy_gate(effnet, tmp_p
     """Conv outputs quantized over their whole range before ReLU6 (Relu/Clip not folded: ~8 levels left in
     [0, 6]), on the labelled views plus Grace Hopper's (where fp32 itself is unsure). Measured on AVX2: top-1
     47/72 vs fp32 56/72, top-5 56/72 vs 66/72 -- nine samples below the 1% the gate allows."""
-    from generator import quantize as q
-    from generator.calibration import calibration_samples
+    from generator.stages import quantize as q
+    from generator.loading.calibration import calibration_samples
 
     d, spec, r = effnet
     real.labelled_photos(tmp_path / "val3", 24, seed=2, labels={**real.LABELLED, **real.UNSURE})

@@ -1,4 +1,4 @@
-"""ISA detection (generator/isa.py): classes from CPU flags, ORT's reduce_range advice, and the warning when an
+"""ISA detection (generator/tables/isa.py): classes from CPU flags, ORT's reduce_range advice, and the warning when an
 INT8 artifact runs on another class than it was verified on. Flag sets are given explicitly: nothing here
 depends on the CPU that runs the tests."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from generator import isa
+from generator.tables import isa
 
 AVX2 = {"avx2", "fma"}
 AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl"}

@@ -63,7 +63,7 @@ def test_non_editable_install_builds_a_spec(wheel, tmp_path):
         "    outputs: [{name: output, dtype: float32, shape: [3]}]\n"
         "    max_batch_size: 2\n    variants: [onnx]\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(py), "-c", "import generator.render as r; print(r.__file__, r.DEFAULT_TEMPLATES)"],
+    where = subprocess.run([str(py), "-c", "import generator.config.render as r; print(r.__file__, r.DEFAULT_TEMPLATES)"],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout
     assert str(venv) in where and "_templates" in where and str(ROOT) not in where, where
     r = subprocess.run([str(venv / "bin" / "tritongen"), "build", "spec.yaml", "-o", "repo", "--target", "embedded"],

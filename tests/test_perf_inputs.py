@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from generator.errors import UserError
-from generator.preprocess import preprocess_image
+from generator.loading.preprocess import preprocess_image
 from generator.spec import parse_spec
 from perf import inputs
 from specs import vit_model

@@ -12,9 +12,9 @@ import pytest
 from specs import linear_model, write_spec
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
-from generator.server import TritonServer
+from generator.serve.server import TritonServer
 from perf import loadgen, pa_driver, server_stats
 from perf.harness import run_perf
 

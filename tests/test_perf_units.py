@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.perfanalyzer import parse_csv
+from generator.formats.perfanalyzer import parse_csv
 from generator.spec import parse_spec
 from perf import pa_driver, server_stats
 from perf.probe import count_flops

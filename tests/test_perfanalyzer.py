@@ -1,4 +1,4 @@
-"""generator.perfanalyzer.parse_csv on a real perf_analyzer CSV (tests/data/README.md says how it was made)."""
+"""generator.formats.perfanalyzer.parse_csv on a real perf_analyzer CSV (tests/data/README.md says how it was made)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.perfanalyzer import parse_csv
+from generator.formats.perfanalyzer import parse_csv
 
 DATA = Path(__file__).resolve().parent / "data"
 

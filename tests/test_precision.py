@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from generator.calibration import calibration_samples
+from generator.loading.calibration import calibration_samples
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import Tolerance, load_spec
 from generator.variants import REGISTRY
-from generator.verify import verify
+from generator.stages.verify import verify
 from specs import cnn_model, linear_model, write_spec
 
 
@@ -148,7 +148,7 @@ def _write_images(folder, n):
 
 
 def test_image_folder_is_preprocessed_like_the_server(workdir):
-    from generator.preprocess import preprocess_image
+    from generator.loading.preprocess import preprocess_image
 
     _write_images(workdir / "imgs", 4)
     samples = calibration_samples(_image_model(workdir, "imgs"), workdir, print)
@@ -211,7 +211,7 @@ def test_int8_search_keeps_the_fastest_passing_recipe_and_the_manifest_lists_att
     assert all(a["speed"]["ms"] > 0 and a["speed"]["runs"] >= 3 for a in passing)
     assert info["recipe"] == min(passing, key=lambda a: a["speed"]["ms"])["recipe"]
     assert not any(a["exclude"] for a in info["attempts"])  # exclusions only when no full-INT8 recipe passes
-    from generator import isa
+    from generator.tables import isa
 
     assert manifest["isa"]["class"] == isa.isa_class() == info["isa"]["class"]
 
@@ -234,7 +234,7 @@ def test_openvino_int8_search_tries_presets_then_accuracy_control_and_records_th
 
 
 def test_recipe_variations_add_the_saturation_cures_only_without_vnni():
-    from generator.quantize import Recipe, recipe_variations
+    from generator.stages.quantize import Recipe, recipe_variations
 
     first = Recipe()
     plain = recipe_variations(first, vnni=True)
@@ -300,7 +300,7 @@ def test_fp16_and_openvino_configs_carry_their_settings(workdir):
         pytest.skip(by["openvino"].reason)
     cfg = (repo / "cnn__openvino" / "config.pbtxt").read_text()
     assert 'backend: "openvino"' in cfg
-    # the newest release still has openvino's batch-padding bug: served unbatched (generator/release_config.py)
+    # the newest release still has openvino's batch-padding bug: served unbatched (generator/config/release_config.py)
     for key, value in (("PERFORMANCE_HINT", "THROUGHPUT"), ("NUM_STREAMS", "2"), ("HINT_BF16", "YES"),
                        ("ENABLE_BATCH_PADDING", "NO"), ("RESHAPE_IO_LAYERS", "YES")):
         assert f'key: "{key}"\n  value: {{ string_value: "{value}" }}' in cfg

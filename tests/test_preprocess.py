@@ -1,4 +1,4 @@
-"""generator.preprocess.preprocess_image: equal to a PyTorch reference and to the served template's copy."""
+"""generator.loading.preprocess.preprocess_image: equal to a PyTorch reference and to the served template's copy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.preprocess import preprocess_image
+from generator.loading.preprocess import preprocess_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def test_template_and_module_share_one_function():
         return ast.dump(fn)
 
     assert function_ast(ROOT / "templates" / "preprocess" / "model.py") == function_ast(
-        ROOT / "generator" / "preprocess.py"
+        ROOT / "generator" / "loading" / "preprocess.py"
     )
 
 

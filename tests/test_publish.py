@@ -15,9 +15,9 @@ import torch
 from specs import linear_model, write_spec
 
 from generator.errors import UserError
-from generator.pipeline import build
-from generator.publish import MANIFEST, on_progress, publish, read_published
-from generator.server import free_port
+from generator.build.pipeline import build
+from generator.ship.publish import MANIFEST, on_progress, publish, read_published
+from generator.serve.server import free_port
 from generator.spec import load_spec
 
 pytestmark = pytest.mark.server

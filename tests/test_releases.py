@@ -1,4 +1,4 @@
-"""Target releases (generator/releases.py): the configs tritongen renders for a release avoid that release's
+"""Target releases (generator/tables/releases.py): the configs tritongen renders for a release avoid that release's
 native-backend failures, ``tritongen validate --triton-version`` flags each failure on a hand-broken copy,
 every ONNX Runtime / OpenVINO variant is verified with the target's runtime, and the embedded twin fails where
 Triton 24.10's native backends fail (real tritonserver, tests/conftest.py)."""
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from generator import releases
+from generator.tables import releases
 from generator.errors import UserError
-from generator.runtimes import openvino_padding_rows
-from generator.validate import parse_config, validate_repository
+from generator.serve.runtimes import openvino_padding_rows
+from generator.config.validate import parse_config, validate_repository
 from specs import cnn_model, write_spec
 
 OLD, NEW = "24.10", releases.NEWEST
@@ -73,7 +73,7 @@ def _spec(tmp_path, name="spec.yaml"):
 @pytest.mark.parametrize("release", [OLD, NEW])
 @pytest.mark.parametrize("target", ["triton", "embedded"])
 def test_rendered_configs_avoid_the_release_failures(tmp_path, release, target):
-    from generator.render import config_context, render, template_for
+    from generator.config.render import config_context, render, template_for
     from generator.spec import load_spec
     from generator.variants import REGISTRY
 
@@ -106,7 +106,7 @@ def test_rendered_configs_avoid_the_release_failures(tmp_path, release, target):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from generator.pipeline import build
+    from generator.build.pipeline import build
 
     d = tmp_path_factory.mktemp("rel")
     from generator.spec import load_spec
@@ -234,7 +234,7 @@ def test_cli_validate_with_triton_version(built, tmp_path):
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
-    from generator.pipeline import build
+    from generator.build.pipeline import build
     from generator.spec import load_spec
 
     d = tmp_path_factory.mktemp("twin")
@@ -327,9 +327,9 @@ RULE_TESTS = {
 @pytest.mark.parametrize("target", ["triton", "embedded"])
 def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, release, target):
     """Every config of examples/spec.yaml, rendered for the release, through the release-aware rules."""
-    from generator import backend_rules
-    from generator.backend_rules import release_rules as rules_release
-    from generator.render import config_context, render, template_for
+    from generator.config import rules as backend_rules
+    from generator.config.rules import release_rules as rules_release
+    from generator.config.render import config_context, render, template_for
     from generator.spec import load_spec
     from generator.variants import REGISTRY
     from specs import ROOT
@@ -347,7 +347,7 @@ def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, r
             (repo / ctx["name"] / "config.pbtxt").write_text(render(ctx, template_for(v, target)))
             rendered.append(ctx["name"])
     assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript"} <= set(rendered)
-    from generator.backend_rules import client_rules
+    from generator.config.rules import client_rules
 
     # the release rules, and core's input-format rule (an unbatched OpenVINO config has 4 dims: no format)
     checks = (rules_release.check_interop_threads, rules_release.check_openvino_padding,

@@ -18,7 +18,7 @@ import torch
 from specs import linear_model, write_spec
 
 from generator.errors import UserError
-from generator.repository import OutputLock, Staging
+from generator.formats.repository import OutputLock, Staging
 
 
 def _linear(seed: int) -> torch.nn.Module:

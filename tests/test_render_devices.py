@@ -11,8 +11,8 @@ from specs import vit_model
 from tritonclient.grpc import model_config_pb2 as pb
 
 from generator.errors import UserError
-from generator.render import config_context, render, template_for
-from generator.runtimes import settings_from_parameters
+from generator.config.render import config_context, render, template_for
+from generator.serve.runtimes import settings_from_parameters
 from generator.spec import parse_spec
 from generator.variants import REGISTRY
 
@@ -105,7 +105,7 @@ def test_backend_settings_are_rendered_with_the_backends_own_names_and_values():
                                              ("openvino", "openvino"), ("torchscript", "torchscript")])
 def test_twin_reads_the_same_settings_as_the_native_backend(variant, runtime):
     m = model_of(triton={**CPU2, "backend": BACKEND})
-    native, _ = rendered(m, variant, release="24.10")  # the release the embedded twin mimics (generator/releases.py)
+    native, _ = rendered(m, variant, release="24.10")  # the release the embedded twin mimics (generator/tables/releases.py)
     twin, _ = rendered(m, variant, target="embedded")
     level = native.optimization.graph.level if native.optimization.HasField("graph") else None
     from_native = settings_from_parameters(runtime, {k: v.string_value for k, v in native.parameters.items()}, level)

@@ -1,4 +1,4 @@
-"""The one runtime layer (generator/runtimes.py): sessions configured from a config's native-backend parameters
+"""The one runtime layer (generator/serve/runtimes.py): sessions configured from a config's native-backend parameters
 apply them (read back from the runtime's own session/compiled-model properties) and compute what PyTorch does."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator import runtimes as rt
+from generator.serve import runtimes as rt
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from generator.errors import UserError
-from generator.pipeline import build
-from generator.preprocess import preprocess_image
+from generator.build.pipeline import build
+from generator.loading.preprocess import preprocess_image
 from generator.spec import load_spec
 from specs import ROOT, text_model, vit_model, write_spec
 
@@ -28,7 +28,7 @@ from examples.client import GrpcClient, HttpClient, image_feed  # noqa: E402
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, triton_install):
-    from generator.server import TritonServer
+    from generator.serve.server import TritonServer
 
     work = tmp_path_factory.mktemp("e2e")
     vit = vit_model(variants=["onnx", "torchscript"], preprocess={"image": {"size": [32, 32]}},
@@ -197,7 +197,7 @@ def test_bad_requests_get_errors_and_server_keeps_serving(served):
 def test_missing_tritonserver_is_a_one_line_error(tmp_path, triton_install):
     from dataclasses import replace
 
-    from generator.server import TritonServer
+    from generator.serve.server import TritonServer
 
     (tmp_path / "repo").mkdir()
     broken = replace(triton_install, binary=tmp_path / "nope" / "tritonserver")

@@ -2,7 +2,7 @@
 
 One module-scoped server holds four models built here: the runner on ONNX Runtime (dynamic batching),
 TorchScript and OpenVINO, and the image preprocess model. Every served answer is compared with PyTorch
-(or with ``generator.preprocess.preprocess_image``).
+(or with ``generator.loading.preprocess.preprocess_image``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from generator.errors import UserError
-from generator.preprocess import preprocess_image
-from generator.server import TritonServer, read_pidfile, serve_background, stop_from_pidfile
+from generator.loading.preprocess import preprocess_image
+from generator.serve.server import TritonServer, read_pidfile, serve_background, stop_from_pidfile
 
 pytestmark = pytest.mark.server
 
@@ -358,7 +358,7 @@ def test_serve_background_and_stop_from_pidfile(triton_install, artifacts, tmp_p
 def test_perf_analyzer_runs_against_the_served_model(served, perf_analyzer_install, tmp_path):
     import subprocess
 
-    from generator.perfanalyzer import parse_csv
+    from generator.formats.perfanalyzer import parse_csv
 
     out = tmp_path / "pa.csv"
     proc = subprocess.run(
@@ -376,7 +376,7 @@ def test_perf_analyzer_runs_against_the_served_model(served, perf_analyzer_insta
 
 @pytest.mark.parametrize("what", ["grpc", "metrics"])
 def test_port_taken_after_our_check_is_read_from_the_servers_log(triton_install, tmp_path, monkeypatch, what):
-    import generator.server as server_mod
+    import generator.serve.server as server_mod
 
     monkeypatch.setattr(server_mod, "_check_port_free", lambda *a, **k: None)  # lose the race on purpose
     (tmp_path / "repo").mkdir()

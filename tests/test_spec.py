@@ -150,7 +150,7 @@ def test_reading_the_example_spec_imports_nothing_heavy_and_no_build_code():
         "assert [m.name for m in s.models] == ['vit_b16', 'small_cnn', 'minilm'], s.models\n"
         "assert type(s.models[2].preprocess).__name__ == 'TextPreprocess'\n"
         "heavy = ['torch', 'onnx', 'onnxruntime', 'openvino', 'transformers', 'tokenizers', 'generator.variants',\n"
-        "         'generator.hf', 'generator.backend_rules', 'generator.pipeline', 'generator.loading']\n"
+        "         'generator.loading.hf', 'generator.config.rules', 'generator.build.pipeline', 'generator.loading.source']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)

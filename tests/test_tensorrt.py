@@ -1,4 +1,4 @@
-"""generator.tensorrt without TensorRT: profiles, config checks, trtexec, provenance, config text.
+"""generator.stages.tensorrt without TensorRT: profiles, config checks, trtexec, provenance, config text.
 
 The real build is in tests/gpu/test_tensorrt_gpu.py (skipped where ``tensorrt`` is absent).
 """
@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from generator import tensorrt as T
+from generator.stages import tensorrt as T
 from generator.errors import UserError
 from generator.spec import parse_spec
 
@@ -481,8 +481,8 @@ def test_ort_trt_accelerator_values():
 
 
 def _rendered(model, variant: str, **options):
-    """The live config path (generator/render.py), parsed back with Triton's schema."""
-    from generator.render import config_context, render
+    """The live config path (generator/config/render.py), parsed back with Triton's schema."""
+    from generator.config.render import config_context, render
     from generator.spec import VariantSpec
     from generator.variants import REGISTRY
 

@@ -14,9 +14,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
-from generator.validate import validate_repository
+from generator.config.validate import validate_repository
 from specs import text_model, write_spec
 
 pytestmark = pytest.mark.slow

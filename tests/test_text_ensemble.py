@@ -30,7 +30,7 @@ def minilm_folder() -> Path:
 
 @pytest.fixture(scope="module")
 def text_repo(tmp_path_factory):
-    from generator.pipeline import build
+    from generator.build.pipeline import build
     from generator.spec import load_spec
 
     d = tmp_path_factory.mktemp("text")
@@ -96,7 +96,7 @@ def test_tokenizer_and_ensemble_configs_parse_with_tritons_schema(text_repo):
 
 def test_triton_target_renders_without_the_local_environment(tmp_path):
     """The NGC target gets no path of this machine; execution_env from the spec is passed through."""
-    from generator.render import render, text_ensemble_context, tokenizer_context
+    from generator.config.render import render, text_ensemble_context, tokenizer_context
     from generator.spec import load_spec
 
     (tmp_path / "spec.yaml").write_text(

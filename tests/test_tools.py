@@ -1,4 +1,4 @@
-"""generator.tools: tritonserver and perf_analyzer installed into .tools/ once, runnable, atomic."""
+"""generator.serve.tools: tritonserver and perf_analyzer installed into .tools/ once, runnable, atomic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import generator.tools as tools
+import generator.serve.tools as tools
 from generator.errors import UserError
 
 
@@ -44,4 +44,4 @@ def test_tools_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TRITONGEN_TOOLS", str(tmp_path / "elsewhere"))
     assert tools.tools_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("TRITONGEN_TOOLS")
-    assert tools.tools_dir() == Path(tools.__file__).resolve().parent.parent / ".tools"
+    assert tools.tools_dir() == Path(__file__).resolve().parents[1] / ".tools"  # the checkout root

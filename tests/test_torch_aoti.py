@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
-from generator.validate import parse_config, validate_repository
+from generator.config.validate import parse_config, validate_repository
 from generator.variants.torch_aoti import compiler_problem, dynamic_shapes
 from specs import cnn_model, text_model, write_spec
 
@@ -68,14 +68,14 @@ def test_a_release_without_the_pt2_loader_is_a_one_line_problem(built):
     assert any("platform torch_aoti needs tritonserver" in p and "[aoti-release: " in p for p in old), old
     assert all("\n" not in p for p in old)
     # a release with the pt2 loader has no such problem (releases past the table's newest are not validated)
-    from generator.backend_rules.aoti_rules import MIN_RELEASE, release_problem
+    from generator.config.rules.aoti_rules import MIN_RELEASE, release_problem
 
     assert release_problem(MIN_RELEASE) is None and release_problem("26.01") is None
 
 
 def test_the_package_answers_like_pytorch_at_batches_it_was_not_traced_at(built):
     work, _, _ = built
-    from generator.runtimes import open_session
+    from generator.serve.runtimes import open_session
 
     s = open_session("aoti", work / "triton" / "cnn__torch-aoti" / "1" / "model.pt2", ["images"], ["logits"], {})
     for n in (1, 3, 4):

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from generator.errors import UserError
-from generator.pipeline import build
-from generator.preprocess import preprocess_image
+from generator.build.pipeline import build
+from generator.loading.preprocess import preprocess_image
 from generator.spec import load_spec, parse_spec
 from specs import cnn_model, vit_model, write_spec
 
@@ -271,7 +271,7 @@ def test_configs_carry_format_and_label_filename_and_the_files_are_written(repo)
 
 
 def test_uint8_keeps_the_padded_byte_rows(tmp_path):
-    from generator.render import ensemble_context, preprocess_context
+    from generator.config.render import ensemble_context, preprocess_context
 
     model = _model(preprocess={"image": {"size": [32, 32], "dtype": "uint8"}})
     assert ensemble_context(model, "onnx", "s")["inputs"][0] == {"name": "image", "data_type": "TYPE_UINT8", "dims": [-1]}
@@ -338,7 +338,7 @@ def test_perf_analyzer_sends_the_image_folder_through_the_ensemble(repo, triton_
 def test_validate_catches_a_label_file_that_does_not_fit(repo, tmp_path):
     import shutil
 
-    from generator.validate import validate_repository
+    from generator.config.validate import validate_repository
 
     shutil.copytree(repo / "vit__onnx", tmp_path / "r" / "vit__onnx")
     assert all(r.ok for r in validate_repository(tmp_path / "r"))

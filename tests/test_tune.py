@@ -10,9 +10,9 @@ import pytest
 from specs import linear_model, write_spec
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
-from generator.validate import check_model_dir, parse_config
+from generator.config.validate import check_model_dir, parse_config
 from perf import tune
 from perf.harness import discover
 

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import pytest
 
-from generator.tunespec import TuneSettings
+from generator.spec.tune import TuneSettings
 from perf import confirm
 from perf.tune import Candidate, Space, finals
 from perf.tune.search import ModelTune, screen_candidates

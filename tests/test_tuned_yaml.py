@@ -13,7 +13,7 @@ from specs import vit_model, write_spec
 from tritonclient.grpc import model_config_pb2 as pb
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import MODEL_KEYS, load_spec, parse_spec
 from perf import tune
 from perf.harness import discover

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from generator.errors import UserError
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
 from specs import linear_model, write_spec
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from generator.errors import UserError
-from generator.validate import validate_repository
+from generator.config.validate import validate_repository
 
 GOOD = """name: "lin"
 platform: "onnxruntime_onnx"

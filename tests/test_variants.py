@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator.pipeline import build
+from generator.build.pipeline import build
 from generator.spec import load_spec
 from generator.variants import REGISTRY
 from specs import cnn_model, text_model, write_spec

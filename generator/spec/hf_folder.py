@@ -1,6 +1,6 @@
 """A local Hugging Face folder read as spec data: ``config.json`` (and sentence-transformers' pooling files) give
 what a spec leaves out (inputs, outputs, dims, integer ranges, max_batch_size). JSON only: no transformers, no
-tokenizer (those load in ``generator/hf.py`` when the model is built)."""
+tokenizer (those load in ``generator/loading/hf.py`` when the model is built)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..classes import hf_labels
+from generator.formats.classes import hf_labels
 from ..errors import UserError
 
 TASKS = (

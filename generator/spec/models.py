@@ -175,7 +175,7 @@ class Tolerance(Mapping):
                                                                 "random).")
     data: FilePath = Field(default=None, description="A separate verification set for the task metrics (.npz, "
                                                      "image folder or sentences .txt); default: the calibration data.")
-    # the classification gate for INT8 (generator/gate.py, gate_data.py)
+    # the classification gate for INT8 (generator/stages/gate.py, gate_data.py)
     accuracy_ratio: Optional[Fraction] = Field(default=None, description="With labels: INT8 top-1/top-5 accuracy >= "
                                                "this x fp32's on the same samples (MLPerf's 99%: 0.99).")
     min_confident_agreement: Optional[Fraction] = Field(default=None, description="Without labels: top-1 agreement "
@@ -463,7 +463,7 @@ def _derive(t: OutputSpec, derived: tuple) -> OutputSpec:
 class Spec:
     path: Path
     models: tuple[ModelSpec, ...]
-    triton_version: Optional[str] = None  # top-level `triton_version:` (generator/releases.py); None = the default
+    triton_version: Optional[str] = None  # top-level `triton_version:` (generator/tables/releases.py); None = the default
 
     @property
     def root(self) -> Path:
@@ -487,5 +487,5 @@ class SpecFile(Mapping):
     defaults: Annotated[Optional[dict], WithJsonSchema({"x-ref": "defaults"})] = Field(
         default=None, description="Any model key but name; a model's own value wins (mappings merge one level deep).")
     triton_version: Optional[Str] = Field(
-        default=None, description='The Triton release the repository targets (e.g. "24.10"; generator/releases.py); '
+        default=None, description='The Triton release the repository targets (e.g. "24.10"; generator/tables/releases.py); '
                                   'default the newest known.')

@@ -86,10 +86,10 @@ def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = N
 
 
 def _triton_version(value: Any) -> str | None:
-    """The target release (generator/releases.py): a known release name, e.g. "24.10"."""
+    """The target release (generator/tables/releases.py): a known release name, e.g. "24.10"."""
     if value is None:
         return None
-    from .. import releases
+    from generator.tables import releases
 
     try:
         return releases.release(str(value)).name

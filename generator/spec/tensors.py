@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, model_validator
 from pathlib import Path
 
-from .. import classes, dtypes
+from generator.formats import classes
+from generator.tables import dtypes
 from ..errors import UserError
 from .base import Mapping, fail, kind, spec_type
 

@@ -129,7 +129,7 @@ def _parameters(v: Any) -> Any:
 
 # ------------------------------------------------------------------------- native backend settings
 # The values a spec may give each native backend, written as that backend reads them (a string), and checked
-# as it parses them. (Minimal data kept in the spec layer; the backend table, generator/backends.py, holds the
+# as it parses them. (Minimal data kept in the spec layer; the backend table, generator/tables/backends.py, holds the
 # full parameter list of each backend.)
 
 Check = Callable[[str], Optional[str]]

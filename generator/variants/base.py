@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import backends
+from generator.tables import backends
 from ..spec import ModelSpec, Tolerance, VariantSpec
 
 Feeds = dict[str, np.ndarray]
@@ -51,11 +51,11 @@ class BuildContext:
 @dataclass(frozen=True)
 class Variant:
     """One Triton model directory kind. What follows from its backend (config platform/backend, model file name,
-    child template, runtime, where it can run) comes from ``generator/backends.py``; a variant states only what
+    child template, runtime, where it can run) comes from ``generator/tables/backends.py``; a variant states only what
     differs (``devices`` narrower than its backend's, ``platform`` for a second platform of the same backend)."""
 
     key: str  # "onnx-int8"
-    backend: str  # its entry in generator/backends.py: onnxruntime | openvino | pytorch | tensorrt
+    backend: str  # its entry in generator/tables/backends.py: onnxruntime | openvino | pytorch | tensorrt
     precision: str  # fp32 | fp16 | int8 | bf16 | mixed
     tolerance: Tolerance  # default verification tolerance
     build: Callable[[BuildContext], None]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VariantFailed
-from ..export import data_file, finalize_onnx, save_onnx
-from ..runtimes import onnx_artifact_runner
+from generator.stages.export import data_file, finalize_onnx, save_onnx
+from generator.serve.runtimes import onnx_artifact_runner
 from ..spec import Tolerance
 from ..spec.options import OnnxFp16Options
 from .base import BuildContext, Variant

@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..export import copy_onnx, finalize_onnx, has_external_data, onnx_io, save_onnx
-from ..runtimes import onnx_artifact_runner, ort_session
+from generator.stages.export import copy_onnx, finalize_onnx, has_external_data, onnx_io, save_onnx
+from generator.serve.runtimes import onnx_artifact_runner, ort_session
 from ..spec import Tolerance
 from ..spec.options import OnnxOptions
 from .base import BuildContext, Variant

@@ -5,7 +5,7 @@ samples, int8 symmetric weights, per-channel by default; Relu/Clip folded into t
 the accuracy gate. Options: ``per_channel`` (default true), ``calibration_method`` (minmax | entropy |
 percentile; default the spec's ``calibration.method``), ``op_types`` (default MatMul, Gemm, Conv, Relu,
 Clip), ``nodes_to_exclude``, ``reduce_range`` (default false), ``weight_type`` (int8 | uint8; default per CPU: uint8,
-i.e. U8U8, on x86 without VNNI where U8S8 can saturate -- generator/isa.py), ``activation_type`` (uint8
+i.e. U8U8, on x86 without VNNI where U8S8 can saturate -- generator/tables/isa.py), ``activation_type`` (uint8
 asymmetric | int8 symmetric), ``search`` (default
 true; ``fallback`` is its old name), ``search_budget_s`` (default 600).
 
@@ -27,16 +27,16 @@ import dataclasses
 import time
 from pathlib import Path
 
-from .. import isa
-from .. import quantize as q
-from .. import recipe_search as rs
+from generator.tables import isa
+from generator.stages import quantize as q
+from generator.stages import recipe_search as rs
 from ..errors import VariantFailed
-from ..export import copy_onnx, data_file
-from ..inputs import torch_forward
-from ..runtimes import onnx_artifact_runner, ort_runner
+from generator.stages.export import copy_onnx, data_file
+from generator.loading.inputs import torch_forward
+from generator.serve.runtimes import onnx_artifact_runner, ort_runner
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OnnxInt8Options
-from ..verify import gate_metrics, verify
+from generator.stages.verify import gate_metrics, verify
 from .base import BuildContext, Variant
 from .derived import optimized_fp32
 
@@ -145,8 +145,8 @@ def build(ctx: BuildContext) -> None:
 
 
 def _score(v) -> float:
-    """How close a failed attempt came on the gate's own metric (generator/gate.py)."""
-    from ..gate import score
+    """How close a failed attempt came on the gate's own metric (generator/stages/gate.py)."""
+    from generator.stages.gate import score
 
     return score(v.task, v.min_cosine)
 
@@ -167,7 +167,7 @@ def _command(src: Path, op_types, r: q.Recipe) -> str:
 runner = onnx_artifact_runner("all")
 
 
-# The INT8 gate (README "INT8"; generator/gate.py; measured on EfficientNet-Lite0 with ImageNet weights on
+# The INT8 gate (README "INT8"; generator/stages/gate.py; measured on EfficientNet-Lite0 with ImageNet weights on
 # hand-labelled photos and all-MiniLM-L6-v2 on real sentences, tests/test_int8_real.py):
 # - classification with real data: with labels, MLPerf Inference's rule -- top-1 and top-5 accuracy >= 0.99 x
 #   fp32's on the same samples; without, top-1 agreement >= 0.97 on the samples where fp32's top-1 probability is

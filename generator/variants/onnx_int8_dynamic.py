@@ -4,15 +4,15 @@ No calibration data needed. Stages: the optimised fp32 graph -> ``quantize_dynam
 (ONNX Runtime rewrites them to MatMulInteger / DynamicQuantizeMatMul) -> the accuracy gate (the INT8
 default: see onnx_int8.int8_tolerance). Options: ``per_channel`` (default false), ``op_types``,
 ``nodes_to_exclude``, ``reduce_range`` (default: true on x86 without VNNI, where U8S8 can saturate -- ORT's
-advice; generator/isa.py).
+advice; generator/tables/isa.py).
 """
 
 from __future__ import annotations
 
 
-from .. import isa
-from .. import quantize as q
-from ..runtimes import onnx_artifact_runner
+from generator.tables import isa
+from generator.stages import quantize as q
+from generator.serve.runtimes import onnx_artifact_runner
 from ..spec import Tolerance
 from ..spec.options import OnnxInt8DynamicOptions
 from .base import BuildContext, Variant

@@ -13,7 +13,7 @@ performance_hint, num_streams) and
 - ``search`` (default true) / ``search_budget_s`` (default 600): the full-INT8 recipes (the first, the other
   activation symmetry (preset), full bias correction) are tried and the fastest passing one is kept (timed
   in-process on one fixed batch); when none passes, NNCF's accuracy-aware quantization driven by the gate's own
-  metric (generator/gate.py: labelled accuracy, confident agreement, else per-sample cosine to PyTorch) keeps
+  metric (generator/stages/gate.py: labelled accuracy, confident agreement, else per-sample cosine to PyTorch) keeps
   the ops that hurt it most in float. Every attempt goes to the manifest's ``info.attempts`` and build.log.
 Skipped when nncf or openvino is not importable. Nothing that fails the gate is shipped.
 """
@@ -24,11 +24,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from .. import isa
-from .. import recipe_search as rs
+from generator.tables import isa
+from generator.stages import recipe_search as rs
 from ..errors import UserError, VariantFailed
-from ..inputs import verification_points
-from ..verify import gate_metrics, verify
+from generator.loading.inputs import verification_points
+from generator.stages.verify import gate_metrics, verify
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoInt8Options
 from .base import BuildContext, Skip, Variant
@@ -40,7 +40,7 @@ from .openvino_ir import runner as ov_runner
 
 def _nncf_options(ctx: BuildContext, src: Path) -> dict:
     o = ctx.options  # typed and checked with the spec (generator/spec/options.py)
-    from ..quantize import graph_nodes
+    from generator.stages.quantize import graph_nodes
 
     mtype = o.model_type
     if mtype is None:
@@ -159,14 +159,14 @@ def _variations(first: dict) -> list[dict]:
 
 def _with_accuracy_control(ctx: BuildContext, nncf, model, dataset, kwargs: dict, tol):
     """NNCF's accuracy-aware quantization: ranks the quantized ops by their effect on the gate's own metric
-    (generator/gate.py) and reverts the worst to float until the drop is within the gate's (at most 8 reverts):
+    (generator/stages/gate.py) and reverts the worst to float until the drop is within the gate's (at most 8 reverts):
     with labels top-1 accuracy (drop <= (1 - accuracy_ratio) x fp32's), for classification without labels top-1
     agreement with fp32 on the confident samples (drop <= 1 - min_confident_agreement), else the mean per-sample
     cosine to PyTorch (drop <= 1 - min_mean_cosine)."""
     import numpy as np
 
-    from ..gate import CONFIDENCE, probabilities
-    from ..verify import DEFAULT_TASK_SAMPLES, _verification_set
+    from generator.stages.gate import CONFIDENCE, probabilities
+    from generator.stages.verify import DEFAULT_TASK_SAMPLES, _verification_set
 
     vs = _verification_set(ctx.model, tol.samples or DEFAULT_TASK_SAMPLES, tol.data, tol)
     first = ctx.model.outputs[0].name

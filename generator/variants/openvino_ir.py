@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VariantFailed
-from ..runtimes import openvino_available, openvino_runner, openvino_supports
+from generator.serve.runtimes import openvino_available, openvino_runner, openvino_supports
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoOptions
 from .base import BuildContext, Skip, Variant

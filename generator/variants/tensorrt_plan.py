@@ -1,6 +1,6 @@
 """Variants ``trt-fp32``, ``trt-fp16``, ``trt-int8``, ``trt-best``: TensorRT plans for ``tensorrt_plan``.
 
-Built with Polygraphy from the fp32 export (generator/tensorrt.py), with optimization profiles from
+Built with Polygraphy from the fp32 export (generator/stages/tensorrt.py), with optimization profiles from
 the spec (batch from max_batch_size and preferred sizes, named dims from ``dims``; several via
 ``options.profiles``) and a persistent timing cache shared by every build in ``build/``.
 ``trt-int8`` calibrates with the spec's calibration data (entropy/minmax calibrator + cache).
@@ -24,7 +24,7 @@ OPTIONS = ("profiles", "triton_release", "workspace_mb", "builder_optimization_l
 
 
 def build(ctx: BuildContext, precision: str) -> None:
-    from .. import tensorrt as trt
+    from generator.stages import tensorrt as trt
 
     model, opts = ctx.model, ctx.options
     profiles = trt.profiles_for(model, ctx.variant)

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from ..errors import VariantFailed
-from ..export import dynamic_shapes, example_point, io_adapter  # noqa: F401 (dynamic_shapes: tests)
-from ..inputs import make_inputs
-from ..runtimes import aoti_runner
+from generator.stages.export import dynamic_shapes, example_point, io_adapter  # noqa: F401 (dynamic_shapes: tests)
+from generator.loading.inputs import make_inputs
+from generator.serve.runtimes import aoti_runner
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import TorchAotiOptions
 from .base import BuildContext, Skip, Variant

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..export import example_point, io_adapter, script_adapter
-from ..inputs import make_inputs
-from ..runtimes import torchscript_runner
+from generator.stages.export import example_point, io_adapter, script_adapter
+from generator.loading.inputs import make_inputs
+from generator.serve.runtimes import torchscript_runner
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import TorchscriptOptions
 from .base import BuildContext, Variant

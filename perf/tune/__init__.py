@@ -50,7 +50,7 @@ in-process ceilings), ``finals`` (the A/B re-measurement and the verdict; interv
 ``model`` (one model's tune), ``report``, ``apply`` (``--apply``, tuned.yaml), ``driver`` (``run_tune``).
 """
 
-from generator.tunespec import OBJECTIVES, TUNE_KEYS, TuneSettings, parse_tune  # noqa: F401
+from generator.spec.tune import OBJECTIVES, TUNE_KEYS, TuneSettings, parse_tune  # noqa: F401
 
 from ..client import ServerGone  # noqa: F401
 from ..confirm import ratio_interval  # noqa: F401

@@ -27,7 +27,7 @@ def apply_to_repository(repo: Path, cand: Candidate, log=print) -> str:
     """Write ``cand`` into ``repo/<variant>/config.pbtxt`` (schema + validator first; atomic; idempotent).
 
     Returns 'written', 'unchanged' or raises UserError."""
-    from generator.validate import check_model_dir, parse_config
+    from generator.config.validate import check_model_dir, parse_config
 
     mdir = Path(repo) / cand.variant
     path = mdir / "config.pbtxt"

@@ -11,7 +11,7 @@ def apply_candidate(base_cfg, c: Candidate):
     """A copy of ``base_cfg`` (a ModelConfig) with the candidate's values; warm-up follows max_batch_size."""
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from generator.validate import engine_of
+    from generator.config.validate import engine_of
 
     cfg = pb.ModelConfig()
     cfg.CopyFrom(base_cfg)
@@ -72,7 +72,7 @@ def config_text(cfg, header: str = "") -> str:
 
 def check_candidate(cfg, name: str) -> list[str]:
     """Triton's schema and tritongen's validator on a candidate config (text round trip, as the server reads it)."""
-    from generator.validate import check_config, parse_config
+    from generator.config.validate import check_config, parse_config
 
     text = config_text(cfg)
     parsed, problem = parse_config(text, f"{name}/config.pbtxt")
@@ -84,7 +84,7 @@ def check_candidate(cfg, name: str) -> list[str]:
 
 def base_config(target):
     """The variant's built config.pbtxt as a ModelConfig (a user error when it does not parse)."""
-    from generator.validate import parse_config
+    from generator.config.validate import parse_config
 
     p = target.dir / "config.pbtxt"
     cfg, problem = parse_config(p.read_text(), f"{target.name}/config.pbtxt")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from generator.errors import UserError
-from generator.tunespec import OBJECTIVES, TUNE_KEYS, TuneSettings, parse_tune
+from generator.spec.tune import OBJECTIVES, TUNE_KEYS, TuneSettings, parse_tune
 
 from ..client import ServerGone
 from .apply import apply_to_repository, spec_snippet, write_tuned
@@ -85,7 +85,7 @@ def targets_by_model(spec, repo: Path, models, remote: bool, overrides: dict) ->
 
 def start_server(repo: Path, out: Path, install, log):
     """The embedded tritonserver, explicit model control, with a second (alias) repository for the A/B rounds."""
-    from generator.server import TritonServer
+    from generator.serve.server import TritonServer
 
     alias_root = out / "ab-aliases"  # a second repository: the A/B finalists loaded side by side
     if alias_root.exists():

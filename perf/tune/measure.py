@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from generator.tunespec import TuneSettings
+from generator.spec.tune import TuneSettings
 
 from ..client import ServerClient, ServerGone, one_line  # noqa: F401 (ServerGone re-exported)
 from ..proc import group_rss_mb

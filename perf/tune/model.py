@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from generator.tunespec import TuneSettings
+from generator.spec.tune import TuneSettings
 
 from . import finals
 from .cache import Cache

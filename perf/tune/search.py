@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from generator.tunespec import TuneSettings
+from generator.spec.tune import TuneSettings
 
 from .cache import Cache
 from .measure import Bench, Measurement, score_rows

@@ -10,9 +10,9 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from generator import backends
+from generator.tables import backends
 from generator.errors import UserError
-from generator.tunespec import TuneSettings
+from generator.spec.tune import TuneSettings
 
 THREAD_KEYS = backends.thread_keys()  # engine -> the config parameter holding per-instance runtime threads
 DEFAULT_DELAYS = (0, 500, 2000, 10000, 20000, 50000)
@@ -152,7 +152,7 @@ def cores_available() -> int:
 
 def build_space(target, base_cfg, model_spec, settings: TuneSettings, cores: int) -> Space:
     """The axes for one variant: the spec's settings, the machine's cores and the verified batch range."""
-    from generator.validate import engine_of
+    from generator.config.validate import engine_of
 
     engine = engine_of(base_cfg)
     verified_mbs = model_spec.max_batch_size

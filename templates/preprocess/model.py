@@ -19,7 +19,7 @@ DLPack). TYPE_STRING needs a python backend stub that reads strings correctly: t
 at load and refuses; tritongen's embedded target sets EXECUTION_ENV_PATH to a numpy<2 + Pillow environment.
 An element that does not decode fails its request with an error naming the element; the model keeps serving.
 
-``preprocess_image`` below is a copy of ``generator.preprocess.preprocess_image`` (a test keeps them equal).
+``preprocess_image`` below is a copy of ``generator.loading.preprocess.preprocess_image`` (a test keeps them equal).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ _capsule_set_name.restype = ctypes.c_int
 
 
 # ------------------------------------------------------------------------------------------- runtimes
-# Session creation lives in one place, generator/runtimes.py; the build copies it beside this file as
+# Session creation lives in one place, generator/serve/runtimes.py; the build copies it beside this file as
 # tritongen_runtimes.py, with the backend table it reads as tritongen_backends.py (the stub runs isolated and
 # cannot import the generator package).
 
@@ -96,10 +96,10 @@ try:
     import tritongen_runtimes as _rt  # noqa: E402  (the build's copy, beside this file)
 except ImportError:  # a hand-assembled repository: the generator package installed in the stub's Python
     try:
-        from generator import runtimes as _rt  # noqa: E402
+        from generator.serve import runtimes as _rt  # noqa: E402
     except ImportError as exc:
         raise ImportError("tritongen runner: tritongen_runtimes.py is not beside model.py and the generator package "
-                          "is not importable; copy generator/runtimes.py and generator/backends.py there as "
+                          "is not importable; copy generator/serve/runtimes.py and generator/tables/backends.py there as "
                           "tritongen_runtimes.py and tritongen_backends.py") from exc
 
 _RUNTIMES = tuple(_rt.SESSIONS)
@@ -147,7 +147,7 @@ class TritonPythonModel:
 
     def _mimic(self, runtime, params, warmups):
         """The target release's native-backend failures (parameters triton_version / native_behaviours, written
-        by tritongen from generator/releases.py), so serving tests here fail where that release would."""
+        by tritongen from generator/tables/releases.py), so serving tests here fail where that release would."""
         behaviours = set(filter(None, (params.get("native_behaviours") or "").split(",")))
         self.release = params.get("triton_version") or "?"
         threads = params.get("INTER_OP_THREAD_COUNT") or "0"

@@ -1,4 +1,4 @@
-"""A real TensorRT build and inference: generator.tensorrt.build_engine -> Polygraphy TrtRunner,
+"""A real TensorRT build and inference: generator.stages.tensorrt.build_engine -> Polygraphy TrtRunner,
 compared with onnxruntime (CPU) and PyTorch.
 
 Needs the TensorRT builder (``import tensorrt`` with ``tensorrt.Builder``) and a CUDA GPU. Neither
@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from polygraphy.backend.trt import EngineFromPath, TrtRunner  # noqa: E402
 
-from generator import tensorrt as T  # noqa: E402
+from generator.stages import tensorrt as T  # noqa: E402
 from generator.spec import parse_spec  # noqa: E402
 
 pytestmark = pytest.mark.gpu

@@ -2,7 +2,7 @@
 
 One entry per architecture: the factory in ``factories.py`` and the spec's model mapping (inputs,
 outputs by the key forward() returns them under, dims, batch, gate). ``spec_for`` turns an entry into a
-complete spec that ``tritongen build`` (or ``generator.pipeline.build``) takes; ``tests/zoo/run_zoo.py``
+complete spec that ``tritongen build`` (or ``generator.build.pipeline.build``) takes; ``tests/zoo/run_zoo.py``
 builds them all (``make zoo``) and ``tests/test_zoo.py`` builds the ``FAST`` subset in ``make test``.
 
 Sizes are cut (hidden 32, 1-2 layers, 32-64 px images, < 2000 audio samples) so a model builds in

@@ -3,7 +3,7 @@
     python tests/zoo/run_zoo.py [--models bert,resnet] [--variants onnx,torchscript] [--work build/zoo] [--force]
 
 Each model is built in its own process (one spec per model, ``generator.spec.load_spec`` +
-``generator.pipeline.build``), so a crash in one runtime cannot take the others down; results come from
+``generator.build.pipeline.build``), so a crash in one runtime cannot take the others down; results come from
 ``BuildReport.results``. A model whose build raises a ``UserError`` gets that one line in every cell;
 a crash or a tritongen bug gets its first line (the full log is ``<work>/logs/<model>.log``).
 Writes ``<work>/results.md`` and ``<work>/results.json``. Exit 1 when any cell crashed or hit a
@@ -58,7 +58,7 @@ def write_spec(name: str, variants, work: Path) -> Path:
 
 
 class _Progress:
-    """generator.pipeline.Events printing one line per stage (to the model's log)."""
+    """generator.build.pipeline.Events printing one line per stage (to the model's log)."""
 
     def stage(self, model, text):
         print(f"[{model}] {text}", flush=True)
@@ -90,7 +90,7 @@ def build_one(name: str, variants=VARIANTS, work: Path = ROOT / "build" / "zoo",
     the row is written there after each variant (``partial: true``), so a crash keeps the cells already built.
     """
     from generator.errors import UserError
-    from generator.pipeline import build, Events
+    from generator.build.pipeline import build, Events
     from generator.spec import load_spec
 
     work = Path(work).resolve()
