@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = shutil.ignore_patterns(".venv", ".git", "build", "model_repository", ".tools", "checkpoints", "results",
-                              "__pycache__", "*.egg-info", ".pytest_cache", "tests")
+_SKIP = shutil.ignore_patterns(".venv", ".git", "model_repository", ".tools", "checkpoints", "results",
+                               "__pycache__", "*.egg-info", ".pytest_cache", "tests")
+
+
+def SKIP(folder, names):
+    """What the wheel is not built from; ``build/`` only at the root (``generator/build/`` is a package)."""
+    skipped = set(_SKIP(folder, names))
+    if Path(folder).resolve() == ROOT and "build" in names:
+        skipped.add("build")
+    return skipped
 
 
 @pytest.fixture(scope="module")
