@@ -62,9 +62,13 @@ NOT_PROFILED = {
 }
 
 
+def _is_mm(op: str) -> bool:  # OpenVINO has FullyConnected{,Compressed,Quantized,QuantizedLegacy}
+    return op in probe.MATMUL_LIKE or op.startswith("FullyConnected")
+
+
 def op_class(op: str, ins: list | None = None) -> str:
     """The class of one (executed or graph) op; ``ins``: its input shapes (None where unknown)."""
-    if op in probe.MATMUL_LIKE:
+    if _is_mm(op):
         ins = ins or []
         batched = [s for s in ins[1:] if s is not None and len(s) >= 3]
         return "attention" if ins and ins[0] is not None and len(ins[0]) >= 3 and batched else "gemm"
@@ -162,7 +166,30 @@ def _ov_layers(artifact: Path, feeds: dict) -> dict:
         ins = [dims(op.input(i).get_partial_shape()) for i in range(op.get_input_size())]
         outs = [dims(op.output(i).get_partial_shape()) for i in range(op.get_output_size())]
         t = op.get_type_name()
-        out[op.get_friendly_name()] = {"op": t, "flops": probe.op_flops(t, ins, outs), "class": op_class(t, ins)}
+        out[op.get_friendly_name()] = {"op": t, "flops": probe.op_flops(t, ins, outs), "class": op_class(t, ins),
+                                       "from": [op.input(i).get_source_output().get_node().get_friendly_name()
+                                                for i in range(op.get_input_size())]}
+    return out
+
+
+def _ov_origins(acc: dict, fused: dict, layers: dict) -> dict:
+    """Executed node -> the model's layers it runs. The runtime model names what each node fused; names the
+    plugin made up ("x/DequantizationMultiply") fall back to the part before "/", and a MatMul/Convolution that is
+    no executed node itself (absorbed, e.g. under its bias Add) goes to the node that names its consumer."""
+    def key(x):
+        return x if x in layers else x.split("/")[0] if x.split("/")[0] in layers else None
+
+    claimed: set = set()
+    out = {}
+    for name in acc:
+        got = []
+        for k in [key(x) for x in fused.get(name, [name])]:
+            for cand in [k] + (layers[k]["from"] if k else []):
+                if cand and cand in layers and cand not in claimed and (cand == k or (
+                        cand not in acc and layers[cand]["flops"])):
+                    claimed.add(cand)
+                    got.append(layers[cand])
+        out[name] = got
     return out
 
 
@@ -205,15 +232,18 @@ def _profile_ov(artifact: Path, feeds: dict, settings: dict, in_names, out_names
     for op in session.compiled.get_runtime_model().get_ordered_ops():
         names = op.get_rt_info()["originalLayersNames"].astype(str)
         fused[op.get_friendly_name()] = [x for x in names.split(",") if x] or [op.get_friendly_name()]
+    origins = _ov_origins(acc, fused, layers)
     out = []
     for rec in acc.values():
-        origin = [layers[x] for x in fused.get(rec["name"], [rec["name"]]) if x in layers]
+        origin = origins[rec["name"]]
         flops = [o["flops"] for o in origin if o["flops"] is not None]
         cls = op_class(rec["op"])
-        if rec["op"] in probe.MATMUL_LIKE or rec["op"] in ("Eltwise", "Subgraph"):  # refine by what was fused in
-            ranked = [c for c in ("attention", "gemm", "activation", "norm", "quantize") if any(o["class"] == c for o in origin)]
-            cls = ranked[0] if ranked else ("gemm" if rec["op"] in probe.MATMUL_LIKE else "other")
-        if rec["op"] == "Reorder" and _ov_precision(rec["kernel"]) == "int8":
+        heavy = [c for c in ("attention", "conv", "gemm") if any(o["class"] == c for o in origin)]
+        if heavy:  # a node that fused a GEMM/conv/attention layer (with its bias, activation, Q/DQ) is that class
+            cls = heavy[0]
+        elif cls == "other" and origin:  # Eltwise, Subgraph...: the class of what it fused
+            cls = next((c for c in ("norm", "activation", "quantize") if any(o["class"] == c for o in origin)), cls)
+        if rec["op"] in ("Reorder", "Convert") and _ov_precision(rec["kernel"]) == "int8":
             cls = "quantize"
         counts = cls in ("gemm", "attention", "conv") and rec["op"] not in ("Softmax", "SoftMax")
         out.append({"name": rec["name"], "op": rec["op"], "class": cls, "kernel": rec["kernel"],
@@ -335,6 +365,10 @@ def summarise(nodes: list[dict], peaks: dict, graph_classes: dict | None = None,
         out["notes"].append(f"the served OpenVINO model runs every call at max_batch_size {meta['executed_batch']} "
                             f"(batch {meta['batch']} zero-padded, or refused without ENABLE_BATCH_PADDING): the times and FLOPs are those of batch "
                             f"{meta['executed_batch']}")
+    over = [c["label"] for c in classes.values() if (c["ceiling_share"] or 0) > 1]
+    if over:
+        out["notes"].append(f"{', '.join(over)} above 100% of the ceiling: the GEMM probe ran under load and "
+                            "underestimates it; delete machine_probe.json and re-run on a quiet machine")
     for c in classes.values():
         if c["uncounted_nodes"]:
             out["notes"].append(f"{c['label']}: {c['uncounted_nodes']} executed node(s) without the shapes to count "

@@ -155,6 +155,21 @@ def test_openvino_counters_on_a_tiny_ir(tiny, tmp_path):
     assert cls["gemm"]["precision"] == "fp32" and prof["executed_batch"] == B
 
 
+def test_openvino_runs_a_qdq_model_with_int8_kernels_counted_as_gemm(tiny, tmp_path):
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    qdq = tmp_path / "qdq.onnx"
+    quantize_static(str(tiny), str(qdq), _calibration(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul", "Conv"], per_channel=True)
+    prof = opprofile.profile(qdq, "openvino", B, feeds=_feeds(), peaks=PEAKS, runs=3, min_s=0.0)
+    _check_sums(prof)
+    cls = prof["classes"]
+    # OpenVINO fuses DQ -> MatMul -> Q into one int8 FullyConnected (exec_type ..._i8/_I8): the projection's FLOPs
+    assert cls["gemm"]["precision"] == "int8" and cls["gemm"]["flops"] == GEMM, cls["gemm"]
+    assert cls["conv"]["precision"] == "int8" and cls["conv"]["flops"] == CONV, cls["conv"]
+    assert any(o.startswith("FullyConnected") for o in cls["gemm"]["ops"])
+
+
 def test_cli_standalone_writes_json_and_refuses_a_bad_path(tiny, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TRITONGEN_PEAKS=json.dumps(PEAKS))
     out = tmp_path / "p.json"
