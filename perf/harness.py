@@ -16,6 +16,8 @@ Order of work (each step a plain function, in this file or its own module):
    ``UserError`` says what happened.
 5. ``perf.report.write_report``: results.json/csv, plots, report.md/html, commands.txt; the best
    gate-passed variant under the p99 budget per model.
+6. After the sweep, the server gone: that best variant's per-operator profile (``perf.opprofile``, own
+   subprocess, at its concurrency as the batch): "Where the time goes" in the report.
 """
 
 from __future__ import annotations
@@ -302,6 +304,7 @@ def run_perf(
     baseline_rounds: int = 3,
     request_rates: list[float] | None = None,
     gemm_probe: bool = True,
+    op_profile: bool = True,
     pa_measurement_ms: int | None = None,
     run_id: str | None = None,
     install=None,
@@ -386,9 +389,26 @@ def run_perf(
     finally:
         if server is not None:
             server.stop()
+    if op_profile:  # 6. where the best variant's time goes, once the server is gone (perf.opprofile)
+        run["opprofile"] = _where_time_goes(run, active, spec_path, run_dir, latency_budget_ms, log)
     save(final=True)
     log(f"report: {run_dir / 'report.md'}")
     return run_dir
+
+
+def _where_time_goes(run: dict, targets: list[Target], spec_path: Path, run_dir: Path, budget_ms: float, log) -> dict:
+    """The best variant of each model (as the report chooses it) profiled per operator at its concurrency."""
+    from . import opprofile
+    from .report import choose_winners, enrich
+
+    by_name, best = {t.name: t for t in targets}, {}
+    for model, w in choose_winners(enrich(run), float(budget_ms)).items():
+        if w["row"] and w["row"]["triton_name"] in by_name:
+            t = by_name[w["row"]["triton_name"]]
+            best[model] = (t.name, t.runtime, t.artifact, max(1, int(w["row"]["concurrency"])))
+    got = opprofile.for_winners(best, spec_path, (run.get("probe") or {}).get("peak_gflops") or {}, run_dir, log)
+    run["commands"] += [p["command"] for p in got.values() if p.get("command")]
+    return got
 
 
 def _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, rates, budget_ms, measurement_s,

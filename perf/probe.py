@@ -6,7 +6,8 @@ fp32 with numpy and torch; bf16 with torch when the CPU has ``avx512_bf16`` (or 
 ceiling that a variant's achieved FLOP/s is divided by.
 
 ``count_flops(onnx_path, batch)`` counts multiply-adds as 2 FLOPs in MatMul / Gemm / Conv (and their
-integer and QLinear forms) with shapes from ONNX shape inference at a concrete batch and the spec's ``opt``
+integer and QLinear forms; ``op_flops`` is the one formula per op, also used on ONNX Runtime's and OpenVINO's
+executed ops by ``perf.opprofile``) with shapes from ONNX shape inference at a concrete batch and the spec's ``opt``
 dims. Elementwise ops, softmax and normalisation are not counted: for ViT and CNNs they are < 2 % of
 the FLOPs, and they are not what the GEMM ceiling measures.
 """
@@ -42,11 +43,9 @@ def _dims(vi) -> list | None:
     return out
 
 
-def count_flops(onnx_path: str | os.PathLike, input_shapes: dict[str, list[int]]) -> dict:
-    """``{"flops": total, "by_op": {op: flops}, "uncounted": [node names whose shapes were unknown]}``.
-
-    ``input_shapes`` gives every graph input a concrete shape (batch and named dims filled in).
-    """
+def graph_nodes(onnx_path: str | os.PathLike, input_shapes: dict[str, list[int]]) -> list[dict]:
+    """Every node of the graph with its input/output shapes from ONNX shape inference at ``input_shapes``
+    (None where unknown) and its FLOPs (``op_flops``; None for ops without a formula or unknown shapes)."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
@@ -78,50 +77,77 @@ def count_flops(onnx_path: str | os.PathLike, input_shapes: dict[str, list[int]]
         d = _dims(vi)
         if d is not None:
             shapes[vi.name] = d
+    out = []
+    for i, node in enumerate(inferred.graph.node):
+        ins = [shapes.get(n) if n else None for n in node.input]
+        outs = [shapes.get(n) for n in node.output]
+        out.append({"name": node.name or f"{node.op_type}_{i}", "op": node.op_type, "inputs": ins, "outputs": outs,
+                    "flops": op_flops(node.op_type, ins, outs)})
+    return out
+
+
+def count_flops(onnx_path: str | os.PathLike, input_shapes: dict[str, list[int]]) -> dict:
+    """``{"flops": total, "by_op": {op: flops}, "uncounted": [node names whose shapes were unknown]}``.
+
+    ``input_shapes`` gives every graph input a concrete shape (batch and named dims filled in).
+    """
     total, by_op, uncounted = 0, {}, []
-    for node in inferred.graph.node:
-        if node.op_type not in GEMM_OPS:
+    for n in graph_nodes(onnx_path, input_shapes):
+        if n["op"] not in GEMM_OPS:
             continue
-        f = _node_flops(node, shapes)
-        if f is None:
-            uncounted.append(node.name or node.op_type)
+        if n["flops"] is None:
+            uncounted.append(n["name"])
             continue
-        total += f
-        by_op[node.op_type] = by_op.get(node.op_type, 0) + f
+        total += n["flops"]
+        by_op[n["op"]] = by_op.get(n["op"], 0) + n["flops"]
     return {"flops": int(total), "by_op": by_op, "uncounted": uncounted}
 
 
-def _attr(node, name, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            import onnx
-
-            return onnx.helper.get_attribute_value(a)
-    return default
+# ONNX, ONNX Runtime (com.microsoft, NCHWc) and OpenVINO op types by formula
+MATMUL_LIKE = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "FusedMatMul", "FusedGemm", "MatMulIntegerToFloat",
+               "DynamicQuantizeMatMul", "QGemm", "FullyConnected"}
+CONV_LIKE = {"Conv": 1, "FusedConv": 1, "NchwcConv": 1, "ConvInteger": 1, "QLinearConv": 3, "Convolution": 1}
+ATTENTION_OPS = {"Attention", "QAttention", "MultiHeadAttention", "ScaledDotProductAttention"}
 
 
-def _node_flops(node, shapes) -> int | None:
-    op = node.op_type
-    out = shapes.get(node.output[0])
-    if op in ("MatMul", "MatMulInteger", "FusedMatMul", "QLinearMatMul"):
-        a = shapes.get(node.input[0])
-        if out is None or a is None or not a:
+def matmul_k(a: list, out: list) -> int:
+    """The reduction length of a (batched) matrix product: A is [..., M, K], or [..., K, M] when transposed."""
+    if len(a) < 2 or len(out) < 2:
+        return int(a[-1])
+    return int(a[-1] if a[-2] == out[-2] else a[-2])
+
+
+def op_flops(op: str, ins: list, outs: list) -> int | None:
+    """FLOPs (2 per multiply-add) of one op from its input and output shapes (None: no formula, or a shape the
+    formula needs is unknown). Shapes come from ONNX shape inference, ONNX Runtime's profiler or OpenVINO."""
+    out = outs[0] if outs else None
+    a = ins[0] if ins else None
+    if out is None or a is None:
+        return None
+    if op in MATMUL_LIKE:
+        return 2 * int(np.prod(out)) * matmul_k(a, out) if a else None
+    if op in CONV_LIKE or op == "GroupConvolution":
+        w = ins[CONV_LIKE.get(op, 1)] if len(ins) > CONV_LIKE.get(op, 1) else None
+        if w is None or len(w) != len(out) + (op == "GroupConvolution"):  # a trace may leave a pre-packed weight out
             return None
-        k = a[-1] if len(a) > 1 else a[0]
-        return 2 * int(np.prod(out)) * int(k)
-    if op == "Gemm":
-        a = shapes.get(node.input[0])
-        if out is None or a is None:
+        # weight [M, C/group, k1, ...] (OpenVINO's GroupConvolution: [G, M/G, C/G, k1, ...]): each output element
+        # does C/group * prod(k) multiply-adds
+        return 2 * int(np.prod(out)) * int(np.prod(w[2:] if op == "GroupConvolution" else w[1:]))
+    if op == "ConvTranspose":
+        w = ins[1] if len(ins) > 1 else None  # [C, M/group, k...]: each input element feeds M/group * prod(k) outputs
+        return None if w is None else 2 * int(np.prod(a)) * int(np.prod(w[1:]))
+    w = ins[1] if len(ins) > 1 else None
+    if op == "QAttention" or (op == "Attention" and w is not None and len(w) == 2):
+        # com.microsoft: input [B, S, Hin] x weights [Hin, 3H] (the QKV projection), then QK^T and AV
+        if w is None or len(a) != 3:
             return None
-        k = a[0] if _attr(node, "transA", 0) else a[1]
-        return 2 * int(np.prod(out)) * int(k)
-    if op in ("Conv", "ConvInteger", "QLinearConv"):
-        w_index = 3 if op == "QLinearConv" else 1
-        w = shapes.get(node.input[w_index])
-        if out is None or w is None:
+        b, s, h_in = a
+        return 2 * b * s * h_in * int(w[-1]) + 4 * b * s * s * int(out[-1])
+    if op in ATTENTION_OPS:
+        # ONNX Attention, MultiHeadAttention, OpenVINO SDPA: Q [B, S, H] / [B, heads, S, d], K [B, L, H] / [B, heads, L, d]
+        if w is None or len(w) < 3:
             return None
-        # weight [M, C/group, k1, k2, ...]: each output element does C/group * prod(k) multiply-adds
-        return 2 * int(np.prod(out)) * int(np.prod(w[1:]))
+        return 4 * int(np.prod(a)) * int(w[1] if len(w) == 3 else w[-2])
     return None
 
 

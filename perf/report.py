@@ -290,6 +290,22 @@ def _best_section(md: list, body: list, winners: dict, budget: float) -> None:
 
 
 
+def _opprofile_section(md: list, body: list, profs: dict) -> None:
+    """Where the best variant's time goes, per op class and node (``perf.opprofile``), when the run has it."""
+    if not profs:
+        return
+    from .opprofile import headline, markdown, tables
+
+    md.append("## Where the time goes\n")
+    body.append("<h2>Where the time goes</h2>")
+    for model, p in sorted(profs.items()):
+        md.append(markdown(p, f"{model} (`{p.get('triton_name')}`)"))
+        body.append(f"<p><b>{html.escape(model)} ({html.escape(str(p.get('triton_name')))})</b>: "
+                    f"{html.escape(headline(p))}</p>")
+        body += [_html_table(t) for t in (tables(p) if p.get("classes") else ())]
+        body += [f"<p>{html.escape(n)}</p>" for n in p.get("notes", [])]
+
+
 def write_report(run: dict, out_dir: Path) -> dict:
     """Write every report file into ``out_dir``; returns ``{"winners": ..., "files": [...]}``."""
     out_dir = Path(out_dir)
@@ -327,6 +343,7 @@ def write_report(run: dict, out_dir: Path) -> dict:
     body.append("<ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in facts) + "</ul>")
 
     _best_section(md, body, winners, budget)
+    _opprofile_section(md, body, run.get("opprofile") or {})
     rate_lines = rate_summary(run)
     if rate_lines:
         md.append(f"## Open loop: the highest Poisson request rate held (p99 <= {budget:g} ms)\n")
@@ -395,4 +412,9 @@ batch c.
 Ceiling: a square GEMM probe (n=2048, all cores) per precision; achieved FLOP/s counts only MatMul/Gemm/Conv in the
 ONNX graph (2 FLOPs per multiply-add) at the spec's opt dims. Client and server share this machine's cores, so the
 client's own CPU time is part of the served number.
+
+Where the time goes: after the sweep, the best variant's served session in-process at its concurrency as the batch,
+with the runtime's own profiler (ONNX Runtime's trace, OpenVINO's PERF_COUNT), warm-up runs discarded; per op class the
+time, the FLOPs of its executed nodes (their shapes, or the ONNX graph's) and the GFLOP/s as a share of the GEMM
+probe's ceiling of the class's precision (perf.opprofile).
 """

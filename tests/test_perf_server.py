@@ -104,6 +104,11 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
     assert res["eager"]["lin"]["rows"][1]["concurrency"] == 2
     assert res["flops"]["lin"]["flops_per_inference"] == 2 * 4 * 3
     assert "lin__torchscript" in (run_dir / "report.md").read_text()  # the skip and its reason are reported
+    # the winner's per-operator profile (perf.opprofile, own process) at its concurrency, in the report
+    prof = res["opprofile"]["lin"]
+    assert prof["triton_name"] == "lin__onnx" and prof["batch"] == res["winners"]["lin"]["concurrency"], prof
+    assert prof["classes"]["gemm"]["flops"] == 2 * 4 * 3 * prof["batch"]
+    assert "## Where the time goes" in (run_dir / "report.md").read_text()
     assert any("perf.baseline" in c for c in (run_dir / "commands.txt").read_text().splitlines())
 
 

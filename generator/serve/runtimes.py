@@ -154,6 +154,9 @@ def ort_session(path: Path, level: str = "all", threads: int = 0, optimized_out:
     if "enable_mem_pattern" in s:
         so.enable_mem_pattern = _true(s["enable_mem_pattern"])
         rec["enable_mem_pattern"] = str(so.enable_mem_pattern).lower()
+    if s.get("profile_file_prefix"):  # perf.opprofile: ORT's per-node profiler (a tritongen key, not the backend's)
+        so.enable_profiling = True
+        so.profile_file_prefix = s["profile_file_prefix"]
     if record is not None:
         record.options = so  # what was asked (ORT may fall back, e.g. to sequential execution, on its own)
     if optimized_out is not None:
@@ -319,6 +322,8 @@ def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", 
     if st is not None:
         cfg["NUM_STREAMS"] = st if isinstance(st, int) else (int(st) if str(st).isdigit() else str(st).upper())
         rec["NUM_STREAMS"] = str(st)
+    if _true(s.get("PERF_COUNT", "")):  # perf.opprofile: per-node counters (infer_request.get_profiling_info())
+        cfg["PERF_COUNT"] = True
     if s.get("COMPILATION_NUM_THREADS"):
         cfg["COMPILATION_NUM_THREADS"] = int(s["COMPILATION_NUM_THREADS"])
         rec["COMPILATION_NUM_THREADS"] = s["COMPILATION_NUM_THREADS"]
