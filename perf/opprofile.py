@@ -4,7 +4,7 @@
     markdown(prof) -> str, tables(prof) -> (class rows, top rows)  # the report's "Where the time goes"
     python -m perf.opprofile MODEL_DIR_OR_FILE --batch N [--spec S --model M] [--json OUT]
 
-The session is the served one (``generator.runtimes`` with the config's settings, as ``perf.baseline``), with
+The session is the served one (``generator.serve.runtimes`` with the config's settings, as ``perf.baseline``), with
 the runtime's own profiler on: ONNX Runtime's ``enable_profiling`` (the JSON trace: one "Node" event per
 executed kernel with its ``op_name``, duration and input/output shapes) or OpenVINO's ``PERF_COUNT``
 (``get_profiling_info()`` after each call: node type, ``exec_type`` -- the kernel, e.g. ``brgemm_avx2_I8``
@@ -129,7 +129,7 @@ def _ort_records(per_run: list[list[dict]], graph: dict) -> list[dict]:
 
 def _profile_ort(artifact: Path, feeds: dict, settings: dict, in_names, out_names, warmup: int, runs: int,
                  min_s: float, graph: dict):
-    from generator.runtimes import open_session
+    from generator.serve.runtimes import open_session
 
     with tempfile.TemporaryDirectory(prefix="tritongen-ortprof-") as tmp:
         session = open_session("onnxruntime", artifact, in_names, out_names,
@@ -200,7 +200,7 @@ def _ov_precision(exec_type: str) -> str:
 
 def _profile_ov(artifact: Path, feeds: dict, settings: dict, in_names, out_names, warmup: int, runs: int,
                 min_s: float, input_dims, max_batch_size: int):
-    from generator.runtimes import open_session
+    from generator.serve.runtimes import open_session
 
     session = open_session("openvino", artifact, in_names, out_names, {**settings, "PERF_COUNT": "YES"},
                            input_dims=input_dims, max_batch_size=max_batch_size)
@@ -284,9 +284,9 @@ def profile(artifact, runtime: str, batch: int, threads: int = 0, *, feeds: dict
             warmup: int = 2, runs: int = 3, min_s: float = 1.0, input_dims=None, max_batch_size: int = 0) -> dict:
     """Profile ``artifact`` on ``runtime`` (onnxruntime | openvino) at ``batch``; ``threads`` > 0 overrides the
     settings' intra-op threads. ``feeds`` default to random tensors from the artifact's own inputs; ``settings``
-    (``generator.runtimes``' keys) default to the config beside the artifact (``perf.baseline.served_settings``).
+    (``generator.serve.runtimes``' keys) default to the config beside the artifact (``perf.baseline.served_settings``).
     ``peaks``: GFLOP/s per precision (the GEMM probe's ``peak_gflops``). Returns the profile record."""
-    from generator.runtimes import with_threads
+    from generator.serve.runtimes import with_threads
 
     artifact = Path(artifact)
     if runtime not in ("onnxruntime", "openvino"):
@@ -466,9 +466,9 @@ def _resolve(path: Path) -> tuple[Path, str]:
     """(artifact, runtime) of a file or a Triton model folder (its config's platform/backend)."""
     if path.is_file():
         return path, "openvino" if path.suffix == ".xml" else "onnxruntime"
-    from generator import backends
+    from generator.tables import backends
     from generator.errors import UserError
-    from generator.validate import parse_config
+    from generator.config.validate import parse_config
 
     if not (path / "config.pbtxt").is_file():
         raise UserError(f"{path}: neither a model file (.onnx, .xml) nor a model folder with config.pbtxt")
@@ -518,7 +518,7 @@ def for_winners(best: dict, spec_path: Path, peaks: dict, run_dir: Path, log=pri
 
 
 def _spec_feeds(spec: Path, model_name: str, batch: int):
-    from generator.inputs import make_inputs
+    from generator.loading.inputs import make_inputs
     from generator.spec import load_spec
 
     from .loadgen import spec_point
