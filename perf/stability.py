@@ -16,6 +16,7 @@ eager fp32 throughput "grew" 5x from batch 1 to batch 8, which PyTorch eager on 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -33,16 +34,26 @@ BATCH_GAIN_LIMIT = {"eager": 2.0}
 
 
 def quiet_check(probe_s: float = 0.3) -> dict:
-    """The 1-minute load average and the median time of a fixed small numpy GEMM (the same work every time)."""
+    """The 1-minute load average and the median time of a fixed small numpy GEMM (the same work every time),
+    on one BLAS thread: a multi-threaded GEMM this small waits on the scheduler for its threads, and on a
+    loaded machine it was bimodal (0.2 ms or 24-32 ms, the same machine a second apart), which is no measure
+    of the machine's speed."""
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
     times = []
-    deadline = time.perf_counter() + probe_s
-    while time.perf_counter() < deadline or len(times) < 5:
-        t = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(1)
+    except ImportError:  # not installed: the BLAS's own threads (noisier under load)
+        limit = contextlib.nullcontext()
+    with limit:
+        deadline = time.perf_counter() + probe_s
+        while time.perf_counter() < deadline or len(times) < 5:
+            t = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - t)
     return {"load1": os.getloadavg()[0], "probe_ms": statistics.median(times) * 1e3, "cores": os.cpu_count()}
 
 
