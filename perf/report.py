@@ -190,7 +190,16 @@ def choose_winners(rows: list[dict], budget_ms: float) -> dict:
         clean = [r for r in passed if not r.get("errors") and not r.get("aborted") and (r.get("throughput") or 0) > 0]
         within_all = [r for r in clean if r.get("p99_ms") is not None and r["p99_ms"] <= budget_ms]
         within = [r for r in within_all if not r.get("unreliable")]
-        if within:
+        fastest = max(within_all, key=lambda r: r["throughput"]) if within_all else None
+        if within and fastest.get("unreliable"):  # a reliable "best" slower than an unreliable step is no best
+            best = max(within, key=lambda r: r["throughput"])
+            out[model] = {"row": None, "driver": driver,
+                          "why": f"the fastest step within p99 <= {budget_ms:g} ms, {fastest['variant']} at concurrency "
+                                 f"{fastest['concurrency']} ({fastest['throughput']:.2f}/s median), is unreliable "
+                                 f"because {fastest['unreliable']}; the fastest reliable one, {best['variant']} at "
+                                 f"concurrency {best['concurrency']} ({best['throughput']:.2f}/s), cannot be named "
+                                 f"best over it: re-run on a quieter machine"}
+        elif within:
             best = max(within, key=lambda r: r["throughput"])
             out[model] = {"row": best, "driver": driver, "runner_up": _runner_up(best, within),
                           "why": f"highest throughput with p99 <= {budget_ms:g} ms among {len({r['variant'] for r in passed})} "

@@ -195,6 +195,14 @@ def test_no_winner_or_headline_from_an_unreliable_step_or_a_disturbed_baseline(t
     assert "x PyTorch eager" not in best and "no ratio to PyTorch eager fp32: its baseline is not trustworthy" in best
     assert "served / in-process 0.93x" in best  # the in-process baseline itself is fine
 
+    run = _run(b_int8=140.0)  # int8 fastest, but one of its steps spread: no best variant over it
+    int8 = next(s for s in run["steps"] if s["model"] == "m__onnx-int8" and s["concurrency"] == 4)
+    int8["unreliable"] = "its 3 rounds give a 95% interval of +-40% of the median"
+    write_report(run, tmp_path / "f")
+    md = (tmp_path / "f" / "report.md").read_text()
+    assert "no winner: the fastest step within p99 <= 100 ms, onnx-int8 at concurrency 4 (350.00/s median), is " \
+           "unreliable" in md and "the fastest reliable one, onnx at concurrency 4 (250.00/s), cannot be named" in md
+
     run = _run(jitter=(1.0, 1.4, 0.7))  # every step's rounds far apart
     write_report(run, tmp_path / "u")
     md = (tmp_path / "u" / "report.md").read_text()
