@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf tune tune-vs-ma plans clean help
+.PHONY: setup repo test validate bench serve stop perf perf-twice tune tune-vs-ma plans clean help
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -16,7 +16,8 @@ help:
 	@echo "make validate check $(REPO)/ with Triton's schema"
 	@echo "make bench    speed table of every variant vs PyTorch eager"
 	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
-	@echo "make perf     build + serve + sweep + report + stop"
+	@echo "make perf     build + serve + sweep (3 interleaved rounds) + report + stop"
+	@echo "make perf-twice  make perf twice, then compare the runs (perf.compare_runs)"
 	@echo "make tune     search variant x Triton settings through the server, apply the winner"
 	@echo "make tune-vs-ma  tritongen tune vs Triton Model Analyzer, side by side"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
@@ -58,10 +59,19 @@ stop: setup
 	$(BIN)/tritongen stop
 
 # build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
+# every step and baseline in 3 interleaved rounds (--rounds); a served round's window: measurement-s / rounds, at least 2 s
 PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000
+RUN_ID ?=
 perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
-	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS)
+	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS) $(if $(RUN_ID),--run-id $(RUN_ID))
+
+# `make perf` twice in a row, then do the two runs agree? (perf.compare_runs: exit 1 with the reason if not)
+perf-twice:
+	@id=twice-$$(date +%Y%m%d-%H%M%S); \
+	$(MAKE) --no-print-directory perf RUN_ID=$$id-a && \
+	$(MAKE) --no-print-directory perf RUN_ID=$$id-b && \
+	$(BIN)/python -m perf.compare_runs perf/results/$$id-a perf/results/$$id-b
 
 # search variant x instances x max_batch_size x queue delay x threads through the embedded server; the
 # winner is written into the embedded repository and into $(REPO) (both validated); tuned.yaml keeps it

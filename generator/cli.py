@@ -228,7 +228,11 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--protocol", type=click.Choice(["grpc", "http", "both"]), default="grpc", show_default=True)
 @click.option("--measurement-s", type=float, default=10.0, show_default=True, help="Window per concurrency step.")
 @click.option("--max-requests", type=int, default=2000, show_default=True, help="Request cap per step.")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Interleaved rounds of every step and baseline (medians, 95% intervals); each round's window "
+                   "is --measurement-s / rounds (at least 2 s).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("perf/results"), show_default=True)
+@click.option("--run-id", default=None, help="The run folder's name under --out (default: a timestamp).")
 @click.option("--no-baselines", is_flag=True, help="Skip the in-process and PyTorch eager baselines.")
 @click.option("--no-op-profile", is_flag=True, help="Skip the best variant's per-operator profile (Where the time goes).")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
@@ -236,7 +240,7 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, out, no_baselines, no_op_profile, images, sentences):
+         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     \b
@@ -257,7 +261,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
         raise UserError(f"--concurrency {concurrency}: give integers like 1,2,4,8")
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
-                       baselines=not no_baselines, op_profile=not no_op_profile,
+                       baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
                        real_inputs=RealInputs(images, sentences))
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
 

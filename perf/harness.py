@@ -11,11 +11,12 @@ Order of work (each step a plain function, in this file or its own module):
 3. The server: ``url`` given -> that running Triton, nothing started; else ``generator.serve.server.TritonServer``
    on ``repo`` in explicit model-control mode, loading one model at a time (a model that fails to load is
    skipped with the server's reason, and only the model under test holds the CPU).
-4. For each model, each driver, each concurrency: server statistics before, one bounded step, statistics
-   after. A step that ends with the server gone stops the sweep: the finished steps are written and a
-   ``UserError`` says what happened.
+4. ``perf.sweep``: in ``rounds`` interleaved rounds (variant order rotated), for each model, each driver,
+   each concurrency: server statistics before, one bounded step, statistics after; per step the median and
+   95% interval of the rounds, the unreliable steps re-measured once. A step that ends with the server gone
+   stops the sweep: the finished steps are written and a ``UserError`` says what happened.
 5. ``perf.report.write_report``: results.json/csv, plots, report.md/html, commands.txt; the best
-   gate-passed variant under the p99 budget per model.
+   gate-passed variant under the p99 budget per model, from reliable steps only.
 6. After the sweep, the server gone: that best variant's per-operator profile (``perf.opprofile``, own
    subprocess, at its concurrency as the batch): "Where the time goes" in the report.
 """
@@ -38,8 +39,9 @@ from generator.errors import UserError
 
 from . import baseline as baseline_mod
 from . import inputs as real_inputs_mod
-from . import loadgen, pa_driver, probe, server_stats
-from .client import ServerClient, ServerGone, one_line
+from . import pa_driver, probe
+from . import sweep as sweep_mod
+from .client import ServerClient, ServerGone
 from .report import write_report
 
 DRIVERS = ("loadgen", "perf_analyzer", "both")
@@ -301,7 +303,8 @@ def run_perf(
     warmup_requests: int = 4,
     request_timeout_s: float = 60.0,
     baselines: bool = True,
-    baseline_rounds: int = 3,
+    rounds: int = 3,
+    baseline_rounds: int | None = None,
     request_rates: list[float] | None = None,
     gemm_probe: bool = True,
     op_profile: bool = True,
@@ -316,7 +319,9 @@ def run_perf(
     ``url``: gRPC ``host:port`` of a running Triton (nothing is started), or None to serve ``repo`` with the
     embedded tritonserver. ``driver``: loadgen | perf_analyzer | both; ``protocol`` (load generator):
     grpc | http | both (``http_url`` is needed with ``url``). Each step's window ends at ``max_requests``
-    requests or ``measurement_s`` seconds. Raises ``UserError`` (after writing the partial report) when the
+    requests or ``measurement_s`` seconds; served steps run in ``rounds`` interleaved rounds of
+    ``measurement_s / rounds`` each (``perf.sweep``), baselines in ``baseline_rounds`` (default: ``rounds``).
+    Raises ``UserError`` (after writing the partial report) when the
     server dies mid-sweep.
     """
     t_start = time.time()
@@ -324,6 +329,8 @@ def run_perf(
         raise UserError(f"--driver {driver}: not one of {', '.join(DRIVERS)}")
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol {protocol}: not one of {', '.join(PROTOCOLS)}")
+    if int(rounds) < 1:
+        raise UserError(f"--rounds {rounds}: give 1 or more (3 or more for 95% intervals worth printing)")
     concurrency = sorted({int(c) for c in concurrency})
     if not concurrency or concurrency[0] < 1:
         raise UserError("--concurrency: give positive integers, e.g. 1,2,4,8")
@@ -356,7 +363,7 @@ def run_perf(
     # 2. baselines and the ceiling, before any server competes for the CPU
     active = [t for t in targets if not t.skipped]
     if baselines:
-        run_baselines(run, active, spec_path, concurrency, min(measurement_s, 10.0), baseline_rounds, log)
+        run_baselines(run, active, spec_path, concurrency, min(measurement_s, 10.0), baseline_rounds or rounds, log)
     if gemm_probe:
         log("GEMM probe (cached per machine)")
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")
@@ -377,10 +384,12 @@ def run_perf(
         run["meta"]["server"] = f"embedded tritonserver at grpc {url} / http {http_url}"
     try:
         pa = _perf_analyzer(run, driver, url, log)
+        opts = sweep_mod.SweepOptions(url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
+                                      max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms,
+                                      run_dir, rounds=rounds, request_rates=request_rates,
+                                      budget_ms=latency_budget_ms, real=(repo, real_inputs))
         with _quiet_check(run, "sweep"):
-            _sweep(run, active, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-                   max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log,
-                   server, request_rates=request_rates, budget_ms=latency_budget_ms, real=(repo, real_inputs))
+            sweep_mod.sweep(run, active, spec, opts, server, log)
     except ServerGone as e:
         run["partial"] = True
         run["error"] = str(e)
@@ -411,126 +420,6 @@ def _where_time_goes(run: dict, targets: list[Target], spec_path: Path, run_dir:
     return got
 
 
-def _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, rates, budget_ms, measurement_s,
-                 input_data, run_dir, log) -> None:
-    """Open loop (Poisson arrivals) at increasing ``rates`` per driver of ``plan``: the highest rate held under
-    the p99 budget (``perf.openloop``); perf_analyzer with ``--request-rate-range``."""
-    from . import openloop
-
-    for drv in plan:
-        if drv == "perf_analyzer":
-            got = {"rates": sorted(rates), "steps": [], "max_rate": None, "budget_ms": budget_ms}
-            for r in sorted(rates):
-                step = pa_driver.run_step(pa, t.name, url, ms, 0, run_dir / "perf_analyzer", input_data, batch=batch,
-                                          measurement_ms=int(measurement_s * 1000), log=log, request_rate=r)
-                step.request_rate = step.request_rate or r
-                got["steps"].append(step.to_dict())
-                # perf_analyzer reports what it served: held when it kept up within the budget
-                if step.aborted or step.p99_ms is None or step.p99_ms > budget_ms or \
-                        step.throughput < openloop.HELD_SHARE * r * batch:
-                    break
-                got["max_rate"] = r
-        else:
-            proto = drv.split("-", 1)[1]
-            got = openloop.rate_sweep(proto, url if proto == "grpc" else http_url, t.name, feeds, outputs, rates,
-                                      budget_ms, batch=batch, log=log, measurement_s=measurement_s)
-        run.setdefault("rate_sweeps", {}).setdefault(t.name, {})[drv] = got
-        log(f"  {t.name} {drv}: highest Poisson rate held under p99 {budget_ms:g} ms: "
-            + (f"{got['max_rate']:g} req/s" if got["max_rate"] else "none of " + ", ".join(f"{r:g}" for r in rates)))
-
-
-def _sweep(run, targets, spec, url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
-           max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms, run_dir, log, server,
-           request_rates=None, budget_ms=1000.0, real=(None, None)):
-    from tritonclient.utils import InferenceServerException
-
-    client = ServerClient(url)
-
-    def gone(what: str) -> None:
-        alive = client.live() and (server is None or server.is_running())
-        if not alive:
-            raise ServerGone(f"tritonserver at {url} stopped responding during {what}")
-
-    for t in targets:
-        try:
-            reason = client.load(t.name) if owned else client.ready_or_reason(t.name)
-        except ServerGone:
-            reason = "the server stopped while loading"
-        if reason:
-            gone(f"loading {t.name}")
-            t.skipped = reason
-            run["models"][t.name] = t.info()
-            run["notes"].append(f"{t.name} skipped: {reason}")
-            log(f"skip {t.name}: {reason}")
-            continue
-        ms = spec.model(t.model)
-        outputs = [o.name for o in ms.outputs]
-        files = real_inputs_mod.feeds_for(real[0] / t.name, real[1]) if real[1] else None  # real files, ensembles
-        feeds = files or loadgen.samples(ms, spec.root, n=4, batch=1)
-        batch = loadgen.batch_of(feeds[0], ms)
-        input_data = None
-        if pa is not None and files:
-            input_data = real_inputs_mod.write_input_data(files, run_dir / f"{t.name}_input_data.json",
-                                                          batched=ms.max_batch_size > 0)
-        elif pa is not None:
-            input_data = pa_driver.write_input_data(pa_driver.unbatched(feeds, ms), run_dir / f"{t.name}_input_data.json")
-        plan = []
-        if driver in ("loadgen", "both"):
-            plan += [f"loadgen-{p}" for p in protocols]
-        if driver in ("perf_analyzer", "both") and pa is not None:
-            plan.append("perf_analyzer")
-        for drv in plan:
-            for c in concurrency:
-                what = f"{t.name} {drv} concurrency {c}"
-                log(f"measuring {what}")
-                try:
-                    before = server_stats.snapshot(url, t.name)
-                except InferenceServerException:
-                    gone(what)
-                    raise
-                if drv == "perf_analyzer":
-                    pa_argvs: list = []
-                    step = pa_driver.run_step(
-                        pa, t.name, url, ms, c, run_dir / "perf_analyzer", input_data, batch=batch,
-                        measurement_ms=pa_measurement_ms or int(measurement_s * 1000),
-                        timeout_s=max(120.0, 6 * measurement_s + 2 * request_timeout_s), log=log,
-                        commands=pa_argvs)
-                    run["commands"] += [f"LD_LIBRARY_PATH={pa.lib_dir} " + " ".join(shlex.quote(a) for a in argv)
-                                        for argv in pa_argvs]
-                    pa_argvs.clear()
-                else:
-                    proto = drv.split("-", 1)[1]
-                    step = loadgen.run_step(proto, url if proto == "grpc" else http_url, t.name, feeds, outputs, c,
-                                            batch=batch, warmup_requests=warmup_requests, warmup_s=warmup_s,
-                                            measurement_s=measurement_s, max_requests=max_requests,
-                                            timeout_s=request_timeout_s)
-                    if c == concurrency[0]:
-                        run["commands"].append(
-                            f"# built-in load generator ({drv}): perf.loadgen.run_step({proto!r}, "
-                            f"{(url if proto == 'grpc' else http_url)!r}, {t.name!r}, <4 spec samples batch {batch}>, "
-                            f"concurrency in {concurrency}, warmup_requests={warmup_requests}, warmup_s={warmup_s}, "
-                            f"measurement_s={measurement_s}, max_requests={max_requests}, timeout_s={request_timeout_s})")
-                try:
-                    after = server_stats.snapshot(url, t.name)
-                    delta = server_stats.delta(before, after).to_dict()
-                    step.server = {**step.server, **delta} if drv == "perf_analyzer" else delta
-                except InferenceServerException as e:  # the step stands without the server's statistics
-                    run["notes"].append(f"{what}: no server statistics ({one_line(e, 200)})")
-                if step.aborted or step.errors:
-                    gone(what)  # raises when the server died; else the step keeps its errors
-                if step.requests or step.throughput:
-                    run["steps"].append(step.to_dict())
-                    log(f"  {step.throughput:.2f} infer/s, p50 {step.p50_ms or 0:.1f} ms, p99 {step.p99_ms or 0:.1f} ms"
-                        f"{', errors ' + str(step.errors) if step.errors else ''}")
-                else:
-                    run["notes"].append(f"{what}: no result ({step.aborted or 'no request completed'})")
-        if request_rates:
-            _rate_sweeps(run, t, ms, url, http_url, pa, plan, feeds, outputs, batch, request_rates, budget_ms,
-                         measurement_s, input_data, run_dir, log)
-        if owned:
-            client.unload(t.name)
-
-
 # ------------------------------------------------------------------------------------------- CLI
 
 
@@ -549,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--warmup-s", type=float, default=3.0)
     p.add_argument("--out-root", type=Path, default=Path("perf/results"))
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every step (and baseline)")
+    p.add_argument("--run-id", default=None, help="the run folder's name under --out-root (default: a timestamp)")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--request-rates", default="", help="open loop: Poisson request rates to sweep, e.g. 5,10,20,40")
     a = p.parse_args(argv)
@@ -561,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = run_perf(a.url, a.repo, a.spec, [m for m in (a.models or "").split(",") if m] or None, conc,
                            a.latency_budget_ms, a.out_root, a.driver, a.measurement_s, a.max_requests,
                            protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
+                           rounds=a.rounds, run_id=a.run_id,
                            request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,12 @@
 """The built-in load generator: closed-loop asyncio clients on tritonclient (gRPC ``aio`` or HTTP ``aio``).
 
 One step = one concurrency level ``c``: ``c`` workers each keep one request in flight. A warm-up phase
-(``warmup_requests`` completions or ``warmup_s``, whichever comes first) is followed by a measurement window
-that closes at ``max_requests`` completions or ``measurement_s`` seconds, whichever comes first. Every
-request has a client timeout, and the whole step a hard deadline, so a step always ends.
+(``warmup_requests`` completions or ``warmup_s``, whichever comes first; with ``settle=True`` until the
+latency settles -- ``perf.timer.settled`` on the warm-up latencies, windows of ``max(3, c)`` completions --
+with ``warmup_s`` as the cap) is followed by a measurement window that closes at ``max_requests``
+completions or ``measurement_s`` seconds, whichever comes first (with ``whole_cycles=True`` the seconds
+are extended, up to 4x, until every worker sent twice inside the window, so the cycle throughput exists).
+Every request has a client timeout, and the whole step a hard deadline, so a step always ends.
 
 Inputs come from the spec (``samples``): declared shapes, dtypes and integer ranges, named dims at their
 ``opt`` value, via ``generator.loading.inputs``; or the calibration ``.npz`` when the spec names one. Never a
@@ -79,6 +82,7 @@ class StepResult:
     server: dict = field(default_factory=dict)  # perf.server_stats.StatsDelta.to_dict()
     client: dict = field(default_factory=dict)  # perf_analyzer's client-side breakdown (ms)
     request_rate: float | None = None  # open loop (perf.openloop): the offered Poisson rate, requests/s
+    warmup: dict = field(default_factory=dict)  # {"requests", "s", "settled"}: how the warm-up ended
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,10 +169,14 @@ def cycle_throughput(starts: list[list[float]], t_open: float, t_close: float) -
 
 
 async def _run_step(protocol, url, model, feeds, outputs, concurrency, batch, warmup_requests, warmup_s,
-                    measurement_s, max_requests, timeout_s) -> StepResult:
+                    measurement_s, max_requests, timeout_s, settle=False, whole_cycles=False) -> StepResult:
+    from .timer import settled
+
     client = _Client(protocol, url, model, feeds, outputs, timeout_s)
     res = StepResult(model=model, driver=f"loadgen-{protocol}", concurrency=concurrency, batch=batch)
     latencies: list[float] = []
+    warm_lat: list[float] = []  # the warm-up's successful latencies, in completion order (settle)
+    settle_window = max(3, concurrency)  # a closed loop at c answers in bursts of up to c: compare whole bursts
     starts: list[list[float]] = [[] for _ in range(concurrency)]  # each worker's send times (cycle throughput)
     state = {"phase": "warmup", "warm": 0, "open": None, "close": None, "errors_in_row": 0, "n": 0}
     t0 = time.perf_counter()
@@ -176,6 +184,14 @@ async def _run_step(protocol, url, model, feeds, outputs, concurrency, batch, wa
 
     def open_window(now: float) -> None:
         state["phase"], state["open"] = "measure", now
+        res.warmup = {"requests": state["warm"], "s": round(now - t0, 3),
+                      "settled": settled(warm_lat, settle_window) if settle else None}
+
+    def whole(now: float) -> bool:
+        """Every worker sent at least twice inside the window (or the 4x extension is used up)."""
+        if not whole_cycles or now - state["open"] >= 4 * measurement_s:
+            return True
+        return all(sum(1 for t in ts if t >= state["open"]) >= 2 for ts in starts)
 
     def close_window(now: float, why: str = "") -> None:
         if state["phase"] != "done":
@@ -209,7 +225,11 @@ async def _run_step(protocol, url, model, feeds, outputs, concurrency, batch, wa
                 await asyncio.sleep(0.02)
             if phase == "warmup":
                 state["warm"] += 1
-                if state["warm"] >= warmup_requests or end >= warm_deadline:
+                if ok:
+                    warm_lat.append(end - start)
+                done = (state["warm"] >= warmup_requests and settled(warm_lat, settle_window)) if settle \
+                    else state["warm"] >= warmup_requests
+                if done or end >= warm_deadline:
                     if state["phase"] == "warmup":
                         open_window(end)
             elif phase == "measure":
@@ -225,11 +245,11 @@ async def _run_step(protocol, url, model, feeds, outputs, concurrency, batch, wa
             now = time.perf_counter()
             if state["phase"] == "warmup" and now >= warm_deadline:
                 open_window(now)
-            if state["phase"] == "measure" and now - state["open"] >= measurement_s:
+            if state["phase"] == "measure" and now - state["open"] >= measurement_s and whole(now):
                 close_window(now)
             await asyncio.sleep(0.01)
 
-    hard = warmup_s + measurement_s + 2 * timeout_s + 5
+    hard = warmup_s + (4 if whole_cycles else 1) * measurement_s + 2 * timeout_s + 5
     tasks = [asyncio.ensure_future(worker(k)) for k in range(concurrency)]
     tick = asyncio.ensure_future(timer())
     try:
@@ -258,7 +278,9 @@ async def _run_step(protocol, url, model, feeds, outputs, concurrency, batch, wa
 
 def run_step(protocol: str, url: str, model: str, feeds: list[dict], outputs: list[str], concurrency: int,
              batch: int = 1, warmup_requests: int = 4, warmup_s: float = 5.0, measurement_s: float = 10.0,
-             max_requests: int = 1000, timeout_s: float = 60.0) -> StepResult:
-    """Measure one concurrency level; returns within ``warmup_s + measurement_s + 2 * timeout_s + 5`` s."""
+             max_requests: int = 1000, timeout_s: float = 60.0, settle: bool = False,
+             whole_cycles: bool = False) -> StepResult:
+    """Measure one concurrency level; returns within ``warmup_s + measurement_s + 2 * timeout_s + 5`` s
+    (``4 * measurement_s`` with ``whole_cycles``)."""
     return asyncio.run(_run_step(protocol, url, model, feeds, outputs, concurrency, batch, warmup_requests,
-                                 warmup_s, measurement_s, max_requests, timeout_s))
+                                 warmup_s, measurement_s, max_requests, timeout_s, settle, whole_cycles))

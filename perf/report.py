@@ -7,7 +7,9 @@ mid-sweep): whatever steps finished are reported and the report says it is parti
 The best variant of each model is the one with the highest throughput at any concurrency whose p99
 latency is within the budget, among variants whose manifest says the accuracy gate passed and steps with no
 errors. It is chosen on the primary driver's numbers (the first of loadgen-grpc, perf_analyzer,
-loadgen-http that has results).
+loadgen-http that has results), from the round medians (``perf.sweep``), never from a step marked
+unreliable. Its headline ratios (x PyTorch eager, served / in-process) are printed only with their 95%
+interval from paired rounds (``perf.stability.paired_ratio``) and never from a disturbed baseline.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ CSV_FIELDS = (
     "throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms", "queue_ms", "compute_input_ms",
     "compute_infer_ms", "compute_output_ms", "avg_batch", "inproc_throughput", "serving_ratio",
     "eager_throughput", "speedup_vs_eager", "achieved_gflops", "peak_gflops", "peak_fraction", "gate", "aborted",
+    "rounds", "throughput_low", "throughput_high", "p99_low", "p99_high", "remeasured", "unreliable",
 )
+ROUND_FIELDS = ("rounds", "throughput_rounds", "throughput_ci", "p50_ms_ci", "p95_ms_ci", "p99_ms_ci", "half_width",
+                "drift", "remeasured", "first_attempt", "unreliable")
 
 
 # ----------------------------------------------------------------------------------------- derived numbers
@@ -46,22 +51,24 @@ def enrich(run: dict) -> list[dict]:
         srv = _server(step)
         row = {k: step.get(k) for k in CSV_FIELDS if k in step}
         row.update(model=info.get("model", name), variant=info.get("variant", ""), triton_name=name,
-                   gate=info.get("gate", "unknown"))
+                   gate=info.get("gate", "unknown"), **{k: step[k] for k in ROUND_FIELDS if k in step})
+        for k, ci in (("throughput", step.get("throughput_ci")), ("p99", step.get("p99_ms_ci"))):
+            row[f"{k}_low"], row[f"{k}_high"] = ci if ci else (None, None)
         for k in ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms", "avg_batch"):
             row[k] = srv.get(k)
         if row.get("avg_batch") is None and (step.get("server") or {}).get("avg_batch") is not None:
             row["avg_batch"] = step["server"]["avg_batch"]
-        inproc = _at((run.get("baselines", {}).get(name) or {}).get("rows"), c)
-        eager = _at((run.get("eager", {}).get(info.get("model", "")) or {}).get("rows"), c)
+        inproc_res = run.get("baselines", {}).get(name) or {}
+        eager_res = run.get("eager", {}).get(info.get("model", "")) or {}
+        inproc, eager = _at(inproc_res.get("rows"), c), _at(eager_res.get("rows"), c)
         tp = step.get("throughput") or 0.0
         row["inproc_throughput"] = inproc
         row["serving_ratio"] = tp / inproc if inproc and tp else None
-        eager_res = run.get("eager", {}).get(info.get("model", "")) or {}
+        row["serving_ratio_ci"] = _ratio_ci(step, _at_row(inproc_res.get("rows"), c))
+        row["inproc_caveat"] = inproc_res.get("unreliable")
         row["eager_throughput"] = eager
         row["speedup_vs_eager"] = tp / eager if eager and tp else None
-        ci = _at_row(eager_res.get("rows"), c).get("throughput_ci")
-        row["speedup_vs_eager_ci"] = [tp / ci[1], tp / ci[0]] if ci and tp and ci[0] > 0 and ci[1] != float("inf") \
-            else None
+        row["speedup_vs_eager_ci"] = _ratio_ci(step, _at_row(eager_res.get("rows"), c))
         row["eager_caveat"] = eager_res.get("unreliable") or eager_res.get("implausible")
         flops = (run.get("flops", {}).get(info.get("model", "")) or {}).get("flops_per_inference")
         prec, peak = _peak(info.get("precision", "fp32"), peaks)
@@ -71,6 +78,20 @@ def enrich(run: dict) -> list[dict]:
         row["peak_fraction"] = row["achieved_gflops"] / peak if row["achieved_gflops"] and peak else None
         rows.append(row)
     return rows
+
+
+def _ratio_ci(step: dict, base_row: dict) -> list | None:
+    """The 95% interval of served / baseline throughput: from paired rounds (round i with round i) when both
+    have rounds; from the baseline's interval alone when the step has a single value; else None."""
+    tp, ci = step.get("throughput") or 0.0, base_row.get("throughput_ci")
+    if step.get("throughput_rounds") and base_row.get("throughput_rounds"):
+        from .stability import paired_ratio
+
+        got = paired_ratio(step["throughput_rounds"], base_row["throughput_rounds"])
+        return [got[1], got[2]] if got else None
+    if step.get("rounds") is None and ci and tp and ci[0] > 0 and ci[1] != float("inf"):
+        return [tp / ci[1], tp / ci[0]]
+    return None
 
 
 def _peak(precision: str, peaks: dict):
@@ -92,17 +113,52 @@ def rate_summary(run: dict) -> list[str]:
     return out
 
 
+HEADLINES = {  # name in results.json: (row value, its interval, the baseline's caveat, words)
+    "x_eager": ("speedup_vs_eager", "speedup_vs_eager_ci", "eager_caveat", "PyTorch eager fp32"),
+    "served_over_inprocess": ("serving_ratio", "serving_ratio_ci", "inproc_caveat", "the same runtime in-process"),
+}
+
+
+def headline_ratios(r: dict) -> dict:
+    """Each headline ratio of a winner's row: ``{"value", "ci"}`` when it may be printed, ``{"why"}`` when not
+    (a disturbed baseline, no interval); absent when there is no baseline to compare with."""
+    out = {}
+    for name, (key, ci_key, caveat, _) in HEADLINES.items():
+        if not r.get(key):
+            continue
+        if r.get(caveat):
+            out[name] = {"why": f"its baseline is not trustworthy ({r[caveat]})"}
+        elif not r.get(ci_key):
+            out[name] = {"why": "its baseline has no interval, or fewer than 2 of its rounds pair with the step's"}
+        else:
+            out[name] = {"value": r[key], "ci": list(r[ci_key])}
+    return out
+
+
 def headline_ratio(r: dict) -> str:
-    """The headline "x PyTorch eager", only with its interval and never from a disturbed baseline."""
-    if not r.get("speedup_vs_eager"):
+    """The headline "x PyTorch eager" and served / in-process, only with their intervals and never from a
+    disturbed baseline."""
+    got, parts = headline_ratios(r), []
+    x = got.get("x_eager")
+    if x and "why" in x:
+        parts.append(f"; no ratio to PyTorch eager fp32: {x['why']}")
+    elif x:
+        src = "paired rounds" if r.get("throughput_rounds") else "the baseline's rounds"
+        parts.append(f", {x['value']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
+                     f"{x['ci'][0]:.2f}-{x['ci'][1]:.2f}x from {src})")
+    s = got.get("served_over_inprocess")
+    if s and "why" in s:
+        parts.append(f"; no served / in-process ratio: {s['why']}")
+    elif s:
+        parts.append(f", served / in-process {s['value']:.2f}x (95% interval {s['ci'][0]:.2f}-{s['ci'][1]:.2f}x)")
+    return "".join(parts)
+
+
+def _interval_words(r: dict, key: str, unit: str) -> str:
+    ci = r.get(f"{key}_ci")
+    if not ci or ci[1] == float("inf"):
         return ""
-    if r.get("eager_caveat"):
-        return f"; no ratio to PyTorch eager fp32: its baseline is not trustworthy ({r['eager_caveat']})"
-    ci = r.get("speedup_vs_eager_ci")
-    if not ci:
-        return "; no ratio to PyTorch eager fp32: its baseline has no interval (fewer than 2 rounds)"
-    return (f", {r['speedup_vs_eager']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
-            f"{ci[0]:.2f}-{ci[1]:.2f}x from the baseline's rounds)")
+    return f" (95% interval {ci[0]:.2f}-{ci[1]:.2f}{unit} over {r.get('rounds')} rounds)"
 
 
 def _at_row(rows, c) -> dict:
@@ -132,18 +188,60 @@ def choose_winners(rows: list[dict], budget_ms: float) -> dict:
         mine = [r for r in rows if r["model"] == model and r["driver"] == driver]
         passed = [r for r in mine if r.get("gate") == "passed"]
         clean = [r for r in passed if not r.get("errors") and not r.get("aborted") and (r.get("throughput") or 0) > 0]
-        within = [r for r in clean if r.get("p99_ms") is not None and r["p99_ms"] <= budget_ms]
-        if within:
+        within_all = [r for r in clean if r.get("p99_ms") is not None and r["p99_ms"] <= budget_ms]
+        within = [r for r in within_all if not r.get("unreliable")]
+        fastest = max(within_all, key=lambda r: r["throughput"]) if within_all else None
+        if within and fastest.get("unreliable"):  # a reliable "best" slower than an unreliable step is no best
             best = max(within, key=lambda r: r["throughput"])
-            out[model] = {"row": best, "driver": driver,
+            out[model] = {"row": None, "driver": driver,
+                          "why": f"the fastest step within p99 <= {budget_ms:g} ms, {fastest['variant']} at concurrency "
+                                 f"{fastest['concurrency']} ({fastest['throughput']:.2f}/s median), is unreliable "
+                                 f"because {fastest['unreliable']}; the fastest reliable one, {best['variant']} at "
+                                 f"concurrency {best['concurrency']} ({best['throughput']:.2f}/s), cannot be named "
+                                 f"best over it: re-run on a quieter machine"}
+        elif within:
+            best = max(within, key=lambda r: r["throughput"])
+            out[model] = {"row": best, "driver": driver, "runner_up": _runner_up(best, within),
                           "why": f"highest throughput with p99 <= {budget_ms:g} ms among {len({r['variant'] for r in passed})} "
                                  f"gate-passed variant(s) ({driver})"}
         else:
+            fast = max(within_all, key=lambda r: r["throughput"]) if within_all else None
             why = ("no variant passed the accuracy gate" if not passed else
                    "no error-free step" if not clean else
-                   f"no step met p99 <= {budget_ms:g} ms (fastest p99: {min(r['p99_ms'] for r in clean):.1f} ms)")
+                   f"no step met p99 <= {budget_ms:g} ms (fastest p99: {min(r['p99_ms'] for r in clean):.1f} ms)"
+                   if not within_all else
+                   f"every step within p99 <= {budget_ms:g} ms is unreliable; the fastest measured, "
+                   f"{fast['variant']} at concurrency {fast['concurrency']} ({fast['throughput']:.2f}/s), is so "
+                   f"because {fast['unreliable']}")
             out[model] = {"row": None, "driver": driver, "why": why}
     return out
+
+
+def _runner_up(best: dict, rows: list[dict]) -> dict | None:
+    """The best step of the second-fastest variant and best / it from the rounds (measured in the same rounds,
+    interleaved: a paired comparison); None with a single variant."""
+    others = [r for r in rows if r["variant"] != best["variant"]]
+    if not others:
+        return None
+    second = max(others, key=lambda r: r["throughput"])
+    from .stability import paired_ratio
+
+    got = paired_ratio(best.get("throughput_rounds") or [], second.get("throughput_rounds") or [])
+    return {"variant": second["variant"], "concurrency": second["concurrency"], "throughput": second["throughput"],
+            "ratio": got[0] if got else best["throughput"] / second["throughput"],
+            "ci": [got[1], got[2]] if got else None}
+
+
+def runner_up_words(ru: dict | None) -> str:
+    if not ru:
+        return ""
+    if not ru.get("ci"):
+        return f" Runner-up: {ru['variant']} at concurrency {ru['concurrency']} ({ru['throughput']:.2f}/s)."
+    lo, hi = ru["ci"]
+    verdict = ("distinguishably faster" if lo > 1 else
+               "not distinguishable from it on these rounds (the interval includes 1)")
+    return (f" Runner-up: {ru['variant']} at concurrency {ru['concurrency']} ({ru['throughput']:.2f}/s); the winner "
+            f"is {ru['ratio']:.2f}x it (95% interval {lo:.2f}-{hi:.2f}x, paired rounds): {verdict}.")
 
 
 def explain(row: dict) -> str:
@@ -164,12 +262,14 @@ def explain(row: dict) -> str:
             f"(de)serialisation and the python-backend stub handing tensors over.")
     if row.get("avg_batch"):
         parts.append(f"The batcher formed batches of {row['avg_batch']:.2f} requests on average.")
-    r = row.get("serving_ratio")
+    r = row.get("serving_ratio") if not row.get("inproc_caveat") and row.get("serving_ratio_ci") else None
     if r:
         tail = (f"serving overhead {100 * (1 - r):.0f}%" if r < 1 else
                 "no measurable serving overhead: the server's instances overlap work the single in-process call "
                 "cannot, or the machine's load changed between the two measurements")
-        parts.append(f"Served throughput is {r:.2f}x the same runtime run in-process at batch {c} ({tail}).")
+        lo, hi = row["serving_ratio_ci"]
+        parts.append(f"Served throughput is {r:.2f}x (95% interval {lo:.2f}-{hi:.2f}x) the same runtime run "
+                     f"in-process at batch {c} ({tail}).")
     if row.get("peak_fraction"):
         parts.append(f"It achieves {row['achieved_gflops']:.1f} GFLOP/s, {100 * row['peak_fraction']:.0f}% of "
                      f"this machine's {row.get('peak_precision', 'fp32')} GEMM ceiling ({row['peak_gflops']:.0f} GFLOP/s)"
@@ -206,8 +306,12 @@ def plot(rows: list[dict], run: dict, out_dir: Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for key in sorted({(r["variant"], r["driver"]) for r in mine}):
-            pts = sorted((r["concurrency"], r["throughput"]) for r in mine if (r["variant"], r["driver"]) == key)
-            ax.plot(*zip(*pts), marker="o", label=f"{key[0]} served ({key[1]})")
+            pts = sorted((r["concurrency"], r["throughput"], r.get("throughput_ci")) for r in mine
+                         if (r["variant"], r["driver"]) == key)
+            err = [[max(t - ci[0], 0) if ci and ci[1] != float("inf") else 0 for _, t, ci in pts],
+                   [max(ci[1] - t, 0) if ci and ci[1] != float("inf") else 0 for _, t, ci in pts]]
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=err, marker="o", capsize=3,
+                        label=f"{key[0]} served ({key[1]})")
         for name, info in run.get("models", {}).items():
             if info.get("model") != model:
                 continue
@@ -242,6 +346,10 @@ def plot(rows: list[dict], run: dict, out_dir: Path) -> list[Path]:
 def _fmt(v, nd=2) -> str:
     if v is None or v == "":
         return "-"
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return "-" if v[1] == float("inf") else f"{v[0]:.{nd}f}-{v[1]:.{nd}f}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.{nd}f}"
     return str(v)
@@ -265,7 +373,8 @@ def _html_table(t: list[list[str]]) -> str:
 
 STEP_COLS = [
     ("variant", "variant"), ("driver", "driver"), ("concurrency", "c"), ("throughput", "infer/s"),
-    ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("queue_ms", "queue ms"), ("compute_infer_ms", "infer ms"),
+    ("throughput_ci", "infer/s 95%"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
+    ("p99_ms_ci", "p99 95%"), ("rounds", "rounds"), ("reliable", "reliable"), ("queue_ms", "queue ms"), ("compute_infer_ms", "infer ms"),
     ("avg_batch", "avg batch"), ("inproc_throughput", "in-process/s"), ("serving_ratio", "served/in-proc"),
     ("speedup_vs_eager", "x eager"), ("peak_fraction", "of peak"), ("errors", "errors"),
 ]
@@ -284,7 +393,8 @@ def _best_section(md: list, body: list, winners: dict, budget: float) -> None:
             continue
         sp = headline_ratio(r)
         line = (f"**{model}**: `{r['variant']}` (Triton model `{r['triton_name']}`) at concurrency {r['concurrency']}: "
-                f"{r['throughput']:.2f} inferences/s, p99 {r['p99_ms']:.1f} ms{sp}; {win['why']}.")
+                f"{r['throughput']:.2f} inferences/s{_interval_words(r, 'throughput', '')}, p99 {r['p99_ms']:.1f} ms"
+                f"{_interval_words(r, 'p99_ms', ' ms')}{sp}; {win['why']}.{runner_up_words(win.get('runner_up'))}")
         md += [line + "\n", explain(r) + "\n"]
         body += [f"<p>{html.escape(line.replace('**', '').replace('`', ''))}</p>", f"<p>{html.escape(explain(r))}</p>"]
 
@@ -306,19 +416,40 @@ def _opprofile_section(md: list, body: list, profs: dict) -> None:
         body += [f"<p>{html.escape(n)}</p>" for n in p.get("notes", [])]
 
 
+def _winner_record(w: dict) -> dict:
+    """What results.json keeps of a model's winner (``perf.compare_runs`` reads it)."""
+    r = w["row"] or {}
+    keys = ("triton_name", "variant", "concurrency", "throughput", "throughput_ci", "p99_ms", "p99_ms_ci", "rounds",
+            "speedup_vs_eager", "speedup_vs_eager_ci", "serving_ratio", "serving_ratio_ci")
+    return {**{k: r.get(k) for k in keys}, "driver": w.get("driver"), "headline": headline_ratios(r) if r else {},
+            "runner_up": w.get("runner_up"), "why": w["why"]}
+
+
+def _unreliable_section(md: list, body: list, rows: list[dict]) -> None:
+    bad = [r for r in rows if r.get("unreliable")]
+    if not bad:
+        return
+    md.append("### Unreliable steps (no winner or headline is taken from them)\n")
+    body.append("<h3>Unreliable steps (no winner or headline is taken from them)</h3><ul>")
+    for r in bad:
+        again = " after one re-measurement" if r.get("remeasured") else ""
+        ln = f"{r['variant']} {r['driver']} c={r['concurrency']}{again}: {r['unreliable']}"
+        md.append(f"- {ln}")
+        body.append(f"<li>{html.escape(ln)}</li>")
+    md.append("")
+    body.append("</ul>")
+
+
 def write_report(run: dict, out_dir: Path) -> dict:
     """Write every report file into ``out_dir``; returns ``{"winners": ..., "files": [...]}``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = enrich(run)
+    for r in rows:
+        r["reliable"] = None if r.get("rounds") is None else not r.get("unreliable")
     budget = float(run.get("latency_budget_ms") or float("inf"))
     winners = choose_winners(rows, budget)
-    run = {**run, "rows": rows, "winners": {m: {"triton_name": w["row"]["triton_name"] if w["row"] else None,
-                                                "variant": w["row"]["variant"] if w["row"] else None,
-                                                "concurrency": w["row"]["concurrency"] if w["row"] else None,
-                                                "throughput": w["row"]["throughput"] if w["row"] else None,
-                                                "speedup_vs_eager": w["row"]["speedup_vs_eager"] if w["row"] else None,
-                                                "why": w["why"]} for m, w in winners.items()}}
+    run = {**run, "rows": rows, "winners": {m: _winner_record(w) for m, w in winners.items()}}
     (out_dir / "results.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -366,6 +497,7 @@ def write_report(run: dict, out_dir: Path) -> dict:
         t = _table(mine, STEP_COLS)
         md += [f"## {model}\n", _md_table(t) + "\n"]
         body += [f"<h2>{html.escape(model)}</h2>", _html_table(t)]
+        _unreliable_section(md, body, mine)
         for p in images:
             if p.name.startswith(model + "_"):
                 md.append(f"![{p.stem}]({p.name})\n")
@@ -396,8 +528,12 @@ def write_report(run: dict, out_dir: Path) -> dict:
 
 METHOD = """
 Served numbers: closed-loop clients keep `c` batch-1 requests in flight (the built-in tritonclient load generator,
-gRPC aio or HTTP aio, and/or perf_analyzer), after a warm-up, inside a measurement window capped in both requests
-and seconds. Inputs are generated from the spec (declared shapes, dtypes, integer ranges, named dims at opt) or read
+gRPC aio or HTTP aio, and/or perf_analyzer), after a warm-up that lasts until the latency settles, inside a
+measurement window capped in both requests and seconds. Every step runs in interleaved rounds (each round measures
+every variant once, the variants' order rotated between rounds, a quiet probe before and after each variant's
+block); a step's numbers are the medians of its rounds with a 95% Student-t interval. A step whose interval is wider
+than +-15% of its median, or whose probe moved more than 1.25x, is re-measured once and then marked unreliable: no
+winner and no headline ratio is taken from it. Ratios to the baselines pair round i with round i. Inputs are generated from the spec (declared shapes, dtypes, integer ranges, named dims at opt) or read
 from the spec's calibration .npz. Server-side queue and compute times and the average batch formed come from Triton's
 statistics extension, read before and after each step.
 

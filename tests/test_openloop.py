@@ -64,7 +64,7 @@ def test_rate_sweep_finds_the_highest_rate_a_real_server_holds(triton_server_fac
 
     run_dir = run_perf(server.urls.grpc, repo, tmp_path / "tiny" / "spec.yaml", ["tiny__onnx"], [1], 5000.0,
                        tmp_path / "results", "loadgen", 1.0, 200, warmup_s=0.2, baselines=False, gemm_probe=False,
-                       request_rates=[10], log=lambda s: None)
+                       request_rates=[10], rounds=1, log=lambda s: None)
     import json
 
     res = json.loads((run_dir / "results.json").read_text())

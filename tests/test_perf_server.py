@@ -63,6 +63,15 @@ def test_load_generator_measures_the_real_server(served, built, protocol):
     assert delta.compute_infer_ms > 0 and delta.queue_ms is not None and delta.avg_batch >= 1.0
 
 
+def test_warm_up_lasts_until_the_latency_settles_and_the_window_holds_whole_cycles(served, built):
+    feeds = loadgen.samples(built["model"], n=2)
+    step = loadgen.run_step("grpc", served.urls.grpc, "lin__onnx", feeds, ["y"], concurrency=4, warmup_requests=2,
+                            warmup_s=20.0, measurement_s=0.5, max_requests=100_000, settle=True, whole_cycles=True)
+    assert step.errors == 0 and step.warmup["settled"] is True
+    assert step.warmup["requests"] >= 2 * 4  # two windows of max(3, c) completions compared, not a fixed count
+    assert step.warmup["s"] < 20.0 and step.throughput_window is not None  # cycles inside the window: all workers
+
+
 def test_request_cap_ends_the_window(served, built):
     feeds = loadgen.samples(built["model"], n=2)
     t = time.monotonic()
@@ -93,12 +102,25 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
                                    extra_args=["--load-model", "lin__onnx"])
     run_dir = run_perf(server.urls.grpc, built["repo"], built["spec_path"], None, [1, 2], 100.0,
                        tmp_path / "results", "loadgen", 0.5, 200, warmup_s=0.2, gemm_probe=True,
-                       http_url=server.urls.http, protocol="both", log=lambda s: None)
+                       http_url=server.urls.http, protocol="both", rounds=2, log=lambda s: None)
     res = json.loads((run_dir / "results.json").read_text())
     assert "not READY" in res["models"]["lin__torchscript"]["skipped"]
     steps = {(s["model"], s["driver"], s["concurrency"]) for s in res["steps"]}
     assert steps == {("lin__onnx", d, c) for d in ("loadgen-grpc", "loadgen-http") for c in (1, 2)}
-    assert res["winners"]["lin"]["triton_name"] == "lin__onnx"
+    # two rounds of every step (medians with intervals); the spread ones re-measured once in two more rounds
+    for s in res["steps"]:
+        assert s["rounds"] == 2 and len(s["throughput_rounds"]) == 2 and s["throughput_ci"][0] > 0
+        assert s["p99_ms_ci"][0] <= s["p99_ms"] <= s["p99_ms_ci"][1] or s["p99_ms_ci"][1] == float("inf")
+        assert s["drift"] > 0 and s.get("remeasured", False) == ("first_attempt" in s)
+    again = sum(1 for s in res["steps"] if s.get("remeasured"))
+    assert len(res["round_steps"]) == 2 * 4 + 2 * again
+    assert {r["round"] for r in res["round_steps"]} == {1, 2}
+    win = res["winners"]["lin"]
+    grpc = [r for r in res["rows"] if r["driver"] == "loadgen-grpc" and r["p99_ms"] <= 100.0]
+    if not max(grpc, key=lambda r: r["throughput"]).get("unreliable"):  # the best variant only from reliable steps
+        assert win["triton_name"] == "lin__onnx"
+    else:  # the fastest step is unreliable: no best variant is named over it
+        assert win["triton_name"] is None and "unreliable" in win["why"]
     # baselines ran in their own processes, same runtime and threads; eager from the spec's module
     assert res["baselines"]["lin__onnx"]["threads"] == 1 and res["baselines"]["lin__onnx"]["rows"][0]["throughput"] > 0
     assert res["eager"]["lin"]["rows"][1]["concurrency"] == 2
@@ -115,7 +137,7 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
 def test_embedded_run_with_both_drivers_writes_the_report(built, triton_install, tmp_path):
     run_dir = run_perf(None, built["repo"], built["spec_path"], ["lin__onnx"], [1, 2], 100.0, tmp_path / "results",
                        "both", 0.5, 300, warmup_s=0.2, pa_measurement_ms=300, baselines=False, gemm_probe=False,
-                       install=triton_install, log=lambda s: None)
+                       rounds=1, install=triton_install, log=lambda s: None)
     res = json.loads((run_dir / "results.json").read_text())
     drivers = {(s["driver"], s["concurrency"]) for s in res["steps"]}
     assert drivers == {("loadgen-grpc", 1), ("loadgen-grpc", 2), ("perf_analyzer", 1), ("perf_analyzer", 2)}

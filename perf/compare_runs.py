@@ -1,0 +1,198 @@
+"""Do two perf runs agree?  ``python -m perf.compare_runs RUN_A RUN_B`` (run folders or their results.json).
+
+    compare(run_a, run_b) -> {"variants": [...], "models": [...], "problems": [...]}
+    render(result, name_a, name_b) -> str                  # the tables and the verdict line
+    main([RUN_A, RUN_B]) -> 0 agree | 1 disagree | 2 a run cannot be read
+
+Per variant: each run's throughput with its 95% interval at that run's best concurrency for the variant (the
+highest round median with p99 within the run's budget and no errors, on the run's primary driver, reliable
+steps first) and whether the two intervals overlap. Per model: whether the best variant (``winners`` in
+results.json) is the same, and whether each headline ratio (x PyTorch eager, served / in-process) of run B
+lies within run A's 95% interval and run A's within run B's. The runs agree when every variant's intervals
+overlap, the best variants match and every headline ratio lies within the other run's interval.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .report import primary_driver
+
+INF = float("inf")
+HEADLINE_WORDS = {"x_eager": "x PyTorch eager", "served_over_inprocess": "served / in-process"}
+
+
+class RunUnreadable(Exception):
+    pass
+
+
+def load(path: str | Path) -> dict:
+    p = Path(path)
+    f = p / "results.json" if p.is_dir() else p
+    if not f.is_file():
+        raise RunUnreadable(f"{path}: no results.json there; give a run folder of tritongen perf "
+                            f"(perf/results/<run-id>) or its results.json")
+    try:
+        run = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise RunUnreadable(f"{f}: not JSON ({e.msg} at line {e.lineno}); re-run tritongen perf") from None
+    if "rows" not in run or "winners" not in run:
+        raise RunUnreadable(f"{f}: no rows/winners: not a results.json written by tritongen perf")
+    run["_name"] = str(path)
+    return run
+
+
+def best_steps(run: dict) -> dict[str, dict]:
+    """Per Triton model name: its best step (highest throughput, p99 within the budget, no errors, primary
+    driver; reliable steps before unreliable ones; over-budget steps only when nothing is within it)."""
+    rows = run.get("rows") or []
+    driver = primary_driver(rows)
+    budget = float(run.get("latency_budget_ms") or INF)
+    out = {}
+    for name in sorted({r["triton_name"] for r in rows}):
+        mine = [r for r in rows if r["triton_name"] == name and r["driver"] == driver and not r.get("errors")
+                and (r.get("throughput") or 0) > 0]
+        within = [r for r in mine if r.get("p99_ms") is not None and r["p99_ms"] <= budget]
+        pool = [r for r in within if not r.get("unreliable")] or within or mine
+        if pool:
+            best = dict(max(pool, key=lambda r: r["throughput"]))
+            best["_over_budget"] = not within
+            out[name] = best
+    return out
+
+
+def _ci(v) -> tuple[float, float] | None:
+    if not v or len(v) != 2 or v[1] is None or v[1] == INF or str(v[1]) == "inf":
+        return None
+    return float(v[0]), float(v[1])
+
+
+def overlap(a, b) -> bool | None:
+    a, b = _ci(a), _ci(b)
+    if a is None or b is None:
+        return None
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def within(value, ci) -> bool | None:
+    ci = _ci(ci)
+    if value is None or ci is None:
+        return None
+    return ci[0] <= value <= ci[1]
+
+
+def compare(a: dict, b: dict) -> dict:
+    problems: list[str] = []
+    sa, sb = best_steps(a), best_steps(b)
+    variants = []
+    for name in sorted(set(sa) | set(sb)):
+        ra, rb = sa.get(name), sb.get(name)
+        ov = overlap(ra.get("throughput_ci"), rb.get("throughput_ci")) if ra and rb else None
+        variants.append({"triton_name": name, "a": ra, "b": rb, "overlap": ov})
+        if not ra or not rb:
+            problems.append(f"{name} was measured in run {'B' if not ra else 'A'} only")
+        elif ov is None:
+            which = "A" if _ci(ra.get("throughput_ci")) is None else "B"
+            problems.append(f"{name} has no throughput interval in run {which} (fewer than 2 rounds)")
+        elif not ov:
+            problems.append(f"{name}: the throughput intervals do not overlap (A {_fmt_ci(ra)} at c={ra['concurrency']}, "
+                            f"B {_fmt_ci(rb)} at c={rb['concurrency']})")
+    models = []
+    for model in sorted(set(a["winners"]) | set(b["winners"])):
+        wa, wb = a["winners"].get(model) or {}, b["winners"].get(model) or {}
+        same = wa.get("triton_name") == wb.get("triton_name")
+        entry = {"model": model, "best_a": wa.get("triton_name"), "best_b": wb.get("triton_name"), "same": same,
+                 "ratios": []}
+        if not same:
+            problems.append(f"{model}: the best variant differs (A {wa.get('triton_name') or 'none: ' + str(wa.get('why'))}, "
+                            f"B {wb.get('triton_name') or 'none: ' + str(wb.get('why'))})")
+        ha, hb = wa.get("headline") or {}, wb.get("headline") or {}
+        for key in [k for k in HEADLINE_WORDS if k in ha or k in hb]:
+            xa, xb = ha.get(key) or {}, hb.get(key) or {}
+            words = f"{model} {HEADLINE_WORDS[key]}"
+            r = {"name": key, "a": xa, "b": xb, "b_in_a": within(xb.get("value"), xa.get("ci")),
+                 "a_in_b": within(xa.get("value"), xb.get("ci"))}
+            entry["ratios"].append(r)
+            if "value" not in xa or "value" not in xb:
+                if "value" in xa or "value" in xb:
+                    which = "A" if "value" not in xa else "B"
+                    problems.append(f"{words}: run {which} prints no headline ratio "
+                                    f"({(xa if which == 'A' else xb).get('why', 'no winner')})")
+            elif not (r["b_in_a"] and r["a_in_b"]):
+                problems.append(f"{words}: {xb['value']:.2f}x (B) {'within' if r['b_in_a'] else 'outside'} A's "
+                                f"{_fmt_pair(xa['ci'])}x, {xa['value']:.2f}x (A) {'within' if r['a_in_b'] else 'outside'} "
+                                f"B's {_fmt_pair(xb['ci'])}x")
+        models.append(entry)
+    return {"variants": variants, "models": models, "problems": problems}
+
+
+def _fmt_pair(ci) -> str:
+    c = _ci(ci)
+    return f"{c[0]:.2f}-{c[1]:.2f}" if c else "-"
+
+
+def _fmt_ci(r: dict | None) -> str:
+    if not r:
+        return "-"
+    return f"{r['throughput']:.2f} [{_fmt_pair(r.get('throughput_ci'))}]"
+
+
+def _cell(r: dict | None) -> str:
+    if not r:
+        return "not measured"
+    flags = ("*" if r.get("unreliable") else "") + ("!" if r.get("_over_budget") else "")
+    return f"{_fmt_ci(r)} @c={r['concurrency']}{flags}"
+
+
+def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
+    lines = [f"run A: {name_a}", f"run B: {name_b}", ""]
+    table = [("variant", "A infer/s [95%] @best c", "B infer/s [95%] @best c", "overlap")]
+    for v in res["variants"]:
+        ov = {True: "yes", False: "NO", None: "n/a"}[v["overlap"]]
+        table.append((v["triton_name"], _cell(v["a"]), _cell(v["b"]), ov))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for i, row in enumerate(table):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("(* a step marked unreliable in its run; ! no step within the p99 budget)")
+    lines.append("")
+    for m in res["models"]:
+        lines.append(f"{m['model']}: best variant A {m['best_a'] or 'none'}, B {m['best_b'] or 'none'}: "
+                     f"{'same' if m['same'] else 'DIFFERENT'}")
+        for r in m["ratios"]:
+            def side(x):
+                return f"{x['value']:.2f}x [{_fmt_pair(x['ci'])}]" if "value" in x else f"not printed ({x.get('why', 'no winner')})"
+
+            verdict = ("B within A's interval: " + {True: "yes", False: "NO", None: "n/a"}[r["b_in_a"]] +
+                       ", A within B's: " + {True: "yes", False: "NO", None: "n/a"}[r["a_in_b"]])
+            lines.append(f"  {HEADLINE_WORDS[r['name']]}: A {side(r['a'])}, B {side(r['b'])}; {verdict}")
+    lines.append("")
+    p = res["problems"]
+    lines.append("agree: every variant's intervals overlap, the same best variant, the headline ratios within each "
+                 "other's intervals" if not p else
+                 f"disagree: {p[0]}" + (f" (and {len(p) - 1} more)" if len(p) > 1 else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m perf.compare_runs", description=__doc__.split("\n")[0])
+    ap.add_argument("run_a", help="a run folder of tritongen perf (perf/results/<run-id>) or its results.json")
+    ap.add_argument("run_b")
+    a = ap.parse_args(argv)
+    try:
+        run_a, run_b = load(a.run_a), load(a.run_b)
+    except RunUnreadable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    res = compare(run_a, run_b)
+    print(render(res, a.run_a, a.run_b))
+    return 1 if res["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
