@@ -346,7 +346,10 @@ def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, r
             (repo / ctx["name"] / "1").mkdir(parents=True)
             (repo / ctx["name"] / "config.pbtxt").write_text(render(ctx, template_for(v, target)))
             rendered.append(ctx["name"])
-    assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript"} <= set(rendered)
+    assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript", "vit_b16__openvino-int8"} <= set(rendered)
+    ov8, _ = parse_config((repo / "vit_b16__openvino-int8" / "config.pbtxt").read_text(), "vit_b16__openvino-int8")
+    # the padding bug (every release so far): OpenVINO served unbatched, the batch dim -1, no dynamic batcher
+    assert ov8.max_batch_size == 0 and list(ov8.input[0].dims) == [-1, 3, 224, 224] and not ov8.HasField("dynamic_batching")
     from generator.config.rules import client_rules
 
     # the release rules, and core's input-format rule (an unbatched OpenVINO config has 4 dims: no format)

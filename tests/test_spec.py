@@ -36,7 +36,9 @@ def test_documented_example_spec_parses():
     assert vit.triton.intra_op_threads == 0
     assert spec.model("small_cnn").max_batch_size == 8
     assert [v.name for v in vit.variants] == ["onnx", "torchscript", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                              "openvino", "torch-aoti", "trt-fp16", "trt-int8"]
+                                              "openvino", "openvino-int8", "torch-aoti", "trt-fp16", "trt-int8"]
+    ov8 = next(v for v in vit.variants if v.name == "openvino-int8")
+    assert ov8.options.model_type == "transformer"  # NNCF's transformer preset: without it the ViT fails the gate
     assert vit.preprocess.size == (224, 224)
     assert vit.verify.task == "classification"
 

@@ -43,6 +43,10 @@ BAD = [
     (["onnx-int8", "onnx-int8-dynamic"], "reduce_range", "no", "expected true or false, got 'no'"),
     (["onnx-int8", "onnx-int8-dynamic"], "op_types", "MatMul", "expected a list, got the string 'MatMul'"),
     (["onnx-int8", "onnx-int8-dynamic"], "nodes_to_exclude", [""], None),
+    (["onnx-int8", "onnx-int8-dynamic"], "fusion", "yes", "'yes' is not one of auto, transformer, none"),
+    (["onnx-int8", "onnx-int8-dynamic"], "num_heads", 0, "must be >= 1, got 0"),
+    (["onnx-int8", "onnx-int8-dynamic"], "hidden_size", "big", "expected an integer, got the string 'big'"),
+    (["onnx-int8"], "quant_format", "qlinear", "'qlinear' is not one of qdq, qoperator"),
     (["onnx-int8"], "calibration_method", "magic", "'magic' is not one of minmax, entropy, percentile"),
     (["onnx-int8"], "activation_type", "int4", "'int4' is not one of uint8, int8"),
     (["onnx-int8"], "weight_type", "int4", "'int4' is not one of uint8, int8"),
@@ -103,6 +107,11 @@ def test_good_options_come_back_typed_with_defaults_and_as_written():
     assert ov.get("inference_precision") == "BF16" and "performance_hint" not in ov
     trt = _read("trt-fp16", {"triton_release": 24.10, "workspace_mb": 512}).variants[1].options
     assert (trt.triton_release, trt.workspace_mb, trt.builder_optimization_level) == ("24.1", 512, 3)
+    i8 = _read("onnx-int8", {"fusion": "Transformer", "quant_format": "QOperator", "num_heads": 12}).variants[1].options
+    assert (i8.fusion, i8.quant_format, i8.num_heads, i8.hidden_size) == ("transformer", "qoperator", 12, None)
+    assert dict(i8) == {"fusion": "Transformer", "quant_format": "QOperator", "num_heads": 12}
+    dyn = _read("onnx-int8-dynamic", {}).variants[1].options
+    assert (dyn.fusion, dyn.num_heads) == ("none", None) and not hasattr(dyn, "quant_format")
     acc = _read("onnx", {"trt_accelerator": True}).variants[0].options
     assert acc.trt_accelerator.precision == "fp16" and acc.get("trt_accelerator") is True
 
@@ -110,6 +119,8 @@ def test_good_options_come_back_typed_with_defaults_and_as_written():
 @pytest.mark.parametrize("variant,options,exit_code", [
     ("torchscript", {"method": "compile"}, 1),
     ("trt-fp16", {"workspace_mb": "lots"}, 1),
+    ("onnx-int8", {"quant_format": "qlinear"}, 1),
+    ("onnx-int8-dynamic", {"fusion": "always"}, 1),
 ])
 def test_cli_exits_1_without_traceback_for_a_bad_option(workdir, variant, options, exit_code):
     p = write_spec(workdir, {"models": [linear_model(variants=[{"name": variant, "options": options}])]})

@@ -121,6 +121,14 @@ class OnnxInt8DynamicOptions(OnnxOptions):
     op_types: Optional[Names] = Field(default=None, description="ONNX op types to quantize")
     nodes_to_exclude: Optional[Names] = Field(default=None, description="node names kept in float")
     reduce_range: Optional[Bool] = Field(default=None, description="7-bit weights (default: the CPU's advice)")
+    fusion: Annotated[Literal["auto", "transformer", "none"], Lower] = Field(
+        default="none", description="ONNX Runtime's transformer fusions (LayerNorm, SkipLayerNorm, BiasGelu, "
+                                    "Attention) before quantizing; auto = transformer when the graph has a Softmax "
+                                    "and a LayerNormalization (no speed-up measured on the example ViT: README)")
+    num_heads: Optional[PosInt] = Field(default=None, description="attention heads, for the fusion (default: "
+                                                                   "read from the graph)")
+    hidden_size: Optional[PosInt] = Field(default=None, description="hidden size, for the fusion (default: read "
+                                                                     "from the graph)")
 
 
 QuantType = Annotated[Literal["uint8", "int8"], Lower]
@@ -137,6 +145,8 @@ class OnnxInt8Options(OnnxInt8DynamicOptions):
     search: Optional[Bool] = Field(default=None, description="try other recipes when the gate fails "
                                                              "(default: fallback)")
     search_budget_s: NonNegFloat = Field(default=600, description="seconds the recipe search may take")
+    quant_format: Annotated[Literal["qdq", "qoperator"], Lower] = Field(
+        default="qdq", description="qdq = QuantizeLinear/DequantizeLinear pairs, qoperator = QLinear* ops")
 
     @model_validator(mode="after")
     def _weights_follow_activations(self):

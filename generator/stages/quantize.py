@@ -1,6 +1,6 @@
 """Stages for INT8 ONNX with ONNX Runtime's quantization tools: file in, file out.
 
-- ``quantize_static_onnx``: QDQ format, activations calibrated on the spec's calibration samples
+- ``quantize_static_onnx``: QDQ format (or QOperator), activations calibrated on the spec's calibration samples
   (minmax | entropy | percentile), weights int8 (per-tensor or per-channel);
 - ``quantize_dynamic_onnx``: weights int8, activation ranges computed at run time (no calibration).
 
@@ -8,6 +8,10 @@ By default only MatMul, Gemm and Conv are quantized: they hold the compute, and 
 (Add, Softmax, LayerNorm...) multiplied the error ~30x on the ViT for no speed. ``nodes_to_exclude`` keeps
 named nodes in fp32. A quantization that raises, or whose result ONNX Runtime cannot load, becomes
 ``VariantFailed`` naming the node and op type found in the error (or the op types asked for).
+
+- ``fuse_transformer``: before either, ONNX Runtime's transformer graph fusions
+  (``onnxruntime.transformers.optimizer.optimize_model``: LayerNorm, SkipLayerNorm, BiasGelu, Attention), so
+  that the quantizer sees the fused graph (option ``fusion``: auto | transformer | none).
 """
 
 from __future__ import annotations
@@ -26,6 +30,38 @@ STATIC_OPS = ("MatMul", "Gemm", "Conv", "Relu", "Clip")
 DYNAMIC_OPS = ("MatMul", "Gemm")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 ACTIVATION_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+QUANT_FORMATS = {"qdq": "QDQ", "qoperator": "QOperator"}
+
+
+def wants_fusion(nodes: list[tuple[str, str]], fusion: str) -> bool:
+    """``fusion`` auto: a transformer is a graph with a Softmax and a LayerNormalization (what the fusions match)."""
+    if fusion != "auto":
+        return fusion == "transformer"
+    ops = {op for _, op in nodes}
+    return "Softmax" in ops and "LayerNormalization" in ops
+
+
+def fuse_transformer(src: Path, out: Path, *, text: bool = False, num_heads: int | None = None,
+                     hidden_size: int | None = None, variant: str = "onnx-int8") -> dict:
+    """ONNX Runtime's transformer fusions (python optimizer, no ORT session level: ``src`` is already
+    optimised) on ``src`` -> ``out``. ``text``: a token-input model (model type bert, attention masks) rather
+    than a vision one (vit, no mask). Returns the op types it fused and how many."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        opt = optimize_model(str(src), model_type="bert" if text else "vit", num_heads=num_heads or 0,
+                             hidden_size=hidden_size or 0, opt_level=0)
+        stats = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        raw = out.with_suffix(".fused.onnx")
+        opt.save_model_to_file(str(raw), use_external_data_format=has_external_data(src))
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise VariantFailed(f"{variant}: ONNX Runtime's transformer fusion failed: {type(e).__name__}: {first}; "
+                            "set options.fusion: none (or give options.num_heads / hidden_size)") from None
+    finalize_onnx(raw, out)
+    raw.unlink(missing_ok=True)
+    data_file(raw).unlink(missing_ok=True)
+    return {"model_type": "bert" if text else "vit", "fused": stats}
 
 
 def graph_nodes(path: Path) -> list[tuple[str, str]]:
@@ -134,8 +170,9 @@ def _load_check(variant: str, path: Path, nodes, op_types) -> None:
 
 def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=STATIC_OPS, per_channel=False,
                          method="minmax", reduce_range=False, activation_type="uint8", exclude=(),
-                         variant="onnx-int8", weight_type="int8") -> dict:
-    """fp32 ONNX -> QDQ int8 ONNX calibrated on ``samples`` (feeds dicts). Returns what was quantized."""
+                         variant="onnx-int8", weight_type="int8", quant_format="qdq") -> dict:
+    """fp32 ONNX -> int8 ONNX (QDQ pairs, or QLinear* ops with ``quant_format`` qoperator) calibrated on
+    ``samples`` (feeds dicts). Returns what was quantized."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     nodes = graph_nodes(src)
@@ -143,7 +180,7 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
     try:
         quantize_static(
             str(src), str(raw), _reader(samples),
-            quant_format=QuantFormat.QDQ,
+            quant_format=getattr(QuantFormat, QUANT_FORMATS[quant_format]),
             op_types_to_quantize=list(op_types),
             per_channel=per_channel,
             reduce_range=reduce_range,
@@ -173,7 +210,7 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
     return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
             "calibration_samples": len(samples), "method": method, "per_channel": per_channel,
             "activation_type": activation_type, "weight_type": weight_type, "reduce_range": reduce_range,
-            "op_types": list(op_types)}
+            "op_types": list(op_types), "quant_format": quant_format}
 
 
 def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_channel=False, reduce_range=False,
@@ -209,12 +246,14 @@ def options(ctx, ops_default, *, static: bool) -> dict:
         "reduce_range": cpu["reduce_range"] if o.reduce_range is None else o.reduce_range,
         "op_types": list(ops_default if o.op_types is None else o.op_types),
         "exclude": list(o.nodes_to_exclude or ()),
+        "fusion": o.fusion, "num_heads": o.num_heads, "hidden_size": o.hidden_size,
     }
     if static:
         act = o.activation_type
         wt = o.weight_type or ("int8" if act == "int8" else cpu["weight_type"])
         out.update(method=o.calibration_method or ctx.model.calibration.method, activation_type=act, weight_type=wt,
-                   search=o.fallback if o.search is None else o.search, search_budget_s=float(o.search_budget_s))
+                   search=o.fallback if o.search is None else o.search, search_budget_s=float(o.search_budget_s),
+                   quant_format=o.quant_format)
     return out
 
 

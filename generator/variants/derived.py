@@ -37,3 +37,26 @@ def optimized_fp32(ctx: BuildContext) -> Path:
     tmp.rename(d)
     ctx.info.update(info)
     return out
+
+
+def fused_fp32(ctx: BuildContext, src: Path, opts: dict, variant: str) -> Path:
+    """``src``, or ONNX Runtime's transformer fusions of it when ``opts['fusion']`` asks (auto: a graph with a
+    Softmax and a LayerNormalization), written to the variant's work folder. A model with integer inputs (token
+    ids) is fused as a text transformer (attention masks), any other as a vision one."""
+    from generator.stages import quantize as q
+
+    if not q.wants_fusion(q.graph_nodes(src), opts["fusion"]):
+        ctx.info["fusion"] = {"applied": False, "option": opts["fusion"]}
+        return src
+    text = any(not t.dtype.is_float for t in ctx.model.inputs)
+    out = ctx.work_dir / "fused" / "model.onnx"
+    info = q.fuse_transformer(src, out, text=text, num_heads=opts.get("num_heads"),
+                              hidden_size=opts.get("hidden_size"), variant=variant)
+    ctx.info["fusion"] = {"applied": True, "option": opts["fusion"], **info}
+    fused = ", ".join(f"{k} x{v}" for k, v in info["fused"].items()) or "nothing"
+    ctx.log(f"ONNX Runtime transformer fusion ({info['model_type']}): {fused}")
+    ctx.reproduce.append(
+        "python -c \"from onnxruntime.transformers.optimizer import optimize_model; "
+        f"optimize_model('{src}', model_type='{info['model_type']}', num_heads={opts.get('num_heads') or 0}, "
+        f"hidden_size={opts.get('hidden_size') or 0}, opt_level=0).save_model_to_file('fused.onnx')\"")
+    return out

@@ -7,7 +7,9 @@ percentile; default the spec's ``calibration.method``), ``op_types`` (default Ma
 Clip), ``nodes_to_exclude``, ``reduce_range`` (default false), ``weight_type`` (int8 | uint8; default per CPU: uint8,
 i.e. U8U8, on x86 without VNNI where U8S8 can saturate -- generator/tables/isa.py), ``activation_type`` (uint8
 asymmetric | int8 symmetric), ``search`` (default
-true; ``fallback`` is its old name), ``search_budget_s`` (default 600).
+true; ``fallback`` is its old name), ``search_budget_s`` (default 600), ``quant_format`` (qdq | qoperator;
+default qdq), ``fusion`` (auto | transformer | none; default none; auto: ONNX Runtime's transformer fusions
+first when the graph has a Softmax and a LayerNormalization), ``num_heads`` / ``hidden_size`` (for the fusion).
 
 Recipe search: every full-INT8 recipe of a small bounded set is tried (the other calibration methods,
 per-channel, the other activation symmetry, and without VNNI reduce_range and U8U8); each that passes the gate
@@ -38,12 +40,12 @@ from ..spec import ModelSpec, Tolerance
 from ..spec.options import OnnxInt8Options
 from generator.stages.verify import gate_metrics, verify
 from .base import BuildContext, Variant
-from .derived import optimized_fp32
+from .derived import fused_fp32, optimized_fp32
 
 
 def build(ctx: BuildContext) -> None:
     opts = q.options(ctx, q.STATIC_OPS, static=True)
-    src = optimized_fp32(ctx)
+    src = fused_fp32(ctx, optimized_fp32(ctx), opts, VARIANT.key)
     nodes = q.graph_nodes(src)
     q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
     samples = ctx.calibration()
@@ -57,11 +59,11 @@ def build(ctx: BuildContext) -> None:
         return q.quantize_static_onnx(
             src, dest, samples, op_types=opts["op_types"], per_channel=r.per_channel, method=r.method,
             reduce_range=r.reduce_range, activation_type=r.activation_type, weight_type=r.weight_type,
-            exclude=r.exclude, variant=VARIANT.key)
+            exclude=r.exclude, variant=VARIANT.key, quant_format=opts["quant_format"])
 
     if not opts["search"]:
         ctx.info.update(quantize(first))
-        ctx.reproduce.append(_command(src, opts["op_types"], first))
+        ctx.reproduce.append(_command(src, opts["op_types"], first, opts["quant_format"]))
         return
     tol = VARIANT.tolerance_for(ctx.model, ctx.variant)
     module = None
@@ -139,7 +141,7 @@ def build(ctx: BuildContext) -> None:
     data_file(trial).unlink(missing_ok=True)
     ctx.info["recipe"] = chosen.label()
     ctx.log(f"kept [{chosen.label()}]: the fastest of {sum(a['passed'] for a in attempts)} passing recipe(s)")
-    ctx.reproduce.append(_command(src, opts["op_types"], chosen))
+    ctx.reproduce.append(_command(src, opts["op_types"], chosen, opts["quant_format"]))
     if len(attempts) > 1:
         ctx.reproduce.append(f"# recipe search: {len(attempts)} attempts, the fastest passing one above (see build.log)")
 
@@ -151,10 +153,10 @@ def _score(v) -> float:
     return score(v.task, v.min_cosine)
 
 
-def _command(src: Path, op_types, r: q.Recipe) -> str:
+def _command(src: Path, op_types, r: q.Recipe, quant_format: str = "qdq") -> str:
     return (
         "python -c \"from onnxruntime.quantization import *; "
-        f"quantize_static('{src}', 'model.onnx', YOUR_CALIBRATION_READER, quant_format=QuantFormat.QDQ, "
+        f"quantize_static('{src}', 'model.onnx', YOUR_CALIBRATION_READER, quant_format=QuantFormat.{q.QUANT_FORMATS[quant_format]}, "
         f"op_types_to_quantize={list(op_types)}, per_channel={r.per_channel}, "
         f"reduce_range={r.reduce_range}, activation_type=QuantType.{q.ACTIVATION_TYPES[r.activation_type]}, "
         f"weight_type=QuantType.{q.ACTIVATION_TYPES[r.weight_type]}, nodes_to_exclude={list(r.exclude)}, "

@@ -4,7 +4,9 @@ No calibration data needed. Stages: the optimised fp32 graph -> ``quantize_dynam
 (ONNX Runtime rewrites them to MatMulInteger / DynamicQuantizeMatMul) -> the accuracy gate (the INT8
 default: see onnx_int8.int8_tolerance). Options: ``per_channel`` (default false), ``op_types``,
 ``nodes_to_exclude``, ``reduce_range`` (default: true on x86 without VNNI, where U8S8 can saturate -- ORT's
-advice; generator/tables/isa.py).
+advice; generator/tables/isa.py), ``fusion`` (auto | transformer | none; default none; auto: ONNX Runtime's transformer
+fusions first when the graph has a Softmax and a LayerNormalization), ``num_heads`` / ``hidden_size`` (for the
+fusion; default read from the graph).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from generator.serve.runtimes import onnx_artifact_runner
 from ..spec import Tolerance
 from ..spec.options import OnnxInt8DynamicOptions
 from .base import BuildContext, Variant
-from .derived import optimized_fp32
+from .derived import fused_fp32, optimized_fp32
 from .onnx_int8 import int8_tolerance
 
 
 def build(ctx: BuildContext) -> None:
     opts = q.options(ctx, q.DYNAMIC_OPS, static=False)
-    src = optimized_fp32(ctx)
+    src = fused_fp32(ctx, optimized_fp32(ctx), opts, VARIANT.key)
     nodes = q.graph_nodes(src)
     q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
     ctx.info["isa"] = isa.summary()  # reduce_range followed this CPU (ORT's advice without VNNI)
