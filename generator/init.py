@@ -107,7 +107,7 @@ def _check_parses(text: str, output: Path) -> None:
 
 
 def _from_hf(folder: Path, spec_dir: Path, name: str, task: str | None) -> list[str]:
-    from generator.loading.source import hf
+    from generator.loading import hf
 
     cfg = hf.read_config(folder, str(folder))
     trust = False

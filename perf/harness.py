@@ -406,15 +406,17 @@ def run_perf(
 
 
 def _where_time_goes(run: dict, targets: list[Target], spec_path: Path, run_dir: Path, budget_ms: float, log) -> dict:
-    """The best variant of each model (as the report chooses it) profiled per operator at its concurrency."""
+    """The best variant of each model (as the report chooses it; with none named, the fastest step within the budget)
+    profiled per operator at its concurrency."""
     from . import opprofile
     from .report import choose_winners, enrich
 
     by_name, best = {t.name: t for t in targets}, {}
     for model, w in choose_winners(enrich(run), float(budget_ms)).items():
-        if w["row"] and w["row"]["triton_name"] in by_name:
-            t = by_name[w["row"]["triton_name"]]
-            best[model] = (t.name, t.runtime, t.artifact, max(1, int(w["row"]["concurrency"])))
+        row = w["row"] or w.get("fastest")  # no best named (unreliable rounds): the fastest step still shows where
+        if row and row["triton_name"] in by_name:
+            t = by_name[row["triton_name"]]
+            best[model] = (t.name, t.runtime, t.artifact, max(1, int(row["concurrency"])))
     got = opprofile.for_winners(best, spec_path, (run.get("probe") or {}).get("peak_gflops") or {}, run_dir, log)
     run["commands"] += [p["command"] for p in got.values() if p.get("command")]
     return got

@@ -181,7 +181,8 @@ def primary_driver(rows: list[dict]) -> str | None:
 
 
 def choose_winners(rows: list[dict], budget_ms: float) -> dict:
-    """``{model: {"row": best row, "why": str} | {"row": None, "why": str}}``."""
+    """``{model: {"row": best row, "why": str} | {"row": None, "why": str, "fastest": row | None}}``; with no best
+    named, ``fastest`` is the fastest clean step within the budget (unreliable), which the profile still explains."""
     driver = primary_driver(rows)
     out = {}
     for model in sorted({r["model"] for r in rows}):
@@ -193,7 +194,7 @@ def choose_winners(rows: list[dict], budget_ms: float) -> dict:
         fastest = max(within_all, key=lambda r: r["throughput"]) if within_all else None
         if within and fastest.get("unreliable"):  # a reliable "best" slower than an unreliable step is no best
             best = max(within, key=lambda r: r["throughput"])
-            out[model] = {"row": None, "driver": driver,
+            out[model] = {"row": None, "driver": driver, "fastest": fastest,
                           "why": f"the fastest step within p99 <= {budget_ms:g} ms, {fastest['variant']} at concurrency "
                                  f"{fastest['concurrency']} ({fastest['throughput']:.2f}/s median), is unreliable "
                                  f"because {fastest['unreliable']}; the fastest reliable one, {best['variant']} at "
@@ -213,7 +214,7 @@ def choose_winners(rows: list[dict], budget_ms: float) -> dict:
                    f"every step within p99 <= {budget_ms:g} ms is unreliable; the fastest measured, "
                    f"{fast['variant']} at concurrency {fast['concurrency']} ({fast['throughput']:.2f}/s), is so "
                    f"because {fast['unreliable']}")
-            out[model] = {"row": None, "driver": driver, "why": why}
+            out[model] = {"row": None, "driver": driver, "why": why, "fastest": fast}
     return out
 
 
@@ -549,7 +550,7 @@ Ceiling: a square GEMM probe (n=2048, all cores) per precision; achieved FLOP/s 
 ONNX graph (2 FLOPs per multiply-add) at the spec's opt dims. Client and server share this machine's cores, so the
 client's own CPU time is part of the served number.
 
-Where the time goes: after the sweep, the best variant's served session in-process at its concurrency as the batch,
+Where the time goes: after the sweep, the best variant's (with none named: the fastest step's) served session in-process at its concurrency as the batch,
 with the runtime's own profiler (ONNX Runtime's trace, OpenVINO's PERF_COUNT), warm-up runs discarded; per op class the
 time, the FLOPs of its executed nodes (their shapes, or the ONNX graph's) and the GFLOP/s as a share of the GEMM
 probe's ceiling of the class's precision (perf.opprofile).
