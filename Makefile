@@ -60,7 +60,7 @@ stop: setup
 
 # build (embedded target) + serve + sweep + report + stop, all inside `tritongen perf`
 # every step and baseline in 3 interleaved rounds (--rounds); a served round's window: measurement-s / rounds, at least 2 s
-PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000
+PERF_ARGS ?= --models vit_b16 --concurrency 1,4,8 --measurement-s 5 --latency-budget-ms 3000 --request-rates 2,5,10,20,30,40
 RUN_ID ?=
 perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded

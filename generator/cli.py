@@ -235,12 +235,14 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--run-id", default=None, help="The run folder's name under --out (default: a timestamp).")
 @click.option("--no-baselines", is_flag=True, help="Skip the in-process and PyTorch eager baselines.")
 @click.option("--no-op-profile", is_flag=True, help="Skip the best variant's per-operator profile (Where the time goes).")
+@click.option("--request-rates", default="", metavar="R1,R2,...",
+              help="Also an open loop: Poisson request rates (requests/s) to sweep per variant, e.g. 5,10,20,40.")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="A folder of JPEG/PNG files: also measure the image ensembles with them (one BYTES element each).")
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences):
+         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     \b
@@ -259,10 +261,16 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError:
         raise UserError(f"--concurrency {concurrency}: give integers like 1,2,4,8")
+    try:
+        rates = [float(r) for r in request_rates.split(",") if r.strip()]
+    except ValueError:
+        raise UserError(f"--request-rates {request_rates}: give request rates per second like 5,10,20")
+    if any(r <= 0 for r in rates):
+        raise UserError(f"--request-rates {request_rates}: every rate must be above 0 requests/s")
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
-                       real_inputs=RealInputs(images, sentences))
+                       real_inputs=RealInputs(images, sentences), request_rates=rates or None)
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
 
 

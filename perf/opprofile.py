@@ -120,8 +120,12 @@ def _ort_records(per_run: list[list[dict]], graph: dict) -> list[dict]:
             flops = g["flops"]
         counts = rec["op"] in probe.MATMUL_LIKE or rec["op"] in probe.CONV_LIKE or rec["op"] in probe.ATTENTION_OPS
         ins = rec["ins"] or (g["inputs"] if g else [])
+        # ORT's NCHWc layout (its nodes are named <output>_nchwc) rounds channels up to the CPU's block (8 with
+        # AVX2, 16 with AVX-512): the executed shapes count the padding, not the model's work
+        padded = rec["name"].endswith("_nchwc") and rec["op"] in probe.CONV_LIKE and flops is not None
         out.append({"name": rec["name"], "op": rec["op"], "class": op_class(rec["op"], ins), "kernel": rec["kernel"],
                     "ms": rec["us"] / 1000.0 / n, "flops": flops, "uncounted": counts and flops is None,
+                    "padded": padded,
                     "precision": "int8" if rec["op"] in _INT8 else
                                  {"float16": "fp16", "bfloat16": "bf16"}.get(rec["dtype"], "fp32")})
     return out
@@ -340,7 +344,8 @@ def summarise(nodes: list[dict], peaks: dict, graph_classes: dict | None = None,
         ms = sum(r["ms"] for r in mine)
         flops = sum(r["flops"] or 0 for r in mine)
         uncounted = sum(bool(r.get("uncounted")) for r in mine)
-        source = "graph" if uncounted and (graph_classes or {}).get(cls) else "executed"
+        padded = sum(bool(r.get("padded")) for r in mine)
+        source = "graph" if (uncounted or padded) and (graph_classes or {}).get(cls) else "executed"
         flops = graph_classes[cls] if source == "graph" else flops
         by_prec: dict[str, float] = {}
         for r in mine:
@@ -354,12 +359,12 @@ def summarise(nodes: list[dict], peaks: dict, graph_classes: dict | None = None,
                         "gflop": flops / 1e9 if flops else None, "gflops": gflops, "precision": prec,
                         "ceiling_precision": ceil_prec, "ceiling_gflops": ceil,
                         "ceiling_share": gflops / ceil if gflops and ceil else None,
-                        "uncounted_nodes": uncounted, "flops_from": source}
+                        "uncounted_nodes": uncounted, "padded_nodes": padded, "flops_from": source}
     top = sorted(nodes, key=lambda r: -r["ms"])[:10]
     top = [{**{k: r[k] for k in ("name", "op", "class", "kernel", "ms", "precision")},
             "share": r["ms"] / ops_ms if ops_ms else None,
             "gflops": r["flops"] / 1e9 / (r["ms"] / 1000.0) if r["flops"] and r["ms"] else None} for r in top]
-    counted = sum(r["flops"] or 0 for r in nodes) / 1e9
+    counted = sum(c["flops"] for c in classes.values()) / 1e9  # the classes' (graph FLOPs where they took them)
     out = {**meta, "ops_ms": ops_ms, "classes": classes, "top": top, "counted_gflop": counted, "notes": []}
     if meta.get("executed_batch") and meta.get("batch") and meta["executed_batch"] != meta["batch"]:
         out["notes"].append(f"the served OpenVINO model runs every call at max_batch_size {meta['executed_batch']} "
@@ -370,6 +375,11 @@ def summarise(nodes: list[dict], peaks: dict, graph_classes: dict | None = None,
         out["notes"].append(f"{', '.join(over)} above 100% of the ceiling: the GEMM probe ran under load and "
                             "underestimates it; delete machine_probe.json and re-run on a quiet machine")
     for c in classes.values():
+        if c["padded_nodes"]:
+            out["notes"].append(f"{c['label']}: {c['padded_nodes']} node(s) ran in ONNX Runtime's NCHWc layout, which "
+                                "pads channels to this CPU's vector block; " +
+                                ("the class's FLOPs are the ONNX graph's (the model's work)" if c["flops_from"] == "graph"
+                                 else "its FLOPs include that padding (a high bound)"))
         if c["uncounted_nodes"]:
             out["notes"].append(f"{c['label']}: {c['uncounted_nodes']} executed node(s) without the shapes to count "
                                 "FLOPs from; " + ("the class's FLOPs are the ONNX graph's" if c["flops_from"] == "graph"

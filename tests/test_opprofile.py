@@ -196,3 +196,15 @@ def test_report_has_where_the_time_goes_with_a_skip_line(tiny, tmp_path):
     assert "Where the time goes" in (tmp_path / "r" / "report.html").read_text()
     got = json.loads((tmp_path / "r" / "results.json").read_text())["opprofile"]
     assert got["tiny"]["classes"]["conv"]["flops"] == CONV
+
+
+def test_nchwc_padded_conv_takes_the_graph_flops():
+    # ONNX Runtime's NCHWc conv pads 8 output channels to 16 on AVX-512 (to 8, i.e. none, on AVX2): a synthetic
+    # trace record of the padded node, as the AVX-512 machine's trace had it, must not double the class's FLOPs
+    padded = {"name": "r_nchwc", "op": "Conv", "class": "conv", "kernel": "CPU", "ms": 1.0, "flops": 2 * CONV,
+              "uncounted": False, "padded": True, "precision": "fp32"}
+    prof = opprofile.summarise([padded], PEAKS, {"conv": CONV})
+    assert prof["classes"]["conv"]["flops"] == CONV and prof["classes"]["conv"]["flops_from"] == "graph"
+    assert prof["counted_gflop"] * 1e9 == CONV and any("NCHWc" in n for n in prof["notes"])
+    alone = opprofile.summarise([padded], PEAKS, {})  # no graph FLOPs to take: the padded count, said so
+    assert alone["classes"]["conv"]["flops"] == 2 * CONV and any("high bound" in n for n in alone["notes"])

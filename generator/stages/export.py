@@ -318,13 +318,15 @@ def finalize_onnx(src: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     size = proto.ByteSize()
     external = size >= TWO_GB
+    skipped = None
     try:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False) if not external else proto
-    except Exception:
-        pass
+    except Exception as e:  # shapes are an annotation only: the graph is saved without them, and the reason kept
+        skipped = f"shape inference skipped: {type(e).__name__}: {_first_line(e)}"
     save_onnx(proto, out, size)
     onnx.checker.check_model(str(out), full_check=not external)
-    return {"nodes": len(proto.graph.node), "bytes": size, "external_data": external}
+    info = {"nodes": len(proto.graph.node), "bytes": size, "external_data": external}
+    return {**info, "shape_inference": skipped} if skipped else info
 
 
 def data_file(path: Path) -> Path:

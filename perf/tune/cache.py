@@ -11,16 +11,19 @@ from pathlib import Path
 from .measure import Measurement
 
 class Cache:
-    """Measurements by configuration hash, written after every measurement (a killed run resumes)."""
+    """Measurements by configuration hash, and the variants' in-process ceilings, written after every
+    measurement (a killed run resumes; a resumed run prunes on the same ceilings, so it takes the same path)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.data: dict[str, dict] = {}
+        self.ceilings: dict[str, float | None] = {}
         if path.is_file():
             try:
-                self.data = json.loads(path.read_text()).get("measurements", {})
-            except (OSError, ValueError):
-                self.data = {}
+                got = json.loads(path.read_text())
+                self.data, self.ceilings = got.get("measurements", {}), got.get("ceilings", {})
+            except (OSError, ValueError, AttributeError):
+                self.data, self.ceilings = {}, {}
         self.reused = 0
         self.measured = 0
 
@@ -30,7 +33,17 @@ class Cache:
 
     def put(self, m: Measurement) -> None:
         self.data[m.key] = asdict(m)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"measurements": self.data}, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        self._write()
 
+    def ceiling(self, key: str) -> tuple[bool, float | None]:
+        """(known, throughput) of an in-process ceiling measured by an earlier run in this folder."""
+        return (key in self.ceilings, self.ceilings.get(key))
+
+    def put_ceiling(self, key: str, value: float | None) -> None:
+        self.ceilings[key] = value
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"measurements": self.data, "ceilings": self.ceilings}, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)

@@ -150,7 +150,7 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
         if not owned:
             return None
         return lambda targets_m, spaces: inprocess_ceilings(spec_path, spec.model(model_name), targets_m, spaces,
-                                                            cores, log)
+                                                            cores, log, cache=cache)
     snippets = []
     try:
         for name, targets_m in by_model.items():

@@ -184,12 +184,14 @@ def quick(s: Search, keep, spaces: dict[str, Space], spec_cands: dict, scores: d
         climb(s, spaces[t.name], s.start.get(t.name, spec_cands[t.name]), min_gain)
 
 
-def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores: int, log) -> dict:
+def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores: int, log, cache=None) -> dict:
     """Each variant's in-process throughput ceiling: its runtime alone, without the server, on one session with
     all ``cores`` threads at batch min(largest max_batch_size searched, 8) (``perf.baseline``: the served
     config's session settings, a fresh interpreter per variant). No served configuration of a variant beats
     its runtime run directly, so a variant whose ceiling is under ``prune`` x the best one's is dropped before
-    the server sees it. ``None`` for a variant that cannot run in-process (TensorRT, a failed session)."""
+    the server sees it. ``None`` for a variant that cannot run in-process (TensorRT, a failed session). With a
+    ``cache`` (``perf.tune.cache.Cache``), a ceiling an earlier run in the same folder measured for the same
+    artifact bytes, threads and batch is reused: a resumed run prunes exactly as the first did."""
     from ..baseline import run_baseline
 
     out = {}
@@ -201,6 +203,13 @@ def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores
         b = min(mbs, 8) if mbs > 0 else 1
         job = {"spec": str(spec_path), "model": model_spec.name, "kind": t.runtime, "artifact": str(t.artifact),
                "total_threads": cores, "batches": [b], "measurement_s": 0.5, "max_iters": 20}
+        key = _ceiling_key(t, cores, b)
+        known, value = cache.ceiling(key) if cache is not None else (False, None)
+        if known:
+            out[t.name] = value
+            log(f"  in-process ceiling {t.name}: " + (f"{value:.1f}/s" if value else "not measured")
+                + f" at batch {b}, {cores} threads (measured by an earlier run in this folder)")
+            continue
         t0 = time.time()
         got = run_baseline(job, timeout_s=300)
         rows = got.get("rows") or []
@@ -208,7 +217,19 @@ def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores
         log(f"  in-process ceiling {t.name}: " + (f"{out[t.name]:.1f}/s at batch {b}, {cores} threads"
                                                     if rows else f"not measured ({got.get('error', '?')})")
             + f" [{time.time() - t0:.1f} s]")
+        if cache is not None:
+            cache.put_ceiling(key, out[t.name])
     return out
+
+
+def _ceiling_key(t, cores: int, batch: int) -> str:
+    """A variant's artifact as it is on disk (size and mtime of the artifact and its companions: model.onnx.data,
+    model.bin; not the runner a python-backend server compiles beside it), threads, batch."""
+    art = Path(t.artifact)
+    files = sorted(p for p in (art.parent.iterdir() if art.exists() else ())
+                   if p.is_file() and p.name.startswith(art.stem + ".") and p.suffix not in (".py", ".pyc"))
+    sig = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return f"{t.name}|{art}|{sig}|threads={cores}|batch={batch}"
 
 
 def primary_variant(model_spec, targets) -> str | None:
