@@ -257,16 +257,8 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
 
     if url is None:
         _isa_warnings(repo)
-    try:
-        levels = [int(c) for c in concurrency.split(",") if c.strip()]
-    except ValueError:
-        raise UserError(f"--concurrency {concurrency}: give integers like 1,2,4,8")
-    try:
-        rates = [float(r) for r in request_rates.split(",") if r.strip()]
-    except ValueError:
-        raise UserError(f"--request-rates {request_rates}: give request rates per second like 5,10,20")
-    if any(r <= 0 for r in rates):
-        raise UserError(f"--request-rates {request_rates}: every rate must be above 0 requests/s")
+    levels = _numbers(concurrency, "--concurrency", "integers above 0, like 1,2,4,8", int, positive=True)
+    rates = _numbers(request_rates, "--request-rates", "request rates above 0 per second, like 5,10,20", positive=True)
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
@@ -486,7 +478,7 @@ def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
         image = {"size": _hw(image_size, "--image-size")}
         for opt, val in (("mean", mean), ("std", std)):
             if val is not None:
-                image[opt] = _floats3(val, f"--{opt}")
+                image[opt] = _numbers(val, f"--{opt}", "three comma-separated numbers (R,G,B)", count=3)
     elif mean is not None or std is not None:
         raise UserError("--mean/--std: only with --image-size")
     t = time.perf_counter()
@@ -529,13 +521,13 @@ def _hw(text: str, opt: str) -> list[int]:
     return hw
 
 
-def _floats3(text: str, opt: str) -> list[float]:
+def _numbers(text: str, opt: str, what: str, kind=float, count: int | None = None, positive: bool = False) -> list:
     try:
-        v = [float(x) for x in text.split(",")]
+        v = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        v = []
-    if len(v) != 3:
-        raise UserError(f"{opt} {text}: give three comma-separated numbers (R,G,B)")
+        v = None
+    if v is None or (count and len(v) != count) or (positive and any(x <= 0 for x in v)):
+        raise UserError(f"{opt} {text}: give {what}")
     return v
 
 

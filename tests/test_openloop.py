@@ -71,3 +71,15 @@ def test_rate_sweep_finds_the_highest_rate_a_real_server_holds(triton_server_fac
     sweep = res["rate_sweeps"]["tiny__onnx"]["loadgen-grpc"]
     assert sweep["max_rate"] == 10 and sweep["steps"][0]["errors"] == 0
     assert "tiny__onnx (loadgen-grpc): 10 requests/s" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("rates", ["5,x", "0,5", "-2"])
+def test_tritongen_perf_refuses_a_bad_request_rate_in_one_line(rates, tmp_path):
+    from click.testing import CliRunner
+
+    from generator.cli import cli
+
+    r = CliRunner().invoke(cli, ["perf", str(tmp_path / "spec.yaml"), "--repo", str(tmp_path),
+                                 "--request-rates", rates])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().count("\n") == 0 and f"--request-rates {rates}" in r.output and "above 0" in r.output
