@@ -7,7 +7,7 @@
 Per variant: each run's throughput with its 95% interval at that run's best concurrency for the variant (the
 highest round median with p99 within the run's budget and no errors, on the run's primary driver, reliable
 steps first) and whether the two intervals overlap. Per model: whether the best variant (``winners`` in
-results.json) is the same, and whether each headline ratio (x PyTorch eager, served / in-process) of run B
+results.json) is the same (or tied: each run's runner-up is the other's best, not distinguishable from it), and whether each headline ratio (x PyTorch eager, served / in-process) of run B
 lies within run A's 95% interval and run A's within run B's. The runs agree when every variant's intervals
 overlap, the best variants match and every headline ratio lies within the other run's interval.
 """
@@ -103,9 +103,10 @@ def compare(a: dict, b: dict) -> dict:
     for model in sorted(set(a["winners"]) | set(b["winners"])):
         wa, wb = a["winners"].get(model) or {}, b["winners"].get(model) or {}
         same = wa.get("triton_name") == wb.get("triton_name")
+        tied = not same and tie(wa, wb)
         entry = {"model": model, "best_a": wa.get("triton_name"), "best_b": wb.get("triton_name"), "same": same,
-                 "ratios": []}
-        if not same:
+                 "tied": tied, "ratios": []}
+        if not same and not tied:
             problems.append(f"{model}: the best variant differs (A {wa.get('triton_name') or 'none: ' + str(wa.get('why'))}, "
                             f"B {wb.get('triton_name') or 'none: ' + str(wb.get('why'))})")
         ha, hb = wa.get("headline") or {}, wb.get("headline") or {}
@@ -126,6 +127,17 @@ def compare(a: dict, b: dict) -> dict:
                                 f"B's {_fmt_pair(xb['ci'])}x")
         models.append(entry)
     return {"variants": variants, "models": models, "problems": problems}
+
+
+def tie(wa: dict, wb: dict) -> bool:
+    """Two runs named different best variants, but each run's runner-up is the other's best and not
+    distinguishable from its own best (the paired 95% interval of best / runner-up includes 1): a tie both runs
+    measured, which a coin decides, not a disagreement."""
+    ra, rb = wa.get("runner_up") or {}, wb.get("runner_up") or {}
+    if not (wa.get("variant") and wb.get("variant") and _ci(ra.get("ci")) and _ci(rb.get("ci"))):
+        return False
+    return (ra.get("variant") == wb["variant"] and rb.get("variant") == wa["variant"]
+            and _ci(ra["ci"])[0] <= 1.0 and _ci(rb["ci"])[0] <= 1.0)
 
 
 def _fmt_pair(ci) -> str:
@@ -160,8 +172,9 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
     lines.append("(* a step marked unreliable in its run; ! no step within the p99 budget)")
     lines.append("")
     for m in res["models"]:
-        lines.append(f"{m['model']}: best variant A {m['best_a'] or 'none'}, B {m['best_b'] or 'none'}: "
-                     f"{'same' if m['same'] else 'DIFFERENT'}")
+        verdict = ("same" if m["same"] else "tied (in both runs the other's best is the runner-up, not "
+                   "distinguishable from the best: the paired 95% interval includes 1)" if m.get("tied") else "DIFFERENT")
+        lines.append(f"{m['model']}: best variant A {m['best_a'] or 'none'}, B {m['best_b'] or 'none'}: {verdict}")
         for r in m["ratios"]:
             def side(x):
                 return f"{x['value']:.2f}x [{_fmt_pair(x['ci'])}]" if "value" in x else f"not printed ({x.get('why', 'no winner')})"
@@ -171,8 +184,8 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
             lines.append(f"  {HEADLINE_WORDS[r['name']]}: A {side(r['a'])}, B {side(r['b'])}; {verdict}")
     lines.append("")
     p = res["problems"]
-    lines.append("agree: every variant's intervals overlap, the same best variant, the headline ratios within each "
-                 "other's intervals" if not p else
+    lines.append("agree: every variant's intervals overlap, the same best variant (or a tie both runs measured), the "
+                 "headline ratios within each other's intervals" if not p else
                  f"disagree: {p[0]}" + (f" (and {len(p) - 1} more)" if len(p) > 1 else ""))
     return "\n".join(lines)
 

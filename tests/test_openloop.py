@@ -29,6 +29,24 @@ def test_a_rate_is_held_only_when_served_within_budget_without_errors():
     assert not openloop.held(step(99, 100, 10.0, errors=1), 20.0)
 
 
+def test_a_backlog_drained_after_the_window_is_not_keeping_up():
+    # 40/s offered to a server that answers 25/s, for 5 s: all 200 answered in the end (p99 within a large budget),
+    # but the backlog took 3 s to drain after the last arrival, the median waited 1.5 s: 31/s served, not held
+    served = openloop.served_rate(200, 5.0, 3.0, 1.5)
+    assert served == pytest.approx(200 / 6.5)
+    behind = StepResult(model="m", driver="loadgen-grpc-rate", concurrency=256, requests=200, window_s=5.0,
+                        p99_ms=2900.0, request_rate=40.0, throughput=served,
+                        client={"arrivals": 200, "offered_per_s": 40.0, "served_per_s": served})
+    assert not openloop.held(behind, 3000.0)
+    # a server keeping up drains in about one latency: the window's own rate, held
+    ok = openloop.served_rate(100, 5.0, 0.05, 0.045)
+    assert ok == pytest.approx(100 / 5.005)
+    keeping = StepResult(model="m", driver="loadgen-grpc-rate", concurrency=256, requests=100, window_s=5.0,
+                         p99_ms=60.0, request_rate=20.0, throughput=ok,
+                         client={"arrivals": 100, "offered_per_s": 20.0, "served_per_s": ok})
+    assert openloop.held(keeping, 3000.0)
+
+
 def test_perf_analyzer_gets_a_poisson_request_rate(tmp_path):
     from generator.spec import parse_spec
     from specs import linear_model
@@ -58,6 +76,13 @@ def test_rate_sweep_finds_the_highest_rate_a_real_server_holds(triton_server_fac
     assert low["p99_ms"] <= 5000.0 and low["request_rate"] == 10
     # 20 000 req/s on a tiny model over 2 shared cores: requests pile up past 32 outstanding, so not held
     assert not openloop.held(StepResult(**high), 5000.0) and high["errors"] > 0
+    # a flood no machine serves (2000 arrivals in 10 ms), with room for every request and any latency: every one
+    # is answered in the end, but over the backlog's drain, far below the offered rate: not held
+    flood = openloop.run_rate("grpc", server.urls.grpc, "tiny__onnx", feeds, [o.name for o in ms.outputs], 200000.0,
+                              warmup_s=0.0, measurement_s=0.01, max_outstanding=100000, timeout_s=120.0)
+    assert flood.errors == 0 and flood.requests == flood.client["arrivals"] > 1000
+    assert flood.client["served_per_s"] < 0.5 * flood.client["offered_per_s"] and flood.client["drain_s"] > 0
+    assert not openloop.held(flood, 1e9)
 
     # through tritongen perf: the sweep per variant, in results.json and the report
     from perf.harness import run_perf

@@ -151,13 +151,13 @@ def test_the_round_window_is_a_share_of_the_measurement_with_a_floor():
 # ------------------------------------------------------------------------------------------ report + compare
 
 
-def _run(scale=1.0, b_int8=None, eager_unreliable=None, jitter=(1.0, 1.03, 0.98)):
+def _run(scale=1.0, b_int8=None, eager_unreliable=None, jitter=(1.0, 1.03, 0.98), jitter_int8=None):
     """A results record of two variants in 3 rounds, baselines in 3 rounds."""
     steps = []
-    for name, base in (("m__onnx", 100.0), ("m__onnx-int8", b_int8 or 60.0)):
+    for name, base, jit in (("m__onnx", 100.0, jitter), ("m__onnx-int8", b_int8 or 60.0, jitter_int8 or jitter)):
         for c, gain in ((1, 1.0), (4, 2.5)):
             steps.append(stability.combine_steps([_round(base * gain * scale * j, p99=20 * c, c=c, model=name)
-                                                  for j in jitter]))
+                                                  for j in jit]))
     for s in steps:
         if why := stability.step_unreliable(s):
             s["unreliable"] = why
@@ -244,3 +244,21 @@ def test_compare_runs_disagree_on_the_best_variant_and_the_intervals(tmp_path, c
                                "(its rounds differ by 40% at concurrency 4))"]
     assert compare_runs.main([a, str(tmp_path / "nowhere")]) == 2
     assert "no results.json there" in capsys.readouterr().err
+
+
+def test_compare_runs_calls_a_tie_both_runs_measured_a_tie(tmp_path, capsys):
+    # onnx and int8 within 2% of each other, their rounds crossing: run A names onnx, run B int8, and in both the
+    # other is the runner-up whose paired interval includes 1 -- a tie, not a disagreement
+    other = (1.02, 0.97, 1.0)
+    a = _write(tmp_path, "a", _run(b_int8=99.0, jitter_int8=other))
+    b = _write(tmp_path, "b", _run(b_int8=101.0, jitter_int8=other))
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b))
+    m = res["models"][0]
+    assert (m["best_a"], m["best_b"], m["same"], m["tied"]) == ("m__onnx", "m__onnx-int8", False, True)
+    assert not any("best variant differs" in p for p in res["problems"]), res["problems"]
+    compare_runs.main([a, b])
+    assert "B m__onnx-int8: tied (in both runs the other's best is the runner-up" in capsys.readouterr().out
+    # a runner-up distinguishably slower in one run is no tie
+    c = _write(tmp_path, "c", _run(b_int8=90.0))
+    res = compare_runs.compare(compare_runs.load(c), compare_runs.load(b))
+    assert not res["models"][0]["tied"] and any("best variant differs" in p for p in res["problems"])
