@@ -214,12 +214,12 @@ class Staging:
 
 def dir_identity(model_dir: Path) -> str:
     """A model folder's identity without reading its artifacts: config text, and each file's size,
-    mtime and inode."""
+    mtime and inode (not the bytecode a python-backend server compiles into ``__pycache__``)."""
     h = hashlib.sha256()
     cfg = model_dir / "config.pbtxt"
     h.update(cfg.read_bytes() if cfg.is_file() else b"")
     for p in sorted(model_dir.rglob("*")):
-        if p.is_file() and p.name != "config.pbtxt":
+        if p.is_file() and p.name != "config.pbtxt" and "__pycache__" not in p.relative_to(model_dir).parts:
             st = p.stat()
             h.update(f"{p.relative_to(model_dir)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\0".encode())
     return h.hexdigest()

@@ -202,13 +202,8 @@ def quantize_static_onnx(src: Path, out: Path, samples: list[dict], *, op_types=
                                 f"({type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}); "
                                 "fix the calibration data or exclude the node with options.nodes_to_exclude") from None
         raise failure(variant, e, nodes, list(op_types)) from None
-    info = finalize_onnx(raw, out)
-    raw.unlink(missing_ok=True)
-    data_file(raw).unlink(missing_ok=True)
-    _load_check(variant, out, nodes, list(op_types))
-    quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
-    return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
-            "calibration_samples": len(samples), "method": method, "per_channel": per_channel,
+    common = _finish(raw, out, variant, nodes, op_types, exclude)
+    return {**common, "calibration_samples": len(samples), "method": method, "per_channel": per_channel,
             "activation_type": activation_type, "weight_type": weight_type, "reduce_range": reduce_range,
             "op_types": list(op_types), "quant_format": quant_format}
 
@@ -225,13 +220,19 @@ def quantize_dynamic_onnx(src: Path, out: Path, *, op_types=DYNAMIC_OPS, per_cha
                          use_external_data_format=has_external_data(src))
     except Exception as e:
         raise failure(variant, e, nodes, list(op_types)) from None
+    return {**_finish(raw, out, variant, nodes, op_types, exclude), "per_channel": per_channel,
+            "op_types": list(op_types)}
+
+
+def _finish(raw: Path, out: Path, variant: str, nodes, op_types, exclude) -> dict:
+    """The quantizer's output saved as ``out`` (checked, shapes inferred), its scratch files gone, the result
+    loaded by ONNX Runtime; how many nodes it has and how many were quantized."""
     info = finalize_onnx(raw, out)
     raw.unlink(missing_ok=True)
     data_file(raw).unlink(missing_ok=True)
     _load_check(variant, out, nodes, list(op_types))
     quantized = [n for n, op in nodes if op in op_types and n not in set(exclude)]
-    return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude),
-            "per_channel": per_channel, "op_types": list(op_types)}
+    return {"nodes": info["nodes"], "quantized_nodes": len(quantized), "excluded": list(exclude)}
 
 
 def options(ctx, ops_default, *, static: bool) -> dict:

@@ -223,13 +223,12 @@ def inprocess_ceilings(spec_path: Path, model_spec, targets, spaces: dict, cores
 
 
 def _ceiling_key(t, cores: int, batch: int) -> str:
-    """A variant's artifact as it is on disk (size and mtime of the artifact and its companions: model.onnx.data,
-    model.bin; not the runner a python-backend server compiles beside it), threads, batch."""
+    """A variant's model folder as it is on disk (``dir_identity``: config and files), threads, batch."""
+    from generator.formats.repository import dir_identity
+
     art = Path(t.artifact)
-    files = sorted(p for p in (art.parent.iterdir() if art.exists() else ())
-                   if p.is_file() and p.name.startswith(art.stem + ".") and p.suffix not in (".py", ".pyc"))
-    sig = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    return f"{t.name}|{art}|{sig}|threads={cores}|batch={batch}"
+    ident = dir_identity(art.parent.parent) if art.exists() else "missing"
+    return f"{t.name}|{art}|{ident}|threads={cores}|batch={batch}"
 
 
 def primary_variant(model_spec, targets) -> str | None:
