@@ -155,3 +155,45 @@ def test_openvino_int8_quantizes_a_vit_with_nncf_transformer_model_type(workdir)
     man = json.loads((workdir / "repo" / "vit__openvino-int8" / "manifest.json").read_text())
     assert man["info"]["model_type"] == "transformer" and man["info"]["fake_quantize_ops"] > 0
     assert "model_type=nncf.ModelType.TRANSFORMER" in (workdir / "build" / "vit" / "openvino-int8" / "reproduce.sh").read_text()
+
+
+def test_openvino_converts_the_module_itself_so_attention_stays_one_op(workdir):
+    """frontend auto (the default) hands OpenVINO the PyTorch module: nn.MultiheadAttention arrives as separate
+    Q, K, V projections feeding one ScaledDotProductAttention op; from the dynamo ONNX the packed QKV projection is
+    split by Gathers (3 per attention block) with Squeeze/Transpose chains around it (on the example ViT-B/16 INT8
+    the module's IR ran 2.0x the ONNX's at batch 1, README "What each lever bought"). Tensors are named as the spec
+    names them (the backend matches config names), the batch stays dynamic, and it answers like PyTorch."""
+    import openvino as ov
+    from examples.vit import vit_tiny
+
+    spec = load_spec(write_spec(workdir, {"models": [
+        vit_model(variants=["openvino", {"name": "openvino-int8", "options": {"search": False}}]),
+        vit_model(name="vit_onnx", variants=[{"name": "openvino", "options": {"frontend": "onnx"}}])]}))
+    results = {(r.model, r.variant): r for r in build(spec, workdir / "repo", workdir / "build").results}
+    if any(r.status == "skipped" for r in results.values()):
+        pytest.skip(next(r.reason for r in results.values() if r.status == "skipped"))
+    assert all(r.status == "built" for r in results.values()), {k: r.reason for k, r in results.items()}
+    x = np.random.default_rng(7).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        ref = vit_tiny()(torch.from_numpy(x)).numpy()
+    for name, frontend in (("vit__openvino", "pytorch"), ("vit__openvino-int8", "pytorch"), ("vit_onnx__openvino", "onnx")):
+        d = workdir / "repo" / name
+        assert json.loads((d / "manifest.json").read_text())["info"]["frontend"] == frontend
+        model = ov.Core().read_model(str(d / "1" / "model.xml"))
+        types = Counter(op.get_type_name() for op in model.get_ops())
+        blocks = types["ScaledDotProductAttention"]
+        assert blocks >= 2, (name, types)
+        if frontend == "pytorch":
+            assert types["Gather"] <= 2, (name, types)  # no packed-QKV split (the class token and the batch dim only)
+        else:
+            assert types["Gather"] >= 3 * blocks, (name, types)
+        assert [p.get_any_name() for p in model.inputs] == ["pixel_values"]
+        assert [p.get_any_name() for p in model.outputs] == ["logits"]
+        assert model.inputs[0].get_partial_shape()[0].is_dynamic
+        got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({"pixel_values": x})["logits"]
+        if name.endswith("int8"):
+            cos = float(np.sum(got * ref) / (np.linalg.norm(got) * np.linalg.norm(ref)))
+            assert cos > 0.9, cos
+        else:
+            np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-3)
+    assert "ov.convert_model(model, example_input" in (workdir / "build" / "vit" / "openvino" / "reproduce.sh").read_text()

@@ -101,6 +101,27 @@ def test_backend_settings_are_rendered_with_the_backends_own_names_and_values():
                  "INTRA_OP_THREAD_COUNT": "3"}  # intra_op_threads fills the backend's own thread key
 
 
+def test_openvino_instances_share_one_compiled_model_so_threads_and_streams_are_the_models():
+    """openvino_backend compiles once per model and gives each instance an infer request on it: 2 instances of 1
+    thread are INFERENCE_NUM_THREADS 2 with a stream each (with NUM_STREAMS 1 only one instance would compute)."""
+    ov, ctx = rendered(model_of(triton={**CPU2, "intra_op_threads": 1}), "openvino")
+    p = {k: v.string_value for k, v in ov.parameters.items()}
+    assert (p["INFERENCE_NUM_THREADS"], p["NUM_STREAMS"]) == ("2", "2")
+    assert not any("NUM_STREAMS" in n for n in ctx["notes"])
+    one, ctx = rendered(model_of(triton={**CPU2, "intra_op_threads": 1, "backend": {"openvino": {"NUM_STREAMS": 1}}}),
+                        "openvino-int8")
+    p = {k: v.string_value for k, v in one.parameters.items()}
+    assert (p["INFERENCE_NUM_THREADS"], p["NUM_STREAMS"]) == ("2", "1")  # the spec's word stands, with a note
+    assert any("only 1 instance(s) compute at a time" in n for n in ctx["notes"])
+    single, _ = rendered(model_of(triton={"instance_group": [{"count": 1, "kind": "KIND_CPU"}], "intra_op_threads": 2}),
+                         "openvino")
+    p = {k: v.string_value for k, v in single.parameters.items()}
+    assert p["INFERENCE_NUM_THREADS"] == "2" and not p.get("NUM_STREAMS")  # "": the backend's default
+    twin, _ = rendered(model_of(triton={**CPU2, "intra_op_threads": 1}), "openvino", target="embedded")
+    p = {k: v.string_value for k, v in twin.parameters.items()}
+    assert (p["INFERENCE_NUM_THREADS"], p["NUM_STREAMS"]) == ("2", "2")  # the twin divides them per instance
+
+
 @pytest.mark.parametrize("variant,runtime", [("onnx", "onnxruntime"), ("onnx-fp16", "onnxruntime"),
                                              ("openvino", "openvino"), ("torchscript", "torchscript")])
 def test_twin_reads_the_same_settings_as_the_native_backend(variant, runtime):

@@ -219,6 +219,8 @@ def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
         from generator.stages.tensorrt import profiles_for
 
         extra = [p.as_dict() for p in profiles_for(mb.model, vspec)]
+    if variant.revision:
+        extra = {"revision": variant.revision, "extra": extra}
     return digest("variant", mb.key, variant.key, options, vspec.verify, extra)
 
 

@@ -159,6 +159,8 @@ def config_context(model: ModelSpec, variant: Variant, vspec: VariantSpec, targe
     params, graph_level = native_parameters(model, variant, vspec)
     ctx.update(model_values(model))
     ctx["instance_groups"] = instance_groups(model, variant, vspec, target, ctx["notes"])
+    if variant.runtime == "openvino":
+        params = openvino_shared_model(model, vspec, params, ctx["instance_groups"], ctx["notes"])
     engine = twin_engine if target == "embedded" else native_engine
     ctx.update(engine(model, variant, vspec, params, graph_level))
     ctx["parameters"].update(tr.parameters)
@@ -282,6 +284,31 @@ def dynamic_batching_values(db) -> dict:
 
 def _describe(groups: list[dict]) -> str:
     return "[" + ", ".join(f"{g['count']}x{g['kind'][5:]}" for g in groups) + "]" if groups else "[default]"
+
+
+def openvino_shared_model(model: ModelSpec, vspec: VariantSpec, params: dict, groups: list[dict],
+                          notes: list[str]) -> dict:
+    """Triton's openvino backend compiles a model once and gives each instance one infer request on it
+    (openvino.cc: ``ModelNotLoaded`` -> ``LoadModel`` once per model, ``CreateInferRequest`` per instance), so
+    INFERENCE_NUM_THREADS and NUM_STREAMS belong to the model, shared by its instances, and an instance's request
+    waits when every stream is busy. The spec's ``intra_op_threads`` is per instance: N instances of t threads
+    render INFERENCE_NUM_THREADS = N*t and NUM_STREAMS = N (a stream per instance), unless the variant's options
+    or ``triton.backend.openvino`` set them."""
+    n = sum(int(g["count"]) for g in groups)
+    if n <= 1:
+        return params
+    out = dict(params)
+    given = model.triton.backend.get("openvino", {})
+    t = model.triton.intra_op_threads
+    if t and "INFERENCE_NUM_THREADS" not in given:
+        out["INFERENCE_NUM_THREADS"] = str(n * t)
+    if vspec.options.get("num_streams") is None and "NUM_STREAMS" not in given:
+        out["NUM_STREAMS"] = str(n)
+    streams = str(out.get("NUM_STREAMS", ""))
+    if streams.isdigit() and int(streams) < n:
+        notes.append(f"{model.where}: NUM_STREAMS {streams} < {n} instances: the openvino backend shares one compiled "
+                     f"model, so only {streams} instance(s) compute at a time; drop NUM_STREAMS to get one per instance")
+    return out
 
 
 def instance_groups(model: ModelSpec, variant: Variant, vspec: VariantSpec, target: str, notes: list[str]) -> list[dict]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import os
+
 import numpy as np
 
 try:
@@ -65,6 +67,8 @@ def settings_from_parameters(runtime: str, params: Mapping[str, str], graph_leve
             s["INFERENCE_NUM_THREADS"] = legacy_threads
         if "PERFORMANCE_HINT" not in s and p.get("openvino_performance_hint"):
             s["PERFORMANCE_HINT"] = p["openvino_performance_hint"]
+        if p.get("instances", "").isdigit():  # the model's instance count (templates/runner/model.py)
+            s["instances"] = p["instances"]
         precision = p.get("openvino_inference_precision") or ("bf16" if _true(p.get("HINT_BF16", "")) else "f32")
         s["inference_precision"] = precision.lower()
         return s
@@ -315,10 +319,20 @@ def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", 
     rec["PERFORMANCE_HINT"] = cfg["PERFORMANCE_HINT"]
     rec["precision"] = precision + (" (HINT_BF16)" if precision == "bf16" else " (explicit; the native backend cannot force f32)")
     n = int(s.get("INFERENCE_NUM_THREADS") or threads or 0)
+    st = s.get("NUM_STREAMS", streams)
+    share = int(s.get("instances") or 1)
+    if share > 1:
+        # the native backend compiles once and runs each of the model's N instances as an infer request on it: the
+        # twin has a process per instance, so each takes its share of the threads and streams, unpinned (pinned,
+        # every process's threads land on the same cores)
+        n = max(1, (n or (os.cpu_count() or 1)) // share)
+        if st is not None and str(st).isdigit():
+            st = max(1, int(st) // share)
+        cfg["ENABLE_CPU_PINNING"] = False
+        rec["instances"] = f"{share} sharing one compiled model (per process: its share, unpinned)"
     if n > 0:
         cfg["INFERENCE_NUM_THREADS"] = n
         rec["INFERENCE_NUM_THREADS"] = str(n)
-    st = s.get("NUM_STREAMS", streams)
     if st is not None:
         cfg["NUM_STREAMS"] = st if isinstance(st, int) else (int(st) if str(st).isdigit() else str(st).upper())
         rec["NUM_STREAMS"] = str(st)

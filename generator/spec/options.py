@@ -165,6 +165,10 @@ class OpenvinoOptions(_GivenMapping):
     num_streams: Annotated[Optional[Union[int, str]], BeforeValidator(_streams), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["AUTO"]}, {"type": "null"}]})] = Field(
         default=None, description="a positive integer or AUTO")
+    frontend: Annotated[Literal["auto", "pytorch", "onnx"], Lower] = Field(
+        default="auto", description="what OpenVINO converts: pytorch (the module itself: attention stays one "
+        "ScaledDotProductAttention op, which the CPU plugin fuses), onnx (the optimised fp32 ONNX), auto (pytorch, "
+        "else onnx with the reason logged)")
 
 
 @spec_type

@@ -75,6 +75,9 @@ class Variant:
     # where the built artifact runs when that depends on its options (a CPU vs CUDA AOTInductor package); None:
     # ``devices``
     devices_for: Callable[[object], tuple[str, ...]] | None = None
+    # bumped when the same options build a different artifact (a new conversion path): cached builds of the
+    # older recipe are rebuilt (it joins the cache key only when > 0, so other variants keep their keys)
+    revision: int = 0
 
     def devices_of(self, options) -> tuple[str, ...]:
         """Where this variant, built with ``options``, runs."""

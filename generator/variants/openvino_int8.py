@@ -1,6 +1,6 @@
 """Variant ``openvino-int8``: OpenVINO IR quantized to INT8 by NNCF post-training quantization.
 
-Stages: the optimised fp32 ONNX -> ``openvino.convert_model`` -> ``nncf.quantize`` on the calibration
+Stages: the fp32 model of ``openvino`` (options.frontend: the PyTorch module, else the ONNX) -> ``nncf.quantize`` on the calibration
 samples -> ``openvino.save_model``. Served by Triton's openvino backend like the ``openvino`` variant
 (same parameters). Options: those of ``openvino`` (inference_precision for the ops left in float,
 performance_hint, num_streams) and
@@ -32,19 +32,19 @@ from generator.stages.verify import gate_metrics, verify
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoInt8Options
 from .base import BuildContext, Skip, Variant
-from .derived import optimized_fp32
 from .onnx_int8 import int8_tolerance
-from .openvino_ir import OPTIONS, check_runnable, ov_options, parameters, plugin_default_note
+from .openvino_ir import OPTIONS, check_runnable, fp32_model, ov_options, parameters, plugin_default_note
 from .openvino_ir import runner as ov_runner
 
 
-def _nncf_options(ctx: BuildContext, src: Path) -> dict:
-    o = ctx.options  # typed and checked with the spec (generator/spec/options.py)
-    from generator.stages.quantize import graph_nodes
+ATTENTION_OPS = ("Softmax", "ScaledDotProductAttention")  # from ONNX / from the PyTorch frontend
 
+
+def _nncf_options(ctx: BuildContext, base) -> dict:
+    o = ctx.options  # typed and checked with the spec (generator/spec/options.py)
     mtype = o.model_type
     if mtype is None:
-        mtype = "transformer" if any(op == "Softmax" for _, op in graph_nodes(src)) else "generic"
+        mtype = "transformer" if any(op.get_type_name() in ATTENTION_OPS for op in base.get_ops()) else "generic"
     return {"preset": o.preset, "model_type": mtype, "subset_size": o.subset_size,
             "fast_bias_correction": o.fast_bias_correction, "ignored_nodes": list(o.ignored_nodes),
             "ignored_types": list(o.ignored_types)}
@@ -58,8 +58,8 @@ def build(ctx: BuildContext) -> None:
         raise Skip(f"nncf is not importable ({type(e).__name__}); pip install nncf (see requirements.txt)")
     import openvino as ov
 
-    src = optimized_fp32(ctx)
-    n = _nncf_options(ctx, src)
+    base, made_by = fp32_model(ctx)
+    n = _nncf_options(ctx, base)
     samples = ctx.calibration()
     ctx.info["isa"] = isa.summary()
     caps = isa.openvino_capabilities()
@@ -81,8 +81,8 @@ def build(ctx: BuildContext) -> None:
     def quantize(r: dict, accuracy_control: bool = False):
         try:
             if accuracy_control:
-                return _with_accuracy_control(ctx, nncf, ov.convert_model(str(src)), dataset, kwargs_for(r), tol)
-            return nncf.quantize(ov.convert_model(str(src)), dataset, **kwargs_for(r))
+                return _with_accuracy_control(ctx, nncf, base.clone(), dataset, kwargs_for(r), tol)
+            return nncf.quantize(base.clone(), dataset, **kwargs_for(r))
         except Exception as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise VariantFailed(f"openvino-int8: nncf.quantize failed: {type(e).__name__}: {first}; "
@@ -136,7 +136,7 @@ def build(ctx: BuildContext) -> None:
     ctx.info.update(plugin_default_note(opts["precision"]))
     ctx.reproduce.append(
         "python -c \"import nncf, openvino as ov; "
-        f"m = nncf.quantize(ov.convert_model('{src}'), nncf.Dataset(YOUR_SAMPLES), preset=nncf.QuantizationPreset."
+        f"m = nncf.quantize({made_by}, nncf.Dataset(YOUR_SAMPLES), preset=nncf.QuantizationPreset."
         f"{chosen['preset'].upper()}{', model_type=nncf.ModelType.TRANSFORMER' if chosen['model_type'] == 'transformer' else ''}, "
         f"subset_size={subset}, fast_bias_correction={chosen['fast_bias_correction']}); "
         "ov.save_model(m, 'model.xml', compress_to_fp16=False)\""
@@ -227,4 +227,5 @@ VARIANT = Variant(
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},
                                                        key="openvino-int8"),
+    revision=1,  # frontend auto: from the PyTorch module
 )

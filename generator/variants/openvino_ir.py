@@ -1,8 +1,13 @@
 """Variant ``openvino``: OpenVINO IR (``model.xml`` + ``model.bin``, fp32 weights) for Triton's openvino
 backend (CPU only).
 
-Stages: the optimised fp32 ONNX -> ``openvino.convert_model`` -> ``openvino.save_model(compress_to_fp16=False)``.
+Stages: the PyTorch module (or the optimised fp32 ONNX) -> ``openvino.convert_model`` ->
+``openvino.save_model(compress_to_fp16=False)``.
 Options:
+- ``frontend``: auto (default) | pytorch | onnx -- what OpenVINO converts. From the module, attention stays one
+  ``ScaledDotProductAttention`` op, which the CPU plugin fuses (with INT8, one int8 MHA kernel); from ONNX it is
+  MatMul/Softmax/MatMul. auto takes the module when it converts and answers like PyTorch, else the ONNX (the
+  reason goes to build.log and the manifest's ``info.frontend_fallback``);
 - ``inference_precision``: f32 (default) | bf16 -- bf16 needs avx512_bf16 or AMX (Skip elsewhere);
 - ``performance_hint``: LATENCY (default) | THROUGHPUT -- THROUGHPUT pays off only with concurrent requests;
 - ``num_streams``: an integer, or AUTO.
@@ -22,6 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VariantFailed
+from generator.loading.inputs import make_inputs
+from generator.stages.export import example_point, io_adapter
 from generator.serve.runtimes import openvino_available, openvino_runner, openvino_supports
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoOptions
@@ -48,15 +55,80 @@ def check_runnable(model: ModelSpec, key: str, options: dict) -> dict:
     return opts
 
 
-def convert(src: Path, out_xml: Path) -> dict:
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def _from_onnx(src: Path):
     import openvino as ov
 
     try:
-        model = ov.convert_model(str(src))
-    except Exception as e:
-        raise VariantFailed(f"openvino: convert_model failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:200]}")
-    ov.save_model(model, str(out_xml), compress_to_fp16=False)
-    return {"ops": len(model.get_ops()), "openvino": ov.__version__}
+        return ov.convert_model(str(src))
+    except Exception as e:  # the converter's own error, reported in one line
+        raise VariantFailed(f"openvino: convert_model failed on the ONNX: {_first(e)}")
+
+
+def _from_pytorch(ctx: BuildContext):
+    """``ov.convert_model`` on the module behind the spec's I/O (``io_adapter``): inputs by position with the
+    batch and named dims dynamic (-1), tensors named as the spec names them (the backend matches config names)."""
+    import numpy as np
+    import openvino as ov
+    import torch
+
+    model = ctx.model
+    feeds = make_inputs(model, example_point(model), seed=3)
+    args = tuple(torch.from_numpy(feeds[t.name]) for t in model.inputs)
+    lead = [-1] if model.max_batch_size > 0 else []
+    shapes = [(ov.PartialShape(lead + [-1 if isinstance(d, str) else int(d) for d in t.shape]),
+               ov.Type(np.dtype(feeds[t.name].dtype))) for t in model.inputs]
+    adapter = io_adapter(ctx.torch_module(), model)
+    try:
+        with torch.no_grad():
+            converted = ov.convert_model(adapter, example_input=args, input=shapes)
+    except Exception as e:  # the frontend's own error (an op it does not know, a trace it cannot take)
+        raise VariantFailed(f"openvino: the PyTorch frontend failed: {_first(e)}")
+    if len(converted.outputs) != len(model.outputs):
+        raise VariantFailed(f"openvino: the PyTorch frontend gave {len(converted.outputs)} outputs, the spec declares "
+                            f"{len(model.outputs)}")
+    for port, t in zip(converted.inputs, model.inputs):
+        port.get_tensor().set_names({t.name})
+    for port, t in zip(converted.outputs, model.outputs):
+        port.get_tensor().set_names({t.name})
+    # auto must not trade a working ONNX path for a wrong answer: one forward each, before anything is saved
+    with torch.no_grad():
+        want = adapter(*args)
+    want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
+    got = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
+        {t.name: feeds[t.name] for t in model.inputs})
+    for t, w in zip(model.outputs, want):
+        g = np.asarray(got[t.name])
+        if g.shape != w.shape or not np.allclose(g, w, atol=1e-3, rtol=1e-3):
+            worst = float(np.max(np.abs(g - w))) if g.shape == w.shape else f"shape {g.shape} vs {w.shape}"
+            raise VariantFailed(f"openvino: the PyTorch frontend's model answers unlike PyTorch on output "
+                                f"'{t.name}' (max |Δ| {worst})")
+    return converted
+
+
+def fp32_model(ctx: BuildContext):
+    """The fp32 ``ov.Model`` both OpenVINO variants start from, per ``options.frontend``, and the call that made
+    it (for reproduce.sh); the manifest records which frontend made it."""
+    frontend = ctx.options.frontend
+    if frontend != "onnx":
+        try:
+            converted = _from_pytorch(ctx)
+            ctx.info["frontend"] = "pytorch"
+            dims = ", ".join(f"{t.name}: {['-1'] * (ctx.model.max_batch_size > 0) + [str(d) for d in t.shape]}"
+                             for t in ctx.model.inputs)
+            return converted, f"ov.convert_model(model, example_input=example_inputs, input=[shapes of {dims}])"
+        except VariantFailed as e:
+            if frontend == "pytorch":
+                raise
+            ctx.info["frontend_fallback"] = str(e)
+            ctx.log(f"{VARIANT.key}: frontend auto: {e}; converting the ONNX instead")
+    src = optimized_fp32(ctx)
+    ctx.info["frontend"] = "onnx"
+    return _from_onnx(src), f"ov.convert_model('{src}')"
 
 
 def plugin_default_note(precision: str) -> dict:
@@ -71,15 +143,16 @@ def plugin_default_note(precision: str) -> dict:
 
 
 def build(ctx: BuildContext) -> None:
-    opts = check_runnable(ctx.model, VARIANT.key, ctx.options)
-    src = optimized_fp32(ctx)
-    ctx.info.update(convert(src, ctx.artifact_dir / "model.xml"))
+    opts = check_runnable(ctx.model, VARIANT.key, ctx.options)  # first: a Skip when openvino is not importable
+    import openvino as ov
+
+    model, made_by = fp32_model(ctx)
+    ov.save_model(model, str(ctx.artifact_dir / "model.xml"), compress_to_fp16=False)
+    ctx.info.update({"ops": len(model.get_ops()), "openvino": ov.__version__})
     ctx.info.update(plugin_default_note(opts["precision"]))
     ctx.info["inference_precision"] = opts["precision"]
     ctx.info["compute_precision"] = "bf16" if opts["precision"] == "bf16" else "fp32"
-    ctx.reproduce.append(
-        f"python -c \"import openvino as ov; ov.save_model(ov.convert_model('{src}'), 'model.xml', compress_to_fp16=False)\""
-    )
+    ctx.reproduce.append(f"python -c \"import openvino as ov; ov.save_model({made_by}, 'model.xml', compress_to_fp16=False)\"")
 
 
 def runner(artifact_dir: Path, model: ModelSpec, options: dict):
@@ -125,4 +198,5 @@ VARIANT = Variant(
     options=OpenvinoOptions,
     description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
     extra_parameters=parameters,
+    revision=1,  # frontend auto: from the PyTorch module
 )

@@ -133,6 +133,8 @@ class TritonPythonModel:
         if args.get("model_instance_kind") == "GPU":
             gpu = int(args.get("model_instance_device_id", 0))
         graph_level = (config.get("optimization") or {}).get("graph", {}).get("level")
+        # the native openvino backend shares one compiled model among the model's instances (runtimes.openvino_compile)
+        params["instances"] = str(sum(int(g.get("count", 1)) for g in config.get("instance_group") or [{}]))
         settings = _rt.settings_from_parameters(runtime, params, graph_level=graph_level)
         batch = [-1] if self.max_batch_size > 0 else []
         dims = {i["name"]: batch + [int(d) for d in i.get("dims", [])] for i in config["input"]}
