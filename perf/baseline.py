@@ -139,6 +139,11 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
         settings = with_threads(kind, settings, total)
     elif job.get("equal_threads", True):
         settings = with_threads(kind, settings, total)
+        if kind == "openvino" and instances > 1:
+            # the served model's streams are one per instance (generator/config/render.openvino_shared_model); the
+            # in-process equivalent is one session on every served thread, so one stream with all of them (with two
+            # streams one call would run on half the threads)
+            settings["NUM_STREAMS"] = "1"
     else:
         total = per_instance
     return {"settings": settings, "threads": total, "instances": instances, "per_instance": per_instance,

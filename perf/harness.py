@@ -62,6 +62,7 @@ class Target:
     artifact: Path | None
     params: dict = field(default_factory=dict)
     skipped: str = ""
+    max_batch_size: int | None = None  # the served config's (a release workaround may serve a batched spec unbatched)
 
     def info(self) -> dict:
         return {"model": self.model, "variant": self.variant, "gate": self.gate, "precision": self.precision,
@@ -120,7 +121,7 @@ def discover(repo: Path, wanted: list[str] | None = None, real=None) -> list[Tar
         runtime, artifact = _runtime_and_artifact(d, cfg, params)
         out.append(Target(name=d.name, model=man.get("model", d.name), variant=man.get("variant", ""),
                           gate=man.get("gate", "unknown"), precision=man.get("precision", "fp32"),
-                          runtime=runtime, artifact=artifact, params=params))
+                          runtime=runtime, artifact=artifact, params=params, max_batch_size=cfg.max_batch_size))
     if wanted:
         missing = [w for w in wanted if not any(w in (t.name, t.model) for t in out)]
         if missing:

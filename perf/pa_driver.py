@@ -51,34 +51,37 @@ def unbatched(feeds: list[dict], model: ModelSpec) -> list[dict]:
     return [{k: v[i] for k, v in f.items()} for f in feeds for i in range(next(iter(f.values())).shape[0])]
 
 
-def shape_flags(model: ModelSpec) -> list[str]:
-    """``--shape name:d1,d2`` for every input with a named dim, at the dims' ``opt`` values."""
+def shape_flags(model: ModelSpec, served_unbatched: bool = False) -> list[str]:
+    """``--shape name:d1,d2`` for every input with a named dim, at the dims' ``opt`` values (with a leading 1 when
+    the served config declares the batch dim itself: ``max_batch_size`` 0, dims ``[-1, ...]``)."""
     opt = model.dims_at("opt")
+    lead = [1] if served_unbatched else []
     flags = []
     for t in model.inputs:
         if any(isinstance(d, str) for d in t.shape):
-            flags += ["--shape", f"{t.name}:{','.join(str(d) for d in t.concrete(opt))}"]
+            flags += ["--shape", f"{t.name}:{','.join(str(d) for d in lead + list(t.concrete(opt)))}"]
     return flags
 
 
 def build_argv(binary: str, model_name: str, url: str, model: ModelSpec, concurrency: int, csv_path: Path,
                input_data: Path | None, batch: int = 1, protocol: str = "grpc", measurement_mode: str = "time_windows",
                measurement_ms: int = 5000, request_count: int = 50, stability_pct: float = 10.0,
-               max_trials: int = 10, request_rate: float | None = None) -> list[str]:
+               max_trials: int = 10, request_rate: float | None = None, served_unbatched: bool = False) -> list[str]:
     """perf_analyzer's argv: closed loop at ``concurrency``, or with ``request_rate`` open loop at that
-    Poisson rate (``--request-rate-range R:R --request-distribution poisson``)."""
+    Poisson rate (``--request-rate-range R:R --request-distribution poisson``). ``served_unbatched``: the spec
+    batches but the served config has ``max_batch_size`` 0 (a release workaround): no ``-b``, whole tensors."""
     load = (["--request-rate-range", f"{request_rate:g}:{request_rate:g}", "--request-distribution", "poisson"]
             if request_rate else ["--concurrency-range", f"{concurrency}:{concurrency}"])
     argv = [str(binary), "-m", model_name, "-u", url, "-i", protocol, *load,
             "--measurement-mode", measurement_mode,
             "-s", f"{stability_pct:g}", "-r", str(max_trials), "-f", str(csv_path)]
-    if model.max_batch_size > 0:
+    if model.max_batch_size > 0 and not served_unbatched:
         argv += ["-b", str(batch)]
     if measurement_mode == "time_windows":
         argv += ["--measurement-interval", str(int(measurement_ms))]
     else:
         argv += ["--measurement-request-count", str(int(request_count))]
-    argv += shape_flags(model)
+    argv += shape_flags(model, served_unbatched)
     if input_data is not None:
         argv += ["--input-data", str(input_data)]
     return argv

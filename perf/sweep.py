@@ -67,6 +67,8 @@ class _Prepared:
     input_data: Path | None
     plan: list[str]
     keys: list[tuple] = field(default_factory=list)  # (triton name, driver, concurrency) still to measure
+    # the spec batches but the served config does not (OpenVINO on 24.10): perf_analyzer then sends whole tensors
+    served_unbatched: bool = False
 
 
 class _Sweep:
@@ -106,13 +108,15 @@ class _Sweep:
         if o.pa is not None and files:
             input_data = real_inputs_mod.write_input_data(files, o.run_dir / f"{t.name}_input_data.json",
                                                           batched=ms.max_batch_size > 0)
-        elif o.pa is not None:
-            input_data = pa_driver.write_input_data(pa_driver.unbatched(feeds, ms),
+        served_unbatched = ms.max_batch_size > 0 and getattr(t, "max_batch_size", None) == 0
+        if o.pa is not None and not files:
+            input_data = pa_driver.write_input_data(feeds if served_unbatched else pa_driver.unbatched(feeds, ms),
                                                     o.run_dir / f"{t.name}_input_data.json")
         plan = [f"loadgen-{p}" for p in o.protocols] if o.driver in ("loadgen", "both") else []
         if o.driver in ("perf_analyzer", "both") and o.pa is not None:
             plan.append("perf_analyzer")
-        p = _Prepared(t, ms, [x.name for x in ms.outputs], feeds, loadgen.batch_of(feeds[0], ms), input_data, plan)
+        p = _Prepared(t, ms, [x.name for x in ms.outputs], feeds, loadgen.batch_of(feeds[0], ms), input_data, plan,
+                      served_unbatched=served_unbatched)
         p.keys = [(t.name, drv, c) for drv in plan for c in o.concurrency]
         return p
 
@@ -133,7 +137,8 @@ class _Sweep:
             step = pa_driver.run_step(
                 o.pa, t.name, o.url, p.ms, c, o.run_dir / "perf_analyzer" / f"attempt{attempt}_round{r + 1}",
                 p.input_data, batch=p.batch, measurement_ms=o.pa_measurement_ms or int(window * 1000),
-                timeout_s=max(120.0, 6 * window + 2 * o.request_timeout_s), log=self.log, commands=argvs)
+                timeout_s=max(120.0, 6 * window + 2 * o.request_timeout_s), log=self.log, commands=argvs,
+                served_unbatched=p.served_unbatched)
             if record:
                 self.run["commands"] += [f"LD_LIBRARY_PATH={o.pa.lib_dir} " + " ".join(shlex.quote(a) for a in argv)
                                          for argv in argvs]
@@ -289,7 +294,7 @@ def _rate_sweeps(run: dict, p: _Prepared, o: SweepOptions, log) -> None:
             for r in rates:
                 step = pa_driver.run_step(o.pa, t.name, o.url, p.ms, 0, o.run_dir / "perf_analyzer", p.input_data,
                                           batch=p.batch, measurement_ms=int(o.measurement_s * 1000), log=log,
-                                          request_rate=r)
+                                          request_rate=r, served_unbatched=p.served_unbatched)
                 step.request_rate = step.request_rate or r
                 got["steps"].append(step.to_dict())
                 # perf_analyzer reports what it served: held when it kept up within the budget

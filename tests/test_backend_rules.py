@@ -245,11 +245,27 @@ def test_static_ir_with_reshape_io_layers_accepts_dynamic_dims(tmp_path, artifac
     assert problems == []
 
 
+def test_openvino_instances_beyond_the_shared_models_streams_warn(tmp_path, artifacts):
+    """openvino_backend compiles once per model: 2 instances on NUM_STREAMS 1 / INFERENCE_NUM_THREADS 1 compute one
+    request at a time on one core. A warning (a legal config), none for a stream and a thread each."""
+    two = OV.replace("count: 1", "count: 2")
+    starved = two + 'parameters { key: "NUM_STREAMS" value: { string_value: "1" } }\n' + \
+        'parameters { key: "INFERENCE_NUM_THREADS" value: { string_value: "1" } }\n'
+    problems, warnings = findings(folder(tmp_path / "a", artifacts, starved, "ir"))
+    hits = [w for w in warnings if "[openvino-streams: " in w]
+    assert problems == [] and len(hits) == 2, warnings
+    assert "only 1 stream(s) serve 2 instances" in hits[0] and "only 1 thread(s) serve 2 instances" in hits[1]
+    fed = two + 'parameters { key: "NUM_STREAMS" value: { string_value: "2" } }\n' + \
+        'parameters { key: "INFERENCE_NUM_THREADS" value: { string_value: "2" } }\n'
+    _, warnings = findings(folder(tmp_path / "b", artifacts, fed, "ir"))
+    assert not [w for w in warnings if "openvino-streams" in w], warnings
+
+
 def test_every_rule_has_a_case():
     from generator.config.rules import release_rules  # noqa: F401  (registers the release-aware rules)
     from test_releases import RULE_TESTS  # their hand-broken cases live there
 
-    assert {r.id for r in backend_rules.RULES} == {c[0] for c in CASES} | set(RULE_TESTS)
+    assert {r.id for r in backend_rules.RULES} == {c[0] for c in CASES} | set(RULE_TESTS) | {"openvino-streams"}
 
 
 def test_spec_side_parameter_check_matches_the_rule():

@@ -161,7 +161,7 @@ def test_openvino_converts_the_module_itself_so_attention_stays_one_op(workdir):
     """frontend auto (the default) hands OpenVINO the PyTorch module: nn.MultiheadAttention arrives as separate
     Q, K, V projections feeding one ScaledDotProductAttention op; from the dynamo ONNX the packed QKV projection is
     split by Gathers (3 per attention block) with Squeeze/Transpose chains around it (on the example ViT-B/16 INT8
-    the module's IR ran 2.0x the ONNX's at batch 1, README "What each lever bought"). Tensors are named as the spec
+    the module's IR ran 1.8x the ONNX's at batch 1, README "Two more levers"). Tensors are named as the spec
     names them (the backend matches config names), the batch stays dynamic, and it answers like PyTorch."""
     import openvino as ov
     from examples.vit import vit_tiny

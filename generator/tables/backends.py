@@ -171,6 +171,7 @@ OPENVINO = Backend(
         "device": f"{OV} README 'Supported Devices': Intel CPU only",
         "io": f"{OV} README: inputs/outputs match the IR; 'Reshaping models' (RESHAPE_IO_LAYERS), ENABLE_BATCH_PADDING",
         "batch": f"{OV} src/openvino.cc: ov::set_batch(model, max_batch_size); 'expected requests with batch size N... ENABLE_BATCH_PADDING'",
+        "shared": f"{OV} src/openvino.cc ModelInstanceState: LoadModel once per model (ModelNotLoaded), CreateInferRequest per instance",
         "file": f"{OV} README 'Loading non default model format': model.xml (+ model.bin), model.onnx, model.pdmodel, model.saved_model",
     },
 )

@@ -87,6 +87,22 @@ def check_backend_parameters(t: Target):
             yield warning(f"{t.where}: {note}", PARAM_SOURCE[t.engine])
 
 
+@rule("openvino-streams", ("openvino",), "ov_shared",
+      "instances share one compiled model: NUM_STREAMS and INFERENCE_NUM_THREADS at least the instance count")
+def check_openvino_streams(t: Target):
+    if t.engine != "openvino":
+        return
+    n = sum(max(1, g.count) for g in t.cfg.instance_group) if t.cfg.instance_group else 1
+    if n <= 1:
+        return
+    for key, what in (("NUM_STREAMS", "stream(s)"), ("INFERENCE_NUM_THREADS", "thread(s)")):
+        v = str(t.params.get(key, "")).strip()
+        if v.isdigit() and 0 < int(v) < n:
+            yield warning(f"{t.where}: {n} instances share one compiled model with {key} {v}: the backend compiles the "
+                          f"model once and gives each instance an infer request on it, so only {v} {what} serve {n} "
+                          f"instances; set {key} to {n} or more (tritongen renders one stream per instance)")
+
+
 # the model files each backend the model-files rule concerns loads (default_model_filename)
 EXTS = {name: B.get(name).extensions for name in ("onnxruntime", "pytorch", "tensorrt", "openvino")}
 OV_EXTS = EXTS["openvino"]
