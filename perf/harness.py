@@ -197,39 +197,73 @@ def run_baselines(run: dict, targets: list[Target], spec_path: Path, concurrency
     """Every baseline job ``rounds`` times, interleaved (each round runs every job once, the order rotated),
     with a quiet check (load average + a fixed probe) before and after the phase; per job the median of the
     rounds with its 95% interval (``perf.stability``). A job whose rounds spread too far, or a phase in which
-    the probe moved, is marked ``unreliable`` (the report then prints no headline ratio from it); an eager
-    baseline whose throughput grows with batch size more than eager on a CPU can is flagged ``implausible``."""
-    from . import confirm, stability
-
+    the probe moved, is re-measured once (its jobs only, ``rounds`` more interleaved rounds, a quiet check of
+    their own; the first attempt kept under ``first_attempt``) and, still so, marked ``unreliable`` (the report
+    then prints no headline ratio from it); an eager baseline whose throughput grows with batch size more than
+    eager on a CPU can is flagged ``implausible``."""
     eager_jobs, inproc_jobs = baseline_jobs(targets, spec_path, concurrency, measurement_s, 50)
     todo = [("baselines", name, job, f"in-process baseline {name} ({job['kind']}, threads "
              f"{job['threads'] or 'default'})") for name, job in inproc_jobs.items()]
     todo += [("eager", model, job, f"PyTorch eager fp32 baseline {model}") for model, job in eager_jobs.items()]
     for _, _, job, _ in todo:
         run["commands"].append(baseline_mod.command_line(job))
-    before = stability.quiet_check()
-    got: dict[tuple, list] = {}
-    for r, order in enumerate(confirm.rotations(todo, rounds)):
-        for kind, name, job, what in order:
-            log(f"{what} (round {r + 1}/{rounds})")
-            got.setdefault((kind, name), []).append(baseline_mod.run_baseline(job))
-    after = stability.quiet_check()
-    run["quiet"] = {"baselines": {"before": before, "after": after}}
+    judged = _baseline_pass(todo, rounds, log, "")
+    run["quiet"] = {"baselines": judged["quiet"]}
+    again = [item for item in todo if _doubtful(judged[item[:2]])] if rounds >= 2 else []
+    if again:
+        log(f"re-measuring {len(again)} unreliable baseline(s): " + ", ".join(w for *_, w in again))
+        second = _baseline_pass(again, rounds, log, ", again")
+        run["quiet"]["baselines_again"] = second["quiet"]
+        for item in again:
+            first = judged[item[:2]]
+            judged[item[:2]] = {**second[item[:2]], "remeasured": True,
+                                "first_attempt": {k: first[k] for k in ("rows", "rounds", "unreliable", "implausible") if k in first}}
     for kind, name, job, what in todo:
-        res = run[kind][name] = stability.combine_rounds(got[(kind, name)])
+        res = run[kind][name] = judged[(kind, name)]
         if "error" in res:
             run["notes"].append(f"{what} failed: {res['error']}")
             continue
         if res.get("twin_settings"):
             run["notes"].append(baseline_mod.twin_note(name, res))
+        if res.get("remeasured"):
+            run["notes"].append(f"{what} was re-measured ({_doubtful(res['first_attempt'])}): "
+                                + (f"still doubtful: {_doubtful(res)}" if _doubtful(res) else "reliable now"))
+        else:
+            if res.get("unreliable"):
+                run["notes"].append(f"{what} is unreliable: {res['unreliable']}")
+            if res.get("implausible"):
+                run["notes"].append(f"{what}: {res['implausible']}")
+
+
+def _doubtful(res: dict) -> str | None:
+    """Why a combined baseline is not to be trusted (unreliable and/or implausible), or None."""
+    return "; ".join(res[k] for k in ("unreliable", "implausible") if res.get(k)) or None
+
+
+def _baseline_pass(todo: list[tuple], rounds: int, log, again: str) -> dict:
+    """One interleaved pass over ``todo`` between two quiet checks: ``{(kind, name): combined result with
+    "unreliable" / "implausible" set where so, ..., "quiet": {"before", "after"}}``."""
+    from . import confirm, stability
+
+    before = stability.quiet_check()
+    got: dict[tuple, list] = {}
+    for r, order in enumerate(confirm.rotations(todo, rounds)):
+        for kind, name, job, what in order:
+            log(f"{what} (round {r + 1}/{rounds}{again})")
+            got.setdefault((kind, name), []).append(baseline_mod.run_baseline(job))
+    after = stability.quiet_check()
+    out: dict = {"quiet": {"before": before, "after": after}}
+    for kind, name, _, _ in todo:
+        res = out[(kind, name)] = stability.combine_rounds(got[(kind, name)])
+        if "error" in res:
+            continue
         why = stability.unreliable_reason(res, before, after)
         odd = stability.batching_plausible(res["rows"], "eager") if kind == "eager" else None
         if why:
             res["unreliable"] = why
-            run["notes"].append(f"{what} is unreliable: {why}")
         if odd:
             res["implausible"] = odd
-            run["notes"].append(f"{what}: {odd}")
+    return out
 
 
 # ------------------------------------------------------------------------------------------- the sweep

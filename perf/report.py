@@ -192,19 +192,23 @@ def choose_winners(rows: list[dict], budget_ms: float) -> dict:
         within_all = [r for r in clean if r.get("p99_ms") is not None and r["p99_ms"] <= budget_ms]
         within = [r for r in within_all if not r.get("unreliable")]
         fastest = max(within_all, key=lambda r: r["throughput"]) if within_all else None
-        if within and fastest.get("unreliable"):  # a reliable "best" slower than an unreliable step is no best
-            best = max(within, key=lambda r: r["throughput"])
+        best = max(within, key=lambda r: r["throughput"]) if within else None
+        same = best and fastest.get("unreliable") and fastest["variant"] == best["variant"]
+        if best and fastest.get("unreliable") and not same:  # a reliable best slower than another variant's unreliable step is no best
             out[model] = {"row": None, "driver": driver, "fastest": fastest,
                           "why": f"the fastest step within p99 <= {budget_ms:g} ms, {fastest['variant']} at concurrency "
                                  f"{fastest['concurrency']} ({fastest['throughput']:.2f}/s median), is unreliable "
                                  f"because {fastest['unreliable']}; the fastest reliable one, {best['variant']} at "
                                  f"concurrency {best['concurrency']} ({best['throughput']:.2f}/s), cannot be named "
                                  f"best over it: re-run on a quieter machine"}
-        elif within:
-            best = max(within, key=lambda r: r["throughput"])
+        elif best:  # with ``same``, the variant is the fastest either way and its reliable step stands for it
             out[model] = {"row": best, "driver": driver, "runner_up": _runner_up(best, within),
                           "why": f"highest throughput with p99 <= {budget_ms:g} ms among {len({r['variant'] for r in passed})} "
-                                 f"gate-passed variant(s) ({driver})"}
+                                 f"gate-passed variant(s) ({driver})" + (
+                                     f"; its step at concurrency {fastest['concurrency']} measured "
+                                     f"{fastest['throughput']:.2f}/s (median) but is unreliable because "
+                                     f"{fastest['unreliable']}, so its reliable step at concurrency "
+                                     f"{best['concurrency']} stands for it" if same else "")}
         else:
             fast = max(within_all, key=lambda r: r["throughput"]) if within_all else None
             why = ("no variant passed the accuracy gate" if not passed else

@@ -262,3 +262,59 @@ def test_compare_runs_calls_a_tie_both_runs_measured_a_tie(tmp_path, capsys):
     c = _write(tmp_path, "c", _run(b_int8=90.0))
     res = compare_runs.compare(compare_runs.load(c), compare_runs.load(b))
     assert not res["models"][0]["tied"] and any("best variant differs" in p for p in res["problems"])
+
+
+def test_the_fastest_variant_is_named_when_only_its_own_faster_step_is_unreliable(tmp_path):
+    # run A of the VNNI pair: openvino-int8's c=4 step spread +-27% while its c=8 step was reliable and faster than
+    # every other variant's: the variant is the best either way, its reliable step stands for it
+    run = _run(b_int8=140.0)
+    int8 = {s["concurrency"]: s for s in run["steps"] if s["model"] == "m__onnx-int8"}
+    int8[1]["throughput"], int8[4]["unreliable"] = 300.0, "its 3 rounds give a 95% interval of +-27% of the median"
+    write_report(run, tmp_path / "s")
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert res["winners"]["m"]["triton_name"] == "m__onnx-int8" and res["winners"]["m"]["concurrency"] == 1
+    md = (tmp_path / "s" / "report.md").read_text()
+    assert "its step at concurrency 4 measured 350.00/s (median) but is unreliable" in md
+    # the same run with the reliable int8 step slower than onnx's best: onnx cannot be named over int8's
+    int8[1]["throughput"] = 200.0
+    write_report(run, tmp_path / "t")
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["winners"]["m"]["triton_name"] is None
+
+
+def _fake_baselines(monkeypatch, eager_rounds):
+    """run_baselines with the measurements replaced (a real baseline run takes minutes and a noisy machine cannot
+    be made on purpose): the eager job answers ``eager_rounds`` in turn, the in-process job steady numbers."""
+    from perf import baseline as baseline_mod
+    from perf import harness
+
+    jobs = ({"m": {"kind": "eager", "model": "m"}}, {"m__onnx": {"kind": "onnxruntime", "model": "m", "threads": 2}})
+    monkeypatch.setattr(harness, "baseline_jobs", lambda *a, **k: jobs)
+    monkeypatch.setattr(baseline_mod, "command_line", lambda job: f"baseline {job['kind']}")
+    monkeypatch.setattr(stability, "quiet_check", lambda probe_s=0.3: {"load1": 0.1, "probe_ms": 1.0, "cores": 2})
+    eager = iter(eager_rounds)
+    calls = []
+
+    def run_baseline(job):
+        calls.append(job["kind"])
+        tp = next(eager) if job["kind"] == "eager" else 100.0
+        return {"kind": job["kind"], "rows": [{"concurrency": 1, "batch": 1, "throughput": tp},
+                                               {"concurrency": 8, "batch": 8, "throughput": tp * 1.1}]}
+
+    monkeypatch.setattr(baseline_mod, "run_baseline", run_baseline)
+    run = {"commands": [], "notes": [], "baselines": {}, "eager": {}}
+    harness.run_baselines(run, [], None, [1, 8], 1.0, 3, lambda msg: None)
+    return run, calls
+
+
+def test_a_spread_baseline_is_re_measured_once_and_kept_when_it_settles(monkeypatch):
+    run, calls = _fake_baselines(monkeypatch, [4.0, 3.0, 4.1, 4.0, 4.05, 3.95])
+    eager = run["eager"]["m"]
+    assert calls.count("eager") == 6 and calls.count("onnxruntime") == 3  # only the spread job again
+    assert eager["remeasured"] and "unreliable" not in eager and eager["rows"][0]["throughput"] == pytest.approx(4.0)
+    assert "differ by" in eager["first_attempt"]["unreliable"] and eager["first_attempt"]["rounds"] == 3
+    assert any("was re-measured" in n and "reliable now" in n for n in run["notes"])
+    assert not run["baselines"]["m__onnx"].get("remeasured") and "baselines_again" in run["quiet"]
+
+    run, calls = _fake_baselines(monkeypatch, [4.0, 3.0, 4.1, 4.0, 2.9, 4.1])  # still spread: marked
+    assert calls.count("eager") == 6 and "differ by" in run["eager"]["m"]["unreliable"]
+    assert any("still doubtful" in n for n in run["notes"])
