@@ -1,15 +1,18 @@
 """Do two perf runs agree?  ``python -m perf.compare_runs RUN_A RUN_B`` (run folders or their results.json).
 
-    compare(run_a, run_b) -> {"variants": [...], "models": [...], "problems": [...]}
+    compare(run_a, run_b) -> {"variants": [...], "models": [...], "problems": [...], "notes": [...]}
     render(result, name_a, name_b) -> str                  # the tables and the verdict line
     main([RUN_A, RUN_B]) -> 0 agree | 1 disagree | 2 a run cannot be read
 
-Per variant: each run's throughput with its 95% interval at that run's best concurrency for the variant (the
-highest round median with p99 within the run's budget and no errors, on the run's primary driver, reliable
-steps first) and whether the two intervals overlap. Per model: whether the best variant (``winners`` in
-results.json) is the same (or tied: each run's runner-up is the other's best, not distinguishable from it), and whether each headline ratio (x PyTorch eager, served / in-process) of run B
-lies within run A's 95% interval and run A's within run B's. The runs agree when every variant's intervals
-overlap, the best variants match and every headline ratio lies within the other run's interval.
+Per variant: each run's best concurrency for it (the highest round median with p99 within the run's budget
+and no errors, on the run's primary driver, reliable steps first), and at each of those concurrencies the two
+runs' steps there, whose 95% intervals must overlap. A step's throughput depends on its concurrency, so a
+variant is always compared at the same concurrency in both runs; a pair where one run's step is unreliable is
+"not comparable" (a note, not a disagreement). Per model: whether the best variant (``winners`` in
+results.json) is the same (or tied: each run's runner-up is the other's best, not distinguishable from it), and
+whether each headline ratio (x PyTorch eager, served / in-process) of run B lies within run A's 95% interval
+and run A's within run B's. The runs agree when every comparable pair overlaps, the best variants match and
+every headline ratio lies within the other run's interval.
 """
 
 from __future__ import annotations
@@ -83,22 +86,64 @@ def within(value, ci) -> bool | None:
     return ci[0] <= value <= ci[1]
 
 
+def steps_at(run: dict, name: str) -> dict[int, dict]:
+    """A Triton model's steps on the run's primary driver, by concurrency."""
+    rows = run.get("rows") or []
+    driver = primary_driver(rows)
+    return {r["concurrency"]: r for r in rows if r["triton_name"] == name and r["driver"] == driver}
+
+
+def _usable(r: dict | None) -> str | None:
+    """Why a step cannot stand in a comparison (absent, errors, unreliable, no interval), or None."""
+    if not r:
+        return "not measured"
+    if r.get("errors") or not (r.get("throughput") or 0) > 0:
+        return "errors" if r.get("errors") else "no throughput"
+    if r.get("unreliable"):
+        return "unreliable"
+    if _ci(r.get("throughput_ci")) is None:
+        return "no interval"
+    return None
+
+
+def compare_variant(a: dict, b: dict, name: str, ra: dict | None, rb: dict | None) -> dict:
+    """One variant of both runs, compared at the same concurrency: at each run's best concurrency for it, the
+    two runs' steps there (a step's throughput depends on its concurrency, so A at c=1 against B at c=4 says
+    nothing about the runs). A pair where one step is unreliable or has no interval is not comparable, which
+    is no disagreement; the variant disagrees when a comparable pair's intervals do not overlap."""
+    at_a, at_b = steps_at(a, name), steps_at(b, name)
+    pairs, seen = [], set()
+    for c in [r["concurrency"] for r in (ra, rb) if r]:
+        if c in seen:
+            continue
+        seen.add(c)
+        sa, sb = at_a.get(c), at_b.get(c)
+        why = [f"{why} in run {w}" for w, why in (("A", _usable(sa)), ("B", _usable(sb))) if why]
+        pairs.append({"concurrency": c, "a": sa, "b": sb, "why": "; ".join(why) or None,
+                      "overlap": None if why else overlap(sa["throughput_ci"], sb["throughput_ci"])})
+    comparable = [p for p in pairs if p["why"] is None]
+    ov = all(p["overlap"] for p in comparable) if comparable else None
+    return {"triton_name": name, "a": ra, "b": rb, "pairs": pairs, "overlap": ov}
+
+
 def compare(a: dict, b: dict) -> dict:
     problems: list[str] = []
+    notes: list[str] = []
     sa, sb = best_steps(a), best_steps(b)
     variants = []
     for name in sorted(set(sa) | set(sb)):
         ra, rb = sa.get(name), sb.get(name)
-        ov = overlap(ra.get("throughput_ci"), rb.get("throughput_ci")) if ra and rb else None
-        variants.append({"triton_name": name, "a": ra, "b": rb, "overlap": ov})
+        v = compare_variant(a, b, name, ra, rb)
+        variants.append(v)
         if not ra or not rb:
             problems.append(f"{name} was measured in run {'B' if not ra else 'A'} only")
-        elif ov is None:
-            which = "A" if _ci(ra.get("throughput_ci")) is None else "B"
-            problems.append(f"{name} has no throughput interval in run {which} (fewer than 2 rounds)")
-        elif not ov:
-            problems.append(f"{name}: the throughput intervals do not overlap (A {_fmt_ci(ra)} at c={ra['concurrency']}, "
-                            f"B {_fmt_ci(rb)} at c={rb['concurrency']})")
+            continue
+        for p in v["pairs"]:
+            if p["why"]:
+                notes.append(f"{name} at c={p['concurrency']}: not comparable ({p['why']})")
+            elif not p["overlap"]:
+                problems.append(f"{name}: the throughput intervals at c={p['concurrency']} do not overlap "
+                                f"(A {_fmt_ci(p['a'])}, B {_fmt_ci(p['b'])})")
     models = []
     for model in sorted(set(a["winners"]) | set(b["winners"])):
         wa, wb = a["winners"].get(model) or {}, b["winners"].get(model) or {}
@@ -126,7 +171,7 @@ def compare(a: dict, b: dict) -> dict:
                                 f"{_fmt_pair(xa['ci'])}x, {xa['value']:.2f}x (A) {'within' if r['a_in_b'] else 'outside'} "
                                 f"B's {_fmt_pair(xb['ci'])}x")
         models.append(entry)
-    return {"variants": variants, "models": models, "problems": problems}
+    return {"variants": variants, "models": models, "problems": problems, "notes": notes}
 
 
 def tie(wa: dict, wb: dict) -> bool:
@@ -160,10 +205,13 @@ def _cell(r: dict | None) -> str:
 
 def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
     lines = [f"run A: {name_a}", f"run B: {name_b}", ""]
-    table = [("variant", "A infer/s [95%] @best c", "B infer/s [95%] @best c", "overlap")]
+    table = [("variant", "A infer/s [95%] @best c", "B infer/s [95%] @best c", "same concurrency, A vs B")]
     for v in res["variants"]:
-        ov = {True: "yes", False: "NO", None: "n/a"}[v["overlap"]]
-        table.append((v["triton_name"], _cell(v["a"]), _cell(v["b"]), ov))
+        same = "; ".join(f"c={p['concurrency']}: " + (f"not comparable ({p['why']})" if p["why"] else
+                                                        f"{_fmt_ci(p['a'])} vs {_fmt_ci(p['b'])} "
+                                                        + ("overlap" if p["overlap"] else "DO NOT OVERLAP"))
+                         for p in v.get("pairs") or []) or "n/a"
+        table.append((v["triton_name"], _cell(v["a"]), _cell(v["b"]), same))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for i, row in enumerate(table):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -184,8 +232,10 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
             lines.append(f"  {HEADLINE_WORDS[r['name']]}: A {side(r['a'])}, B {side(r['b'])}; {verdict}")
     lines.append("")
     p = res["problems"]
-    lines.append("agree: every variant's intervals overlap, the same best variant (or a tie both runs measured), the "
-                 "headline ratios within each other's intervals" if not p else
+    n = len(res.get("notes") or [])
+    lines.append("agree: every variant's intervals overlap at the same concurrency, the same best variant (or a tie "
+                 "both runs measured), the headline ratios within each other's intervals"
+                 + (f" ({n} step pair(s) not comparable: a step unreliable in one run)" if n else "") if not p else
                  f"disagree: {p[0]}" + (f" (and {len(p) - 1} more)" if len(p) > 1 else ""))
     return "\n".join(lines)
 

@@ -9,7 +9,9 @@ latency is within the budget, among variants whose manifest says the accuracy ga
 errors. It is chosen on the primary driver's numbers (the first of loadgen-grpc, perf_analyzer,
 loadgen-http that has results), from the round medians (``perf.sweep``), never from a step marked
 unreliable. Its headline ratios (x PyTorch eager, served / in-process) are printed only with their 95%
-interval from paired rounds (``perf.stability.paired_ratio``) and never from a disturbed baseline.
+interval and never from a disturbed baseline: an unpaired (Welch) interval for a served step against a
+baseline measured in its own phase (``perf.stability.unpaired_ratio``), a paired one (round i with round i,
+``perf.stability.paired_ratio``) for the winner against its runner-up, which the same rounds interleaved.
 """
 
 from __future__ import annotations
@@ -81,13 +83,15 @@ def enrich(run: dict) -> list[dict]:
 
 
 def _ratio_ci(step: dict, base_row: dict) -> list | None:
-    """The 95% interval of served / baseline throughput: from paired rounds (round i with round i) when both
-    have rounds; from the baseline's interval alone when the step has a single value; else None."""
+    """The 95% interval of served / baseline throughput. The baselines are measured in their own phase before
+    the server starts, so a served round has no baseline round to pair with: the interval is unpaired (Welch
+    on the logs of both sides' rounds, ``perf.stability.unpaired_ratio``) when both have rounds; from the
+    baseline's interval alone when the step has a single value; else None."""
     tp, ci = step.get("throughput") or 0.0, base_row.get("throughput_ci")
     if step.get("throughput_rounds") and base_row.get("throughput_rounds"):
-        from .stability import paired_ratio
+        from .stability import unpaired_ratio
 
-        got = paired_ratio(step["throughput_rounds"], base_row["throughput_rounds"])
+        got = unpaired_ratio(step["throughput_rounds"], base_row["throughput_rounds"])
         return [got[1], got[2]] if got else None
     if step.get("rounds") is None and ci and tp and ci[0] > 0 and ci[1] != float("inf"):
         return [tp / ci[1], tp / ci[0]]
@@ -129,7 +133,7 @@ def headline_ratios(r: dict) -> dict:
         if r.get(caveat):
             out[name] = {"why": f"its baseline is not trustworthy ({r[caveat]})"}
         elif not r.get(ci_key):
-            out[name] = {"why": "its baseline has no interval, or fewer than 2 of its rounds pair with the step's"}
+            out[name] = {"why": "its baseline or the step has fewer than 2 rounds (no interval)"}
         else:
             out[name] = {"value": r[key], "ci": list(r[ci_key])}
     return out
@@ -143,7 +147,7 @@ def headline_ratio(r: dict) -> str:
     if x and "why" in x:
         parts.append(f"; no ratio to PyTorch eager fp32: {x['why']}")
     elif x:
-        src = "paired rounds" if r.get("throughput_rounds") else "the baseline's rounds"
+        src = "both sides' rounds, unpaired" if r.get("throughput_rounds") else "the baseline's rounds"
         parts.append(f", {x['value']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
                      f"{x['ci'][0]:.2f}-{x['ci'][1]:.2f}x from {src})")
     s = got.get("served_over_inprocess")

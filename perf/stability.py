@@ -8,6 +8,7 @@
     combine_steps([served step per round]) -> one step           # median throughput / p50 / p95 / p99, intervals
     step_unreliable(combined) -> str | None                      # too few rounds, too wide, or the probe moved
     paired_ratio(a_rounds, b_rounds) -> (ratio, low, high) | None  # a / b round by round, with its interval
+    unpaired_ratio(a_rounds, b_rounds) -> (ratio, low, high) | None  # a / b measured apart (Welch on logs)
     batching_plausible(rows, runtime) -> str | None              # throughput gained with batch vs what it allows
 
 A baseline taken while the machine was busy made one report's headline 3.4x too high (issue 22): its
@@ -182,3 +183,27 @@ def paired_ratio(a_rounds: list[float], b_rounds: list[float]) -> tuple[float, f
     if len(pairs) < 2:
         return None
     return confirm.paired([a for a, _ in pairs], [b for _, b in pairs], lambda v: v)
+
+
+def unpaired_ratio(a_rounds: list[float], b_rounds: list[float], level: float = 0.95
+                   ) -> tuple[float, float, float] | None:
+    """``a / b`` where a's rounds and b's were measured in different phases (a served step against a baseline
+    taken before the server started): round i of one has nothing in common with round i of the other, so
+    pairing them would be pretend. The ratio of the geometric means and the Welch ``level`` interval of the
+    difference of the mean logs (each side's own variance, Welch-Satterthwaite degrees of freedom,
+    scipy.stats.t); None with fewer than 2 rounds on either side."""
+    la = [math.log(v) for v in a_rounds or [] if v and v > 0]
+    lb = [math.log(v) for v in b_rounds or [] if v and v > 0]
+    if len(la) < 2 or len(lb) < 2:
+        return None
+    ma, mb = statistics.fmean(la), statistics.fmean(lb)
+    va, vb = statistics.variance(la) / len(la), statistics.variance(lb) / len(lb)
+    d = ma - mb
+    se2 = va + vb
+    if se2 == 0:
+        return math.exp(d), math.exp(d), math.exp(d)
+    df = se2 ** 2 / (va ** 2 / (len(la) - 1) + vb ** 2 / (len(lb) - 1))
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
+    return math.exp(d), math.exp(d - half), math.exp(d + half)

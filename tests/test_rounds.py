@@ -41,6 +41,21 @@ def test_interval_and_paired_ratio_match_scipy():
     assert stability.interval([5.0]) == (5.0, 0.0, float("inf"))
 
 
+def test_unpaired_ratio_is_welchs_interval_on_logs_and_ignores_round_order():
+    """A served step against a baseline measured in another phase: Welch's t interval on the logs (scipy's
+    ttest_ind(equal_var=False) is the reference), the same whatever order either side's rounds are in."""
+    a, b = [31.0, 33.5, 29.9, 32.2], [4.4, 4.6, 4.3]
+    ratio, lo, hi = stability.unpaired_ratio(a, b)
+    la, lb = np.log(a), np.log(b)
+    assert ratio == pytest.approx(math.exp(la.mean() - lb.mean()))
+    ci = stats.ttest_ind(la, lb, equal_var=False).confidence_interval(0.95)
+    assert (lo, hi) == pytest.approx((math.exp(ci.low), math.exp(ci.high)), rel=1e-9)
+    assert stability.unpaired_ratio(a[::-1], b[::-1]) == pytest.approx((ratio, lo, hi))
+    # pairing rounds that were never measured together would give a different (pretend) interval
+    assert stability.paired_ratio(a, b)[1:] != pytest.approx((lo, hi))
+    assert stability.unpaired_ratio(a, [4.4]) is None and stability.unpaired_ratio([], b) is None
+
+
 def test_rounds_combine_into_medians_of_throughput_and_percentiles_with_intervals():
     c = stability.combine_steps([_round(10.0, 100), _round(10.4, 120), _round(10.1, 90)])
     assert c["rounds"] == 3 and c["throughput"] == 10.1 and c["throughput_rounds"] == [10.0, 10.4, 10.1]
@@ -180,7 +195,7 @@ def test_headline_from_round_medians_with_paired_intervals(tmp_path):
     assert "`onnx` (Triton model `m__onnx`) at concurrency 4: 250.00 inferences/s (95% interval" in best
     ratio = 250.0 / 50.0
     assert f"{ratio:.2f}x PyTorch eager fp32 at the same concurrency (95% interval" in best
-    assert "from paired rounds" in best and "served / in-process 0.93x (95% interval" in best
+    assert "from both sides' rounds, unpaired" in best and "served / in-process 0.93x (95% interval" in best
     assert "Runner-up: onnx-int8 at concurrency 4" in best and "distinguishably faster" in best
     res = json.loads((tmp_path / "a" / "results.json").read_text())
     h = res["winners"]["m"]["headline"]
@@ -233,7 +248,7 @@ def test_compare_runs_disagree_on_the_best_variant_and_the_intervals(tmp_path, c
     assert compare_runs.main([a, b]) == 1
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("disagree: m__onnx-int8: the throughput intervals do not overlap") and "more)" in last
+    assert last.startswith("disagree: m__onnx-int8: the throughput intervals at c=4 do not overlap") and "more)" in last
     assert "DIFFERENT" in out and "NO" in out
     res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b))
     assert any("the best variant differs (A m__onnx, B m__onnx-int8)" in p for p in res["problems"])
@@ -244,6 +259,33 @@ def test_compare_runs_disagree_on_the_best_variant_and_the_intervals(tmp_path, c
                                "(its rounds differ by 40% at concurrency 4))"]
     assert compare_runs.main([a, str(tmp_path / "nowhere")]) == 2
     assert "no results.json there" in capsys.readouterr().err
+
+
+def test_compare_runs_compares_a_variant_at_the_same_concurrency_and_skips_an_unreliable_pair(tmp_path, capsys):
+    # the VNNI pair of issue 22: onnx-int8's best step was c=1 in run A (its c=4 step unreliable) and c=4 in
+    # run B. 9.6/s at c=1 against 21.7/s at c=4 is no disagreement between the runs; c=1 against c=1 is the
+    # comparison, and c=4 cannot be compared while A's step there is unreliable
+    run_a, run_b = _run(), _run(scale=1.01, jitter=(1.0, 0.97, 1.02))
+    int8_a = {s["concurrency"]: s for s in run_a["steps"] if s["model"] == "m__onnx-int8"}
+    int8_a[4]["unreliable"] = "its 3 rounds give a 95% interval of +-27% of the median"
+    a, b = _write(tmp_path, "a", run_a), _write(tmp_path, "b", run_b)
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b))
+    v = next(x for x in res["variants"] if x["triton_name"] == "m__onnx-int8")
+    assert (v["a"]["concurrency"], v["b"]["concurrency"]) == (1, 4)
+    assert [(p["concurrency"], p["why"], p["overlap"]) for p in v["pairs"]] == [
+        (1, None, True), (4, "unreliable in run A", None)]
+    assert res["problems"] == [] and res["notes"] == ["m__onnx-int8 at c=4: not comparable (unreliable in run A)"]
+    assert compare_runs.main([a, b]) == 0
+    out = capsys.readouterr().out
+    assert "c=4: not comparable (unreliable in run A)" in out and "(1 step pair(s) not comparable" in out
+    # the same pair with run B's c=1 step 30% slower: the same-concurrency comparison catches it
+    for s in run_b["steps"]:
+        if s["model"] == "m__onnx-int8" and s["concurrency"] == 1:
+            s["throughput"] *= 0.7
+            s["throughput_ci"] = [x * 0.7 for x in s["throughput_ci"]]
+    b = _write(tmp_path, "b2", run_b)
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b))
+    assert any(p.startswith("m__onnx-int8: the throughput intervals at c=1 do not overlap") for p in res["problems"])
 
 
 def test_compare_runs_calls_a_tie_both_runs_measured_a_tie(tmp_path, capsys):
