@@ -13,6 +13,12 @@ results.json) is the same (or tied: each run's runner-up is the other's best, no
 whether each headline ratio (x PyTorch eager, served / in-process) of run B lies within run A's 95% interval
 and run A's within run B's. The runs agree when every comparable pair overlaps, the best variants match and
 every headline ratio lies within the other run's interval.
+
+The machine itself can change speed between two runs (another tenant on the host, its clock): the quiet check's
+fixed GEMM probe, read before and after each run's sweep, measures that. When every probe read of one run is
+faster than every read of the other (``machine_drift``), a pair whose intervals do not overlap is compared once
+more with run B's interval scaled by the probe's ratio; a pair that overlaps then is a note that names the
+drift, not a disagreement. The headline ratios need no such step: both sides of each are measured in one run.
 """
 
 from __future__ import annotations
@@ -106,7 +112,24 @@ def _usable(r: dict | None) -> str | None:
     return None
 
 
-def compare_variant(a: dict, b: dict, name: str, ra: dict | None, rb: dict | None) -> dict:
+def _sweep_probes(run: dict) -> list[float]:
+    got = ((run.get("quiet") or {}).get("sweep") or {})
+    return [float(got[k]["probe_ms"]) for k in ("before", "after") if (got.get(k) or {}).get("probe_ms")]
+
+
+def machine_drift(a: dict, b: dict) -> dict | None:
+    """How much faster the machine ran run B's sweep than run A's, by the quiet check's fixed probe (read before
+    and after each sweep): ``{"factor", "a_ms", "b_ms", "separated"}``; factor > 1: B's machine was faster.
+    ``separated``: every read of one run is faster than every read of the other, so the drift is the machine's and
+    not the probe's own noise. None when a run has no probe reads (an older results.json)."""
+    pa, pb = _sweep_probes(a), _sweep_probes(b)
+    if not pa or not pb:
+        return None
+    factor = (sum(pa) / len(pa)) / (sum(pb) / len(pb))
+    return {"factor": factor, "a_ms": pa, "b_ms": pb, "separated": max(pb) < min(pa) or max(pa) < min(pb)}
+
+
+def compare_variant(a: dict, b: dict, name: str, ra: dict | None, rb: dict | None, drift: dict | None = None) -> dict:
     """One variant of both runs, compared at the same concurrency: at each run's best concurrency for it, the
     two runs' steps there (a step's throughput depends on its concurrency, so A at c=1 against B at c=4 says
     nothing about the runs). A pair where one step is unreliable or has no interval is not comparable, which
@@ -119,10 +142,14 @@ def compare_variant(a: dict, b: dict, name: str, ra: dict | None, rb: dict | Non
         seen.add(c)
         sa, sb = at_a.get(c), at_b.get(c)
         why = [f"{why} in run {w}" for w, why in (("A", _usable(sa)), ("B", _usable(sb))) if why]
-        pairs.append({"concurrency": c, "a": sa, "b": sb, "why": "; ".join(why) or None,
-                      "overlap": None if why else overlap(sa["throughput_ci"], sb["throughput_ci"])})
+        pair = {"concurrency": c, "a": sa, "b": sb, "why": "; ".join(why) or None,
+                "overlap": None if why else overlap(sa["throughput_ci"], sb["throughput_ci"])}
+        if pair["overlap"] is False and drift and drift["separated"]:
+            scaled = [x / drift["factor"] for x in _ci(sb["throughput_ci"])]
+            pair["overlap_after_drift"] = overlap(sa["throughput_ci"], scaled)
+        pairs.append(pair)
     comparable = [p for p in pairs if p["why"] is None]
-    ov = all(p["overlap"] for p in comparable) if comparable else None
+    ov = all(p["overlap"] or p.get("overlap_after_drift") for p in comparable) if comparable else None
     return {"triton_name": name, "a": ra, "b": rb, "pairs": pairs, "overlap": ov}
 
 
@@ -130,10 +157,11 @@ def compare(a: dict, b: dict) -> dict:
     problems: list[str] = []
     notes: list[str] = []
     sa, sb = best_steps(a), best_steps(b)
+    drift = machine_drift(a, b)
     variants = []
     for name in sorted(set(sa) | set(sb)):
         ra, rb = sa.get(name), sb.get(name)
-        v = compare_variant(a, b, name, ra, rb)
+        v = compare_variant(a, b, name, ra, rb, drift)
         variants.append(v)
         if not ra or not rb:
             problems.append(f"{name} was measured in run {'B' if not ra else 'A'} only")
@@ -141,9 +169,14 @@ def compare(a: dict, b: dict) -> dict:
         for p in v["pairs"]:
             if p["why"]:
                 notes.append(f"{name} at c={p['concurrency']}: not comparable ({p['why']})")
+            elif not p["overlap"] and p.get("overlap_after_drift"):
+                notes.append(f"{name} at c={p['concurrency']}: overlap once run B is scaled to run A's machine speed "
+                             f"(A {_fmt_ci(p['a'])}, B {_fmt_ci(p['b'])}; {_drift_words(drift)})")
             elif not p["overlap"]:
                 problems.append(f"{name}: the throughput intervals at c={p['concurrency']} do not overlap "
-                                f"(A {_fmt_ci(p['a'])}, B {_fmt_ci(p['b'])})")
+                                f"(A {_fmt_ci(p['a'])}, B {_fmt_ci(p['b'])}"
+                                + (f"; not even scaled by the machine's drift, {_drift_words(drift)})"
+                                   if "overlap_after_drift" in p else ")"))
     models = []
     for model in sorted(set(a["winners"]) | set(b["winners"])):
         wa, wb = a["winners"].get(model) or {}, b["winners"].get(model) or {}
@@ -171,7 +204,17 @@ def compare(a: dict, b: dict) -> dict:
                                 f"{_fmt_pair(xa['ci'])}x, {xa['value']:.2f}x (A) {'within' if r['a_in_b'] else 'outside'} "
                                 f"B's {_fmt_pair(xb['ci'])}x")
         models.append(entry)
-    return {"variants": variants, "models": models, "problems": problems, "notes": notes}
+    return {"variants": variants, "models": models, "problems": problems, "notes": notes, "drift": drift}
+
+
+def _drift_words(drift: dict | None) -> str:
+    if not drift:
+        return "no probe reads"
+    f = drift["factor"]
+    fmt = ", ".join
+    return (f"the fixed probe ran {f:.2f}x {'faster' if f >= 1 else 'slower'} in run B: "
+            f"A {fmt(f'{x:.4f}' for x in drift['a_ms'])} ms, B {fmt(f'{x:.4f}' for x in drift['b_ms'])} ms"
+            + ("" if drift["separated"] else "; within the probe's own noise, not used"))
 
 
 def tie(wa: dict, wb: dict) -> bool:
@@ -209,7 +252,8 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
     for v in res["variants"]:
         same = "; ".join(f"c={p['concurrency']}: " + (f"not comparable ({p['why']})" if p["why"] else
                                                         f"{_fmt_ci(p['a'])} vs {_fmt_ci(p['b'])} "
-                                                        + ("overlap" if p["overlap"] else "DO NOT OVERLAP"))
+                                                        + ("overlap" if p["overlap"] else "overlap after the machine's drift"
+                                                           if p.get("overlap_after_drift") else "DO NOT OVERLAP"))
                          for p in v.get("pairs") or []) or "n/a"
         table.append((v["triton_name"], _cell(v["a"]), _cell(v["b"]), same))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
@@ -218,6 +262,7 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("(* a step marked unreliable in its run; ! no step within the p99 budget)")
+    lines.append(f"machine: {_drift_words(res.get('drift'))}")
     lines.append("")
     for m in res["models"]:
         verdict = ("same" if m["same"] else "tied (in both runs the other's best is the runner-up, not "
@@ -232,10 +277,13 @@ def render(res: dict, name_a: str = "A", name_b: str = "B") -> str:
             lines.append(f"  {HEADLINE_WORDS[r['name']]}: A {side(r['a'])}, B {side(r['b'])}; {verdict}")
     lines.append("")
     p = res["problems"]
-    n = len(res.get("notes") or [])
+    n = sum("not comparable" in x for x in res.get("notes") or [])
+    d = sum("scaled to run A's machine speed" in x for x in res.get("notes") or [])
     lines.append("agree: every variant's intervals overlap at the same concurrency, the same best variant (or a tie "
                  "both runs measured), the headline ratios within each other's intervals"
-                 + (f" ({n} step pair(s) not comparable: a step unreliable in one run)" if n else "") if not p else
+                 + (f" ({n} step pair(s) not comparable: a step unreliable in one run)" if n else "")
+                 + (f" ({d} pair(s) overlap once scaled by the machine's drift, "
+                    f"{res['drift']['factor']:.2f}x by the fixed probe)" if d else "") if not p else
                  f"disagree: {p[0]}" + (f" (and {len(p) - 1} more)" if len(p) > 1 else ""))
     return "\n".join(lines)
 

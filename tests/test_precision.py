@@ -308,3 +308,31 @@ def test_fp16_and_openvino_configs_carry_their_settings(workdir):
     assert (repo / "cnn__openvino" / "1" / "model.bin").is_file()
     manifest = json.loads((repo / "cnn__openvino" / "manifest.json").read_text())
     assert manifest["precision"] == "bf16"  # what it computes in: the perf harness picks the bf16 ceiling
+
+
+def test_openvino_auto_precision_runs_as_the_native_backend_does(workdir):
+    """``inference_precision: auto`` renders no HINT_BF16 (Triton's openvino backend then runs the CPU plugin's
+    default: bf16 on CPUs with native bf16, f32 elsewhere) and the twin and verification compile without a
+    precision, so what is verified here is what the native backend runs on this CPU."""
+    import openvino as ov
+
+    from generator.serve import runtimes as rt
+
+    report = _build(workdir, [{"name": "openvino", "options": {"inference_precision": "auto"}}])
+    by = {r.variant: r for r in report.results}
+    assert by["openvino"].status == "built", by["openvino"].reason  # auto never skips: f32 where bf16 is missing
+    repo = workdir / "model_repository"
+    cfg = (repo / "cnn__openvino" / "config.pbtxt").read_text()
+    # every optional parameter is listed (24.10 logs each missing one at error level); HINT_BF16 stays empty
+    assert 'backend: "openvino"' in cfg and 'key: "HINT_BF16"\n  value: { string_value: "" }' in cfg
+    default = rt.openvino_default_precision()
+    raw = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()  # e.g. "<Type: 'bfloat16'>"
+    assert default == ("bf16" if "bfloat16" in raw or "bf16" in raw else "f32"), raw
+    manifest = json.loads((repo / "cnn__openvino" / "manifest.json").read_text())
+    assert manifest["precision"] == ("bf16" if default == "bf16" else "fp32")
+    # the twin's settings: no explicit precision; the compiled model runs in the plugin's default
+    s = rt.settings_from_parameters("openvino", {"openvino_inference_precision": "auto"})
+    session = rt.open_session("openvino", repo / "cnn__openvino" / "1" / "model.xml", ["images"], ["logits"], s)
+    got = str(session.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+    assert ("bfloat16" in got or "bf16" in got) == (default == "bf16"), got
+    assert session.reproduced["precision"].startswith(f"auto: the CPU plugin's default here, {default}")

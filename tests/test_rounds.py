@@ -360,3 +360,46 @@ def test_a_spread_baseline_is_re_measured_once_and_kept_when_it_settles(monkeypa
     run, calls = _fake_baselines(monkeypatch, [4.0, 3.0, 4.1, 4.0, 2.9, 4.1])  # still spread: marked
     assert calls.count("eager") == 6 and "differ by" in run["eager"]["m"]["unreliable"]
     assert any("still doubtful" in n for n in run["notes"])
+
+
+def _quiet(*probe_ms):
+    return {"sweep": {"before": {"load1": 1.0, "probe_ms": probe_ms[0], "cores": 2},
+                      "after": {"load1": 1.0, "probe_ms": probe_ms[1], "cores": 2}}}
+
+
+def _faster_machine(run, k):
+    """The baselines of a run on a machine k times faster (its served steps: ``_run(scale=k)``)."""
+    for base in (run["eager"]["m"], run["baselines"]["m__onnx"]):
+        for r in base["rows"]:
+            r["throughput"] *= k
+            r["throughput_rounds"] = [x * k for x in r["throughput_rounds"]]
+            r["throughput_ci"] = [x * k for x in r["throughput_ci"]]
+    return run
+
+
+def test_compare_runs_scales_by_the_machines_own_drift_only_when_the_probe_measured_it(tmp_path, capsys):
+    # the AMX pair (2026-12-05): every variant ~11% faster in run B, and the fixed probe before and after the sweep
+    # ran 1.11x faster in B too (A 0.1148/0.1083 ms, B 0.1025/0.0988 ms): the machine's drift, not the variants'
+    run_a = {**_run(jitter=(1.0, 1.01, 0.99)), "quiet": _quiet(0.1148, 0.1083)}
+    run_b = {**_faster_machine(_run(scale=1.12, jitter=(1.0, 1.01, 0.99)), 1.12), "quiet": _quiet(0.1025, 0.0988)}
+    a, b = _write(tmp_path, "a", run_a), _write(tmp_path, "b", run_b)
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b))
+    assert res["drift"]["separated"] and res["drift"]["factor"] == pytest.approx(1.108, abs=0.001)
+    assert res["problems"] == [], res["problems"]
+    assert any("overlap once run B is scaled to run A's machine speed" in n and "1.11x faster in run B" in n
+               for n in res["notes"])
+    assert compare_runs.main([a, b]) == 0
+    out = capsys.readouterr().out
+    assert "overlap after the machine's drift" in out and "machine: the fixed probe ran 1.11x faster in run B" in out
+    # probe reads that interleave are the probe's own noise: no scaling, the runs disagree
+    b2 = _write(tmp_path, "b2", {**run_b, "quiet": _quiet(0.1100, 0.1050)})
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b2))
+    assert not res["drift"]["separated"] and any("do not overlap" in p for p in res["problems"])
+    # no probe reads (an older results.json): as before
+    b3 = _write(tmp_path, "b3", _run(scale=1.12, jitter=(1.0, 1.01, 0.99)))
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b3))
+    assert res["drift"] is None and any("do not overlap" in p for p in res["problems"])
+    # a variant that moved far more than the machine did still disagrees, and says so
+    b4 = _write(tmp_path, "b4", {**_run(scale=1.5, jitter=(1.0, 1.01, 0.99)), "quiet": _quiet(0.1025, 0.0988)})
+    res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b4))
+    assert any("not even scaled by the machine's drift" in p for p in res["problems"]), res["problems"]

@@ -293,9 +293,23 @@ def openvino_available() -> str | None:
     return None
 
 
+def openvino_default_precision() -> str:
+    """The CPU plugin's own inference precision on this CPU (bf16 where it has native bf16, else f32): what
+    Triton's openvino backend runs when the config sets no HINT_BF16 (it cannot ask for f32)."""
+    import openvino as ov
+
+    default = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()  # "<Type: 'bfloat16'>"
+    return "bf16" if ("bfloat16" in default or "bf16" in default) else "f32"
+
+
+def openvino_resolve(precision: str) -> str:
+    """``auto`` -> this CPU's plugin default (``openvino_default_precision``); f32 and bf16 as they are."""
+    return openvino_default_precision() if str(precision).lower() == "auto" else str(precision).lower()
+
+
 def openvino_supports(precision: str) -> bool:
-    """Whether this CPU runs ``precision`` (bf16 needs avx512_bf16 or AMX; f32 always)."""
-    if precision == "f32":
+    """Whether this CPU runs ``precision`` (bf16 needs avx512_bf16 or AMX; f32 and auto always)."""
+    if precision in ("f32", "auto"):
         return True
     import openvino as ov
 
@@ -307,17 +321,21 @@ def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", 
                      streams: int | str | None = None, settings: Mapping[str, str] | None = None,
                      input_dims: Mapping[str, Sequence[int]] | None = None, record: Session | None = None):
     """Compile an IR (or ONNX) file for CPU. ``settings`` (the openvino backend's keys) override the keyword
-    defaults. Unlike the native backend, the precision is always explicit (f32 unless bf16 is asked for):
-    OpenVINO's CPU plugin defaults to bf16 on CPUs with native bf16."""
+    defaults. f32 and bf16 are explicit (the native backend cannot force f32: OpenVINO's CPU plugin defaults to
+    bf16 on CPUs with native bf16); ``auto`` sets no precision, as the native backend without HINT_BF16."""
     import openvino as ov
 
     s = dict(settings or {})
     rec = record.reproduced if record is not None else {}
     core = ov.Core()
     precision = s.get("inference_precision", precision)
-    cfg = {"PERFORMANCE_HINT": s.get("PERFORMANCE_HINT", hint).upper(), "INFERENCE_PRECISION_HINT": precision}
+    cfg = {"PERFORMANCE_HINT": s.get("PERFORMANCE_HINT", hint).upper()}
     rec["PERFORMANCE_HINT"] = cfg["PERFORMANCE_HINT"]
-    rec["precision"] = precision + (" (HINT_BF16)" if precision == "bf16" else " (explicit; the native backend cannot force f32)")
+    if str(precision).lower() == "auto":
+        rec["precision"] = f"auto: the CPU plugin's default here, {openvino_default_precision()} (as the native backend)"
+    else:
+        cfg["INFERENCE_PRECISION_HINT"] = precision
+        rec["precision"] = precision + (" (HINT_BF16)" if precision == "bf16" else " (explicit; the native backend cannot force f32)")
     n = int(s.get("INFERENCE_NUM_THREADS") or threads or 0)
     st = s.get("NUM_STREAMS", streams)
     share = int(s.get("instances") or 1)

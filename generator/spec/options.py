@@ -159,8 +159,9 @@ class OnnxInt8Options(OnnxInt8DynamicOptions):
 @spec_type
 class OpenvinoOptions(_GivenMapping):
     variant = "openvino"
-    inference_precision: Annotated[Literal["f32", "bf16"], Lower] = Field(
-        default="f32", description="bf16 needs avx512_bf16 or AMX")
+    inference_precision: Annotated[Literal["f32", "bf16", "auto"], Lower] = Field(
+        default="f32", description="bf16 needs avx512_bf16 or AMX; auto: the CPU plugin's default where the model "
+        "runs, as Triton's openvino backend runs it without HINT_BF16 (bf16 on CPUs with native bf16, else f32)")
     performance_hint: Annotated[Literal["LATENCY", "THROUGHPUT"], Upper] = "LATENCY"
     num_streams: Annotated[Optional[Union[int, str]], BeforeValidator(_streams), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["AUTO"]}, {"type": "null"}]})] = Field(

@@ -8,7 +8,9 @@ Options:
   ``ScaledDotProductAttention`` op, which the CPU plugin fuses (with INT8, one int8 MHA kernel); from ONNX it is
   MatMul/Softmax/MatMul. auto takes the module when it converts and answers like PyTorch, else the ONNX (the
   reason goes to build.log and the manifest's ``info.frontend_fallback``);
-- ``inference_precision``: f32 (default) | bf16 -- bf16 needs avx512_bf16 or AMX (Skip elsewhere);
+- ``inference_precision``: f32 (default) | bf16 | auto -- bf16 needs avx512_bf16 or AMX (Skip elsewhere); auto
+  renders no HINT_BF16 and runs as the native backend does, in the CPU plugin's default (bf16 on CPUs with native
+  bf16, f32 elsewhere): the build machine's default is what is verified, and the manifest records it;
 - ``performance_hint``: LATENCY (default) | THROUGHPUT -- THROUGHPUT pays off only with concurrent requests;
 - ``num_streams``: an integer, or AUTO.
 They become the backend's config ``parameters`` (PERFORMANCE_HINT, NUM_STREAMS, HINT_BF16,
@@ -19,7 +21,7 @@ only through reshaping).
 
 Caveat (recorded in the manifest): the backend can force bf16 (HINT_BF16) but has no switch for f32, and
 OpenVINO's CPU plugin defaults to bf16 on CPUs with native bf16 -- there Triton runs the f32 IR in bf16.
-The embedded runner and the verification here set the precision explicitly.
+The embedded runner and the verification here set the precision explicitly, except for ``auto``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from ..errors import VariantFailed
 from generator.loading.inputs import make_inputs
 from generator.stages.export import example_point, io_adapter
-from generator.serve.runtimes import openvino_available, openvino_runner, openvino_supports
+from generator.serve.runtimes import openvino_available, openvino_resolve, openvino_runner, openvino_supports
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoOptions
 from .base import BuildContext, Skip, Variant
@@ -136,7 +138,11 @@ def plugin_default_note(precision: str) -> dict:
 
     default = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
     note = {"cpu_default_precision": default}
-    if precision == "f32" and "f32" not in default and "float32" not in default:
+    if precision == "auto":
+        note["triton_precision_note"] = (f"auto: verified in this CPU's default ({openvino_resolve('auto')}); served "
+                                         "on another CPU, "
+                                         "the model runs in that CPU's default (bf16 where it has native bf16)")
+    elif precision == "f32" and "f32" not in default and "float32" not in default:
         note["triton_precision_note"] = (f"Triton's openvino backend cannot force f32 and this CPU's default is "
                                          f"{default}: served there, the model runs in {default}")
     return note
@@ -151,7 +157,7 @@ def build(ctx: BuildContext) -> None:
     ctx.info.update({"ops": len(model.get_ops()), "openvino": ov.__version__})
     ctx.info.update(plugin_default_note(opts["precision"]))
     ctx.info["inference_precision"] = opts["precision"]
-    ctx.info["compute_precision"] = "bf16" if opts["precision"] == "bf16" else "fp32"
+    ctx.info["compute_precision"] = "bf16" if openvino_resolve(opts["precision"]) == "bf16" else "fp32"
     ctx.reproduce.append(f"python -c \"import openvino as ov; ov.save_model({made_by}, 'model.xml', compress_to_fp16=False)\"")
 
 
@@ -181,7 +187,7 @@ def parameters(model: ModelSpec, options: dict, key: str = "openvino") -> dict:
 
 
 def tolerance(model: ModelSpec, options: dict) -> Tolerance:
-    if ov_options(model, "openvino", options)["precision"] == "bf16":
+    if openvino_resolve(ov_options(model, "openvino", options)["precision"]) == "bf16":
         # bf16 keeps 8 bits of mantissa: ~1e-2 relative per op; judged by cosine (and the task metrics)
         return Tolerance(min_cosine=0.995, min_top1=None, min_mean_cosine=0.995)
     return Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999)
