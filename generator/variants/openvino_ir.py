@@ -140,8 +140,8 @@ def plugin_default_note(precision: str) -> dict:
     note = {"cpu_default_precision": default}
     if precision == "auto":
         note["triton_precision_note"] = (f"auto: verified in this CPU's default ({openvino_resolve('auto')}); served "
-                                         "on another CPU, "
-                                         "the model runs in that CPU's default (bf16 where it has native bf16)")
+                                         "on another CPU, the model runs in that CPU's default (bf16 where it has "
+                                         "native bf16)")
     elif precision == "f32" and "f32" not in default and "float32" not in default:
         note["triton_precision_note"] = (f"Triton's openvino backend cannot force f32 and this CPU's default is "
                                          f"{default}: served there, the model runs in {default}")
