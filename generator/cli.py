@@ -237,12 +237,15 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--no-op-profile", is_flag=True, help="Skip the best variant's per-operator profile (Where the time goes).")
 @click.option("--request-rates", default="", metavar="R1,R2,...",
               help="Also an open loop: Poisson request rates (requests/s) to sweep per variant, e.g. 5,10,20,40.")
+@click.option("--rates-beyond", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Open loop: while every given rate is held, up to this many more rates, 1.5x each.")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="A folder of JPEG/PNG files: also measure the image ensembles with them (one BYTES element each).")
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates):
+         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates,
+         rates_beyond):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     \b
@@ -262,7 +265,8 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
-                       real_inputs=RealInputs(images, sentences), request_rates=rates or None)
+                       real_inputs=RealInputs(images, sentences), request_rates=rates or None,
+                       rates_beyond=rates_beyond)
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
 
 

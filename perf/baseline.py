@@ -134,6 +134,10 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     settings = settings_from_parameters(kind, params, graph_level=level)
     per_instance = threads or threads_of(kind, settings)
     total = per_instance * instances if per_instance else 0
+    if not threads and kind == "openvino" and per_instance:
+        # the openvino backend's INFERENCE_NUM_THREADS is the model's (one compiled model shared by its instances;
+        # render.openvino_shared_model writes N*t there): it is already the total, not an instance's share
+        total, per_instance = per_instance, max(1, per_instance // instances)
     if job.get("total_threads"):  # an explicit total (tune's in-process ceiling: every core on one session)
         total = int(job["total_threads"])
         settings = with_threads(kind, settings, total)

@@ -341,6 +341,7 @@ def run_perf(
     rounds: int = 3,
     baseline_rounds: int | None = None,
     request_rates: list[float] | None = None,
+    rates_beyond: int = 4,
     gemm_probe: bool = True,
     op_profile: bool = True,
     pa_measurement_ms: int | None = None,
@@ -422,7 +423,8 @@ def run_perf(
         opts = sweep_mod.SweepOptions(url, http_url, owned, pa, driver, protocols, concurrency, measurement_s,
                                       max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms,
                                       run_dir, rounds=rounds, request_rates=request_rates,
-                                      budget_ms=latency_budget_ms, real=(repo, real_inputs))
+                                      budget_ms=latency_budget_ms, real=(repo, real_inputs),
+                                      rates_beyond=rates_beyond)
         with _quiet_check(run, "sweep"):
             sweep_mod.sweep(run, active, spec, opts, server, log)
     except ServerGone as e:
@@ -479,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-id", default=None, help="the run folder's name under --out-root (default: a timestamp)")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--request-rates", default="", help="open loop: Poisson request rates to sweep, e.g. 5,10,20,40")
+    p.add_argument("--rates-beyond", type=int, default=4,
+                   help="open loop: while every rate is held, up to this many more rates (1.5x each)")
     a = p.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -490,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                            a.latency_budget_ms, a.out_root, a.driver, a.measurement_s, a.max_requests,
                            protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
                            rounds=a.rounds, run_id=a.run_id,
-                           request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None)
+                           request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None,
+                           rates_beyond=a.rates_beyond)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

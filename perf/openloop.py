@@ -4,6 +4,7 @@ closed loop of ``perf.loadgen`` (each client waits for its answer before sending
     arrivals(rate, duration_s, seed) -> send times (s from the start): exponential gaps, mean 1 / rate
     run_rate(protocol, url, model, feeds, outputs, rate, ...) -> StepResult (request_rate = rate)
     rate_sweep(..., rates, budget_ms) -> {"steps": [...], "max_rate": highest rate held, "rates": [...]}
+    climb(rates, step, beyond) -> the same walk for any driver: the given rates, then on past the last one held
     held(step, budget_ms) -> bool: the offered rate served (>= 95%), p99 within the budget, no errors
     served_rate(n, window_s, drain_s, p50_s) -> requests/s the server really delivered over the step
 
@@ -127,17 +128,46 @@ def held(step: StepResult, budget_ms: float) -> bool:
             and step.requests >= HELD_SHARE * offered and keeps_up)
 
 
-def rate_sweep(protocol: str, url: str, model: str, feeds: list[dict], outputs: list[str], rates: list[float],
-               budget_ms: float, batch: int = 1, log=print, **kw) -> dict:
-    """Increasing rates until one is not held; the highest rate held under the p99 budget (None: none)."""
-    steps, best = [], None
-    for r in sorted(rates):
-        step = run_rate(protocol, url, model, feeds, outputs, r, batch=batch, **kw)
-        steps.append(step.to_dict())
-        ok = held(step, budget_ms)
-        log(f"  {model} at {r:g} req/s: served {step.throughput:.1f}/s, p99 {step.p99_ms or float('nan'):.1f} ms"
-            f"{', errors ' + str(step.errors) if step.errors else ''} -> {'held' if ok else 'not held'}")
+def _nice(x: float) -> float:
+    """``x`` to two significant digits (60, 90, 140, 200 ...)."""
+    if x <= 0:
+        return x
+    mag = 10 ** (len(str(int(x))) - 2) if x >= 10 else 1
+    return float(round(x / mag) * mag) if x >= 10 else round(x, 1)
+
+
+def climb(rates: list[float], step, beyond: int = 0, factor: float = 1.5) -> dict:
+    """Walk the increasing ``rates`` until one is not held (``step(rate) -> (step_dict, held)``). When every given
+    rate was held the ceiling is still above them, so up to ``beyond`` more rates follow, each ``factor`` x the
+    last (two significant digits). ``all_held``: the last rate tried was held (the highest rate held is then a
+    low bound: the server's limit lies above every rate tried)."""
+    todo = sorted(float(r) for r in rates)
+    tried, steps, best, extra = [], [], None, 0
+    while todo:
+        r = todo.pop(0)
+        got, ok = step(r)
+        tried.append(r)
+        steps.append(got)
         if not ok:
             break
         best = r
-    return {"rates": sorted(rates), "steps": steps, "max_rate": best, "budget_ms": budget_ms}
+        if not todo and extra < beyond:
+            extra += 1
+            todo.append(_nice(r * factor))
+    return {"rates": tried, "steps": steps, "max_rate": best, "all_held": best is not None and best == tried[-1],
+            "given": sorted(float(r) for r in rates)}
+
+
+def rate_sweep(protocol: str, url: str, model: str, feeds: list[dict], outputs: list[str], rates: list[float],
+               budget_ms: float, batch: int = 1, log=print, beyond: int = 0, **kw) -> dict:
+    """Increasing rates until one is not held (past the given ones by up to ``beyond`` steps of 1.5x while they
+    are all held); the highest rate held under the p99 budget (None: none)."""
+
+    def one(r: float):
+        step = run_rate(protocol, url, model, feeds, outputs, r, batch=batch, **kw)
+        ok = held(step, budget_ms)
+        log(f"  {model} at {r:g} req/s: served {step.throughput:.1f}/s, p99 {step.p99_ms or float('nan'):.1f} ms"
+            f"{', errors ' + str(step.errors) if step.errors else ''} -> {'held' if ok else 'not held'}")
+        return step.to_dict(), ok
+
+    return {**climb(rates, one, beyond), "budget_ms": budget_ms}

@@ -50,6 +50,7 @@ class SweepOptions:
     request_rates: list[float] | None = None
     budget_ms: float = 1000.0
     real: tuple = (None, None)
+    rates_beyond: int = 4  # open loop: rates past the given ones (1.5x each) while every rate is held
 
     def window_s(self) -> float:
         return max(self.measurement_s / max(self.rounds, 1), min(self.measurement_s, MIN_ROUND_WINDOW_S))
@@ -290,22 +291,24 @@ def _rate_sweeps(run: dict, p: _Prepared, o: SweepOptions, log) -> None:
     t, rates, budget_ms = p.t, sorted(o.request_rates), o.budget_ms
     for drv in p.plan:
         if drv == "perf_analyzer":
-            got = {"rates": rates, "steps": [], "max_rate": None, "budget_ms": budget_ms}
-            for r in rates:
+            def one(r: float):
                 step = pa_driver.run_step(o.pa, t.name, o.url, p.ms, 0, o.run_dir / "perf_analyzer", p.input_data,
                                           batch=p.batch, measurement_ms=int(o.measurement_s * 1000), log=log,
                                           request_rate=r, served_unbatched=p.served_unbatched)
                 step.request_rate = step.request_rate or r
-                got["steps"].append(step.to_dict())
                 # perf_analyzer reports what it served: held when it kept up within the budget
-                if step.aborted or step.p99_ms is None or step.p99_ms > budget_ms or \
-                        step.throughput < openloop.HELD_SHARE * r * p.batch:
-                    break
-                got["max_rate"] = r
+                ok = not (step.aborted or step.p99_ms is None or step.p99_ms > budget_ms
+                          or step.throughput < openloop.HELD_SHARE * r * p.batch)
+                return step.to_dict(), ok
+
+            got = {**openloop.climb(rates, one, o.rates_beyond), "budget_ms": budget_ms}
         else:
             proto = drv.split("-", 1)[1]
             got = openloop.rate_sweep(proto, o.url if proto == "grpc" else o.http_url, t.name, p.feeds, p.outputs,
-                                      rates, budget_ms, batch=p.batch, log=log, measurement_s=o.measurement_s)
+                                      rates, budget_ms, batch=p.batch, log=log, measurement_s=o.measurement_s,
+                                      beyond=o.rates_beyond)
         run.setdefault("rate_sweeps", {}).setdefault(t.name, {})[drv] = got
         log(f"  {t.name} {drv}: highest Poisson rate held under p99 {budget_ms:g} ms: "
-            + (f"{got['max_rate']:g} req/s" if got["max_rate"] else "none of " + ", ".join(f"{r:g}" for r in rates)))
+            + (f"{got['max_rate']:g} req/s" + (" (every rate tried held: its limit is higher)" if got.get("all_held")
+                                                else "") if got["max_rate"]
+               else "none of " + ", ".join(f"{r:g}" for r in rates)))

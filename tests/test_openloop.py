@@ -89,13 +89,38 @@ def test_rate_sweep_finds_the_highest_rate_a_real_server_holds(triton_server_fac
 
     run_dir = run_perf(server.urls.grpc, repo, tmp_path / "tiny" / "spec.yaml", ["tiny__onnx"], [1], 5000.0,
                        tmp_path / "results", "loadgen", 1.0, 200, warmup_s=0.2, baselines=False, gemm_probe=False,
-                       request_rates=[10], rounds=1, log=lambda s: None)
+                       request_rates=[10], rates_beyond=1, rounds=1, log=lambda s: None)
     import json
 
     res = json.loads((run_dir / "results.json").read_text())
     sweep = res["rate_sweeps"]["tiny__onnx"]["loadgen-grpc"]
-    assert sweep["max_rate"] == 10 and sweep["steps"][0]["errors"] == 0
-    assert "tiny__onnx (loadgen-grpc): 10 requests/s" in (run_dir / "report.md").read_text()
+    assert sweep["steps"][0]["errors"] == 0 and sweep["steps"][0]["request_rate"] == 10
+    # 10 req/s held, so the sweep went on past the given rates (one step of 1.5x): the limit was not reached at 10
+    assert sweep["rates"] == [10, 15] and sweep["given"] == [10]
+    report = (run_dir / "report.md").read_text()
+    if sweep["max_rate"] == 15:
+        assert sweep["all_held"] and "tiny__onnx (loadgen-grpc): at least 15 requests/s" in report
+    else:
+        assert sweep["max_rate"] == 10 and not sweep["all_held"]
+        assert "tiny__onnx (loadgen-grpc): 10 requests/s (rates tried: 10, 15" in report
+
+
+def test_climb_goes_past_the_given_rates_only_while_every_one_is_held():
+    """No server needed: ``climb`` walks any driver's steps (the held verdicts given here)."""
+    limit = 70.0
+
+    def step(r):
+        return {"request_rate": r}, r <= limit
+
+    got = openloop.climb([10, 40, 20], step, beyond=4)
+    assert got["rates"] == [10, 20, 40, 60, 90] and got["max_rate"] == 60 and not got["all_held"]
+    got = openloop.climb([10, 40, 20], step, beyond=1)  # the extra steps run out below the limit: a low bound
+    assert got["rates"] == [10, 20, 40, 60] and got["max_rate"] == 60 and got["all_held"]
+    got = openloop.climb([10, 100, 200], step, beyond=4)  # a given rate not held: nothing beyond it
+    assert got["rates"] == [10, 100] and got["max_rate"] == 10 and not got["all_held"]
+    got = openloop.climb([100], step, beyond=4)
+    assert got["max_rate"] is None and not got["all_held"]
+    assert [openloop._nice(x) for x in (2.25, 22.5, 33.75, 135.0, 1012.5)] == [2.2, 22.0, 34.0, 140.0, 1000.0]
 
 
 @pytest.mark.parametrize("rates", ["5,x", "0,5", "-2"])

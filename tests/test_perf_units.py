@@ -265,3 +265,8 @@ def test_openvino_in_process_baseline_is_one_stream_on_every_served_thread(tmp_p
     got = served_settings("openvino", tmp_path / "1" / "model.xml", 1, {})
     assert (got["threads"], got["instances"]) == (2, 2)
     assert got["settings"]["INFERENCE_NUM_THREADS"] == "2" and got["settings"]["NUM_STREAMS"] == "1"
+    # with no per-instance override the config's INFERENCE_NUM_THREADS is the model's total already (the backend
+    # compiles once for all instances): 2 threads, not 2 x 2 on a 2-core machine (the op profile ran 4)
+    got = served_settings("openvino", tmp_path / "1" / "model.xml", 0, {})
+    assert (got["threads"], got["per_instance"]) == (2, 1)
+    assert got["settings"]["INFERENCE_NUM_THREADS"] == "2" and got["settings"]["NUM_STREAMS"] == "1"
