@@ -244,15 +244,13 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates,
-         rates_beyond):
+         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates, rates_beyond):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     \b
-    Drives the server with tritonclient (gRPC/HTTP, bounded windows) and/or
-    perf_analyzer, reads the server's statistics (queue vs compute, batches
-    formed), times each variant in-process and PyTorch eager for the speed-up
-    and the serving overhead, and writes perf/results/<run>/report.md|html,
+    Drives the server with tritonclient (gRPC/HTTP, bounded windows) and/or perf_analyzer, reads the
+    server's statistics (queue vs compute, batches formed), times each variant in-process and PyTorch
+    eager for the speed-up and the serving overhead, and writes perf/results/<run>/report.md|html,
     results.csv|json, plots and the exact commands.
     """
     from perf.harness import run_perf
@@ -265,8 +263,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
-                       real_inputs=RealInputs(images, sentences), request_rates=rates or None,
-                       rates_beyond=rates_beyond)
+                       real_inputs=RealInputs(images, sentences), request_rates=rates or None, rates_beyond=rates_beyond)
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
 
 
