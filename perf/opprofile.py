@@ -178,8 +178,9 @@ def _ov_layers(artifact: Path, feeds: dict) -> dict:
 
 def _ov_origins(acc: dict, fused: dict, layers: dict) -> dict:
     """Executed node -> the model's layers it runs. The runtime model names what each node fused; names the
-    plugin made up ("x/DequantizationMultiply") fall back to their longest prefix that is a layer, and a MatMul/Convolution that is
-    no executed node itself (absorbed, e.g. under its bias Add) goes to the node that names its consumer."""
+    plugin made up ("x/DequantizationMultiply") fall back to their longest prefix that is a layer, and a
+    MatMul/Convolution that is no executed node itself (absorbed, e.g. under its bias Add) goes to the node that
+    names its consumer."""
     def key(x):
         # layer names hold "/" themselves ("blocks.0.attn/aten::.../MatMul"): strip the made-up parts from the right
         while x and x not in layers:

@@ -281,7 +281,7 @@ def explain(row: dict) -> str:
         if r < 1 and c > 1 and row.get("avg_batch") is not None and row["avg_batch"] < 1.05:
             tail = (f"{100 * (1 - r):.0f}% below it; the server ran each request alone (batches of "
                     f"{row['avg_batch']:.2f}) where the in-process call ran {c} at once, so the gap is batching the "
-                    "served config does not do as much as serving overhead")
+                    "server did not do as much as serving overhead")
         lo, hi = row["serving_ratio_ci"]
         parts.append(f"Served throughput is {r:.2f}x (95% interval {lo:.2f}-{hi:.2f}x) the same runtime run "
                      f"in-process at batch {c} ({tail}).")
