@@ -542,6 +542,9 @@ def _spec_feeds(spec: Path, model_name: str, batch: int):
     return make_inputs(ms, spec_point(ms, b), seed=7), [t.name for t in ms.inputs], [t.name for t in ms.outputs]
 
 
+REFUSERS = ("onnxruntime", "openvino", "onnx", "google")  # modules whose exceptions mean "this file is not runnable"
+
+
 def main(argv: list[str] | None = None) -> int:
     from generator.errors import UserError
 
@@ -574,6 +577,13 @@ def main(argv: list[str] | None = None) -> int:
                        peaks=peaks, runs=a.runs, min_s=a.min_s)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # the runtime or ONNX refused the file: one line that names it, not a traceback
+        if not (isinstance(e, RuntimeError) or type(e).__module__.split(".")[0] in REFUSERS):
+            raise
+        why = next((ln.strip() for ln in reversed(str(e).splitlines()) if ln.strip()), type(e).__name__)
+        print(f"error: {a.path}: cannot be loaded or run for profiling ({type(e).__name__}: {why[:200]}); "
+              "check that it is a model file the runtime reads (tritongen build writes them)", file=sys.stderr)
         return 1
     if a.json:
         a.json.write_text(json.dumps(prof, indent=2) + "\n")

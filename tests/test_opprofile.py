@@ -186,6 +186,12 @@ def test_cli_standalone_writes_json_and_refuses_a_bad_path(tiny, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "perf.opprofile", str(tmp_path / "nope.onnx")], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=60)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
+    # a file that is no model: one line naming it (was a protobuf DecodeError traceback)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    junk = subprocess.run([sys.executable, "-m", "perf.opprofile", str(tmp_path / "junk.onnx")], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60)
+    assert junk.returncode == 1 and junk.stderr.strip().count("\n") == 0, junk.stderr
+    assert "junk.onnx: cannot be loaded or run" in junk.stderr and "Traceback" not in junk.stderr
 
 
 def test_report_has_where_the_time_goes_with_a_skip_line(tiny, tmp_path):
