@@ -130,10 +130,12 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
     assert res["flops"]["lin"]["flops_per_inference"] == 2 * 4 * 3
     assert "lin__torchscript" in (run_dir / "report.md").read_text()  # the skip and its reason are reported
     # the winner's per-operator profile (perf.opprofile, own process) at its concurrency, in the report
-    # (with no best named, the fastest step within the budget: its profile still shows where the time goes)
+    # (with no best named, the fastest step within the budget: its profile still shows where the time goes). The
+    # winner's step need not be the fastest: a faster unreliable step of its own does not unseat it (seen in CI)
     prof = res["opprofile"]["lin"]
     fastest = max(grpc, key=lambda r: r["throughput"])
-    assert prof["triton_name"] == "lin__onnx" and prof["batch"] == fastest["concurrency"], prof
+    at = win["concurrency"] if win["triton_name"] else fastest["concurrency"]
+    assert prof["triton_name"] == "lin__onnx" and prof["batch"] == at, (prof, win)
     assert prof["classes"]["gemm"]["flops"] == 2 * 4 * 3 * prof["batch"]
     assert "## Where the time goes" in (run_dir / "report.md").read_text()
     assert any("perf.baseline" in c for c in (run_dir / "commands.txt").read_text().splitlines())
