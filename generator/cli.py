@@ -7,28 +7,26 @@ import time
 from pathlib import Path
 
 import click
+from rich.markup import escape  # user text (paths, messages, "[rule-id: source]") is text, never rich markup
 
-from .errors import UserError
-from generator.build.summary import _size, int8_note as _int8_note, summary_table  # noqa: F401 (the build summary)
-
-
-def _console(stderr: bool = False):
-    import shutil
-
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else max(shutil.get_terminal_size((140, 24)).columns, 140)
-    return Console(stderr=stderr, highlight=False, width=width)
+from .errors import UserError, signals_raise
+from generator.build.summary import _size, console as _console, int8_note as _int8_note, summary_table  # noqa: F401
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        for stream in (sys.stdout, sys.stderr):  # an ASCII terminal (LC_ALL=C) prints '?' for 'Δ', never fails
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="replace")
         try:
-            return super().invoke(ctx)
+            with signals_raise():  # Ctrl-C / SIGTERM: staging discarded, locks freed, exit 130
+                return super().invoke(ctx)
         except UserError as e:
-            _console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+            _console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("[bold red]interrupted:[/] stopped; an output being written keeps its previous state")
+            sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -97,10 +95,10 @@ def build(spec, output, only, build_dir, target, templates, force, keep_failed, 
     console.print(summary_table(report))
     for r in report.results:
         if r.reason:
-            console.print(f"  {r.model}/{r.variant} {r.status}: {r.reason}", soft_wrap=True)
+            console.print(f"  {r.model}/{r.variant} {r.status}: {r.reason}", soft_wrap=True, markup=False)
     _int8_note(console, report)
     state = "written" if report.changed else "unchanged (nothing to rebuild)"
-    console.print(f"repository {report.output} {state} in {time.perf_counter() - t0:.1f}s")
+    console.print(f"repository {report.output} {state} in {time.perf_counter() - t0:.1f}s", markup=False)
     skipped = [r for r in report.results if r.status == "skipped"]
     if report.failed or (require_all and skipped):
         n = len(report.failed) + (len(skipped) if require_all else 0)
@@ -138,7 +136,7 @@ class _Progress(_RichProgress):
         self.progress.update(self.tasks[model], description=text)
 
     def log(self, model, text):
-        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {model}: {text}", soft_wrap=True)
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(f'{model}: {text}')}", soft_wrap=True)
 
     def done(self, r):
         self.stage(r.model, f"{r.variant}: {r.status}")
@@ -175,7 +173,6 @@ def validate(repository, triton_release, target_cc):
         t.add_row(r.name, engine_of(r.config) if r.config else "?", "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]")
     console.print(t)
     _isa_warnings(repository)
-    from rich.markup import escape  # a rule's "[rule-id: source]" is text, not rich markup
 
     for w in (w for r in reports for w in r.warnings):
         _console(stderr=True).print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
@@ -264,7 +261,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
                        real_inputs=RealInputs(images, sentences), request_rates=rates or None, rates_beyond=rates_beyond)
-    _console().print(f"report: {run_dir / 'report.md'} (and report.html)")
+    _console().print(f"report: {run_dir / 'report.md'} (and report.html)", markup=False)
 
 
 DEFAULT_PIDFILE = Path("build/tritonserver.json")
@@ -307,7 +304,7 @@ def serve(repository, http_port, grpc_port, metrics_port, pidfile, foreground, t
         return
     server = serve_background(repository, pidfile, **kwargs)
     _print_endpoints(console, server)
-    console.print(f"stop it with: tritongen stop --pidfile {pidfile}")
+    console.print(f"stop it with: tritongen stop --pidfile {pidfile}", markup=False)
 
 
 def _refuse_native_repository(repo: Path) -> None:
@@ -326,12 +323,12 @@ def _refuse_native_repository(repo: Path) -> None:
 
 def _print_endpoints(console, server) -> None:
     index = server.repository_index()
-    console.print(f"tritonserver ready in {server.ready_time_s:.1f}s (pid {server.pid}, log {server.log_path})")
+    console.print(escape(f"tritonserver ready in {server.ready_time_s:.1f}s (pid {server.pid}, log {server.log_path})"))
     console.print(f"  gRPC    {server.urls.grpc}")
     console.print(f"  HTTP    {server.urls.http}")
     console.print(f"  metrics {server.urls.metrics}")
     for m in index:
-        console.print(f"  {m.get('state', '?'):6} {m['name']}")
+        console.print(f"  {m.get('state', '?'):6} {m['name']}", markup=False)
 
 
 @cli.command()
@@ -375,13 +372,13 @@ def publish(repository, url, endpoint_url, dry_run, retries):
     verb = "would" if dry_run else ""
     for op in report.ops if dry_run else []:
         console.print(f"  {op.kind:6} {op.key}" + (f"  ({_size(op.bytes)})" if op.kind == "upload" else ""),
-                      soft_wrap=True)
+                      soft_wrap=True, markup=False)
     console.print(f"{report.url}: {verb + ' ' if verb else ''}upload {report.count('upload')} file(s) "
                   f"({_size(report.uploaded_bytes)}), copy {report.count('copy')}, delete {report.count('delete')}; "
-                  f"{len(report.unchanged)} model(s) unchanged", soft_wrap=True)
+                  f"{len(report.unchanged)} model(s) unchanged", soft_wrap=True, markup=False)
     for name, version in sorted(report.versions.items()):
-        console.print(f"  {name}: version {version}")
-    console.print(f"serve it with: tritonserver --model-repository={report.triton_url}", soft_wrap=True)
+        console.print(f"  {name}: version {version}", markup=False)
+    console.print(f"serve it with: tritonserver --model-repository={report.triton_url}", soft_wrap=True, markup=False)
 
 
 class _PublishProgress(_RichProgress):
@@ -451,8 +448,8 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
                          memory=memory, poll_secs=poll_secs, hpa_queue_us=hpa_queue_us, kserve=kserve)
     console = _console()
     for p in write_manifests(s, out_dir, opts):
-        console.print(f"wrote {p}")
-    console.print(f"apply with: kubectl apply -f {out_dir}")
+        console.print(f"wrote {p}", markup=False)
+    console.print(f"apply with: kubectl apply -f {out_dir}", markup=False)
 @cli.command()
 @click.argument("checkpoint", type=str)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("spec.yaml"), show_default=True,
@@ -486,7 +483,7 @@ def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
     text = init_spec(checkpoint, output, factory=factory, name=name, task=task, force=force, image=image)
     todos = text.count("TODO")
     _console().print(f"wrote {output} in {time.perf_counter() - t:.1f}s"
-                     + (f"; {todos} TODO(s) to check" if todos else "; next: tritongen build " + str(output)))
+                     + (f"; {todos} TODO(s) to check" if todos else "; next: tritongen build " + str(output)), markup=False)
 
 
 @cli.command()
@@ -537,7 +534,7 @@ def _isa_warnings(repository: Path) -> None:
     from generator.tables.isa import mismatch_warnings
 
     for w in mismatch_warnings(repository):
-        _console(stderr=True).print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(str(w))}", soft_wrap=True)
 
 
 @cli.command()
@@ -589,7 +586,7 @@ def tune(spec, repo, url, models, strategy, objective, latency_budget_ms, min_th
                            min_throughput=min_throughput, max_memory_mb=max_memory_mb, max_configs=max_configs,
                            window_s=window_s, rounds=rounds, finalists=finalists, cores=cores, out=out, apply=apply,
                            apply_to=tuple(apply_to))
-    _console().print(f"report: {run_dir / 'report.md'}")
+    _console().print(f"report: {run_dir / 'report.md'}", markup=False)
 
 
 def main():

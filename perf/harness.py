@@ -125,8 +125,9 @@ def discover(repo: Path, wanted: list[str] | None = None, real=None) -> list[Tar
     if wanted:
         missing = [w for w in wanted if not any(w in (t.name, t.model) for t in out)]
         if missing:
+            have = sorted(d.name for d in repo.iterdir() if (d / "manifest.json").is_file() and d.name not in wanted)
             raise UserError(f"--models {missing[0]}: no such variant or model in {repo}; "
-                            f"have: {', '.join(t.name for t in out) or 'none'}")
+                            f"have: {', '.join(have) or 'none'}")
     if not out:
         raise UserError(f"{repo} holds no tritongen variant models (no */manifest.json); build it with tritongen build")
     return out

@@ -165,3 +165,41 @@ def test_cli_prints_one_line_and_exits_1_without_traceback(workdir):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: models[0].source.factory: cannot import module")
     assert not (workdir / "out").exists()
+
+
+def test_a_model_answering_nan_is_refused_not_verified(workdir):
+    """Every variant answering NaN like PyTorch would pass the gate: PyTorch's own NaN is the user's to fix."""
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:nan_linear"}),
+           "models[0].outputs[0] 'y': PyTorch's own forward() gives 1 NaN value(s) of 3 at batch=1")
+
+
+def _cli_build(workdir, spec, out, *extra):
+    return subprocess.run([sys.executable, "-m", "generator.cli", "build", str(spec), "-o", str(out),
+                           "--build-dir", str(workdir / "build"), *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_an_output_that_is_not_a_repository_is_never_replaced(workdir):
+    spec = write_spec(workdir, {"models": [linear_model()]})
+    mine = workdir / "mydata"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    a_file = workdir / "outfile"
+    a_file.write_text("mine too")
+    for out, what in ((mine, "holds 'notes.txt', which is not a model folder"), (a_file, "is a file, not a folder"),
+                      (workdir / "outfile" / "repo", "outfile is a file")):
+        r = _cli_build(workdir, spec, out)
+        assert r.returncode == 1 and what in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (mine / "notes.txt").read_text() == "mine" and a_file.read_text() == "mine too"
+    r = _cli_build(workdir, spec, workdir / "repo", "--build-dir", str(workdir / "repo" / "cache"))
+    assert r.returncode == 1 and "inside -o" in r.stderr, r.stderr
+
+
+def test_brackets_in_a_message_are_printed_as_they_are(workdir):
+    """The CLI prints with rich: '[/red]' or 'dims: {h: [min, opt, max]}' in a message is text, not markup."""
+    spec = write_spec(workdir, {"models": [linear_model(source={"factory": "tinymodels.tiny:raising_with_brackets"})]})
+    r = _cli_build(workdir, spec, workdir / "out")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "bad config [/red] in [bold]layer[/bold]" in r.stderr
+    spec = write_spec(workdir, {"models": [linear_model(inputs=[{"name": "x", "dtype": "float32", "shape": ["n"]}])]})
+    r = _cli_build(workdir, spec, workdir / "out")
+    assert "add it under dims: {n: [min, opt, max]}" in r.stderr, r.stderr

@@ -203,7 +203,9 @@ def test_verify_data_never_reuses_calibration_samples(workdir):
     ({"accuracy_ratio": 0}, r"verify\.accuracy_ratio: must be above 0"),
     ({"min_confident_samples": 0}, r"verify\.min_confident_samples: must be >= 1"),
     ({"reuse_calibration": "yes"}, r"verify\.reuse_calibration: expected true or false"),
-    ({"confidence": -1}, r"verify\.confidence: expected a non-negative number"),
+    ({"confidence": -1}, r"verify\.confidence: expected a finite non-negative number"),
+    ({"atol": float("nan")}, r"verify\.atol: expected a finite non-negative number, got nan"),  # would pass all
+    ({"rtol": "nan"}, r"verify\.rtol: expected a finite non-negative number"),
 ])
 def test_gate_keys_are_checked(workdir, verify_, message):
     with pytest.raises(UserError, match=message):

@@ -89,11 +89,13 @@ def test_rendered_configs_avoid_the_release_failures(tmp_path, release, target):
     pt = texts["torchscript"].parameters
     assert ("INTER_OP_THREAD_COUNT" in pt) is (release == NEW)  # 24.10 aborts on the second model setting it
     ov = texts["openvino"]
-    assert ov.max_batch_size == 0 and not ov.HasField("dynamic_batching")  # padding bug: no Triton batching
-    assert list(ov.input[0].dims) == [-1, 3, 16, 16] and list(ov.output[0].dims) == [-1, 10]
-    assert ov.parameters["RESHAPE_IO_LAYERS"].string_value == "YES"
-    assert {w.batch_size for w in ov.model_warmup} == {1}  # one request each: never N requests adding up to N
-    assert sorted(list(w.inputs["images"].dims)[0] for w in ov.model_warmup) == [1, 4]
+    # padding bug: served at max_batch_size 1, no Triton batching (a batch-1 execution equals max_batch_size: no pad)
+    assert ov.max_batch_size == 1 and not ov.HasField("dynamic_batching")
+    assert ov.parameters["ENABLE_BATCH_PADDING"].string_value == "NO"
+    # dims and format as a batching model's: Triton's image_client.py takes it (3 dims + batch, NCHW)
+    assert list(ov.input[0].dims) == [3, 16, 16] and list(ov.output[0].dims) == [10]
+    assert [w.batch_size for w in ov.model_warmup] == [1]  # the batch-4 warm-up would exceed max_batch_size 1
+    assert list(ov.model_warmup[0].inputs["images"].dims) == [3, 16, 16]
     assert set(releases.OPENVINO_PARAMETERS) <= set(ov.parameters)  # nothing logged at error level
     assert texts["onnx-int8"].max_batch_size == 4  # other backends keep batching
     if target == "embedded":
@@ -167,13 +169,10 @@ def test_validate_flags_two_pytorch_models_setting_inter_op_threads(built, tmp_p
 def test_validate_flags_a_batched_openvino_config(built, tmp_path):
     repo = _copy(built, tmp_path)
     p = repo / "cnn__openvino" / "config.pbtxt"
-    text = p.read_text().replace("max_batch_size: 0", "max_batch_size: 4").replace("dims: [ -1, ", "dims: [ ")
+    assert "max_batch_size: 1\n" in p.read_text()  # as built: never padded
+    text = p.read_text().replace("max_batch_size: 1\n", "max_batch_size: 4\n")
     text = re.sub(r'(key: "ENABLE_BATCH_PADDING"\s*value: \{ string_value: )"NO"', r'\1"YES"', text)
-    text = text.replace('key: "RESHAPE_IO_LAYERS"\n  value: { string_value: "YES" }',
-                        'key: "RESHAPE_IO_LAYERS"\n  value: { string_value: "NO" }')
-    text = re.sub(r"batch_size: 1\n(\s+inputs \{\n\s+key: \"images\"\n\s+value: \{\n\s+data_type: TYPE_FP32\n\s+)"
-                  r"dims: \[ 4, ", r"batch_size: 4\n\1dims: [ ", text)
-    text = text.replace("dims: [ 1, 3, 16, 16 ]", "dims: [ 3, 16, 16 ]")
+    text = text.replace('name: "warmup_batch_1"\n    batch_size: 1', 'name: "warmup_batch_4"\n    batch_size: 4')
     p.write_text(text)
     assert parse_config(text, "x")[1] is None
     problems, _ = _problems(repo, OLD)
@@ -198,11 +197,13 @@ def test_validate_flags_an_unbatched_ir_with_a_batch_layout(built, tmp_path):
     repo = _copy(built, tmp_path)
     xml = repo / "cnn__openvino" / "1" / "model.xml"
     model = ov.Core().read_model(str(xml))
-    for port in list(model.inputs) + list(model.outputs):
-        port.get_node().set_layout(ov.Layout("N..."))
-    xml.unlink()
-    (xml.with_suffix(".bin")).unlink()
-    ov.save_model(model, str(xml), compress_to_fp16=False)
+    # as built: the batching spec's IR has an 'N' layout on every port, its config max_batch_size 1
+    assert all(ov.layout_helpers.get_layout(p).has_name("N") for p in list(model.inputs) + list(model.outputs))
+    problems, warnings = _problems(repo, OLD)
+    assert not [f for f in problems + warnings if "openvino-ir-layout" in f], problems + warnings
+    p = repo / "cnn__openvino" / "config.pbtxt"  # served unbatched by hand, the IR left as it is
+    p.write_text(re.sub(r"model_warmup \[.*?\n\]\n", "", p.read_text(), flags=re.S)
+                 .replace("max_batch_size: 1\n", "max_batch_size: 0\n").replace("dims: [ ", "dims: [ -1, "))
     problems, _ = _problems(repo, OLD)
     assert any("[openvino-ir-layout: " in p and "auto-complete turns batching on" in p for p in problems), problems
 
@@ -258,14 +259,19 @@ def test_rendered_embedded_repository_loads_and_answers_like_pytorch(embedded, t
     import torch
 
     server = triton_server_factory(embedded)  # every model READY: the rendered configs hit no 24.10 failure
+    import tritonclient.utils
+
     for model in ("cnn__openvino", "cnn__torchscript", "cnn2__torchscript"):
         ref_module = torch.jit.load(str(embedded / model.replace("openvino", "torchscript") / "1" / "model.pt"))
-        for batch in (1, 4, 1, 4):  # a full batch after a smaller one: the 24.10 openvino failure case
-            x, got = _infer(server, model, batch, seed=batch)
+        # openvino: max_batch_size 1 (every execution one batch-1 request: 24.10's padding never triggers)
+        for i, batch in enumerate((1, 1, 1) if model == "cnn__openvino" else (1, 4, 1, 4)):
+            x, got = _infer(server, model, batch, seed=10 * batch + i)
             with torch.no_grad():
                 ref = ref_module(torch.from_numpy(x))
             ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).numpy()
             np.testing.assert_allclose(got, ref, atol=1e-3, rtol=1e-3)
+    with pytest.raises(tritonclient.utils.InferenceServerException, match="batch-size must be <= 1"):
+        _infer(server, "cnn__openvino", 4)  # Triton's core refuses it, as it would before the native backend
 
 
 def test_twin_refuses_the_second_model_setting_inter_op_threads(embedded, tmp_path, triton_server_factory):
@@ -287,11 +293,9 @@ def test_twin_fails_a_batched_openvino_warmup_like_24_10(embedded, tmp_path, tri
         if d.is_dir() and d.name != "cnn__openvino":
             shutil.rmtree(d)
     p = repo / "cnn__openvino" / "config.pbtxt"
-    text = p.read_text().replace("max_batch_size: 0", "max_batch_size: 4").replace("dims: [ -1, ", "dims: [ ")
+    text = p.read_text().replace("max_batch_size: 1\n", "max_batch_size: 4\n")
     text = re.sub(r'(key: "ENABLE_BATCH_PADDING"\s*value: \{ string_value: )"NO"', r'\1"YES"', text)
-    text = re.sub(r"batch_size: 1\n(\s+inputs \{\n\s+key: \"images\"\n\s+value: \{\n\s+data_type: TYPE_FP32\n\s+)"
-                  r"dims: \[ 4, ", r"batch_size: 4\n\1dims: [ ", text)
-    p.write_text(text.replace("dims: [ 1, 3, 16, 16 ]", "dims: [ 3, 16, 16 ]"))
+    p.write_text(text.replace('name: "warmup_batch_1"\n    batch_size: 1', 'name: "warmup_batch_4"\n    batch_size: 4'))
     with pytest.raises(UserError, match=r"cnn__openvino.*expected batch size of at least 4 in model output, got 3"):
         triton_server_factory(repo)
 
@@ -302,7 +306,7 @@ def test_twin_fails_a_full_batch_after_a_smaller_one_like_24_10(embedded, tmp_pa
     repo = tmp_path / "repo"
     shutil.copytree(embedded, repo)
     p = repo / "cnn__openvino" / "config.pbtxt"
-    text = p.read_text().replace("max_batch_size: 0", "max_batch_size: 4").replace("dims: [ -1, ", "dims: [ ")
+    text = p.read_text().replace("max_batch_size: 1\n", "max_batch_size: 4\n")
     text = re.sub(r'(key: "ENABLE_BATCH_PADDING"\s*value: \{ string_value: )"NO"', r'\1"YES"', text)
     text = re.sub(r"model_warmup \[.*?\n\]\n", "", text, flags=re.S)
     p.write_text(text)
@@ -348,11 +352,13 @@ def test_example_spec_renders_no_config_hitting_the_release_failures(tmp_path, r
             rendered.append(ctx["name"])
     assert {"small_cnn__openvino", "small_cnn__torchscript", "vit_b16__torchscript", "vit_b16__openvino-int8"} <= set(rendered)
     ov8, _ = parse_config((repo / "vit_b16__openvino-int8" / "config.pbtxt").read_text(), "vit_b16__openvino-int8")
-    # the padding bug (every release so far): OpenVINO served unbatched, the batch dim -1, no dynamic batcher
-    assert ov8.max_batch_size == 0 and list(ov8.input[0].dims) == [-1, 3, 224, 224] and not ov8.HasField("dynamic_batching")
+    # the padding bug (every release so far): OpenVINO served at max_batch_size 1, no dynamic batcher, its input
+    # laid out for Triton's image_client.py (3 dims + batch, a format)
+    assert ov8.max_batch_size == 1 and list(ov8.input[0].dims) == [3, 224, 224] and not ov8.HasField("dynamic_batching")
+    assert ov8.input[0].format == ov8.input[0].FORMAT_NCHW
     from generator.config.rules import client_rules
 
-    # the release rules, and core's input-format rule (an unbatched OpenVINO config has 4 dims: no format)
+    # the release rules, and core's input-format rule
     checks = (rules_release.check_interop_threads, rules_release.check_openvino_padding,
               rules_release.check_openvino_explicit, client_rules.check_input_format)
     findings = []

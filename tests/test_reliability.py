@@ -157,6 +157,22 @@ def test_commit_killed_between_its_renames_is_put_back_by_the_next_build(tmp_pat
         staging.discard()
 
 
+def test_only_keeps_an_ensembles_empty_version_folder(tmp_path):
+    """--only copies the other models into the new repository: an ensemble's ``1/`` is empty and must survive
+    (without it Triton refuses the ensemble), and a repository that lost it is not taken for unchanged."""
+    out = tmp_path / "repo"
+    (out / "m__ensemble" / "1").mkdir(parents=True)
+    (out / "m__ensemble" / "config.pbtxt").write_text('name: "m__ensemble"\nplatform: "ensemble"\n')
+    staging = Staging(out, keep_existing_except={"other"})
+    with_folder = staging.fingerprint()
+    (staging.dir / "m__ensemble" / "1").rmdir()
+    without = staging.fingerprint()
+    (staging.dir / "m__ensemble" / "1").mkdir()
+    staging.commit()
+    assert (out / "m__ensemble" / "1").is_dir()
+    assert with_folder != without
+
+
 @pytest.mark.server
 def test_soak_at_concurrency_64_has_no_errors_and_a_server_killed_mid_step_keeps_what_was_measured(
         triton_server_factory, tmp_path):

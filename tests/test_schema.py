@@ -271,4 +271,4 @@ def test_cli_prints_the_schema():
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["$defs"]["Source"]["properties"]["huggingface"]["anyOf"][0]["type"] == "string"
     md = CliRunner().invoke(__import__("generator.cli", fromlist=["cli"]).cli, ["schema", "--markdown"])
-    assert md.exit_code == 0 and "| `max_batch_size` | integer >= 0 |" in md.output
+    assert md.exit_code == 0 and "| `max_batch_size` | integer >= 0 <= 2147483647 |" in md.output

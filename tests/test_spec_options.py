@@ -52,7 +52,7 @@ BAD = [
     (["onnx-int8"], "weight_type", "int4", "'int4' is not one of uint8, int8"),
     (["onnx-int8"], "fallback", "no", "expected true or false, got 'no'"),
     (["onnx-int8", "openvino-int8"], "search", 2, "expected true or false, got 2"),
-    (["onnx-int8", "openvino-int8"], "search_budget_s", -5, "expected a non-negative number, got -5"),
+    (["onnx-int8", "openvino-int8"], "search_budget_s", -5, "expected a finite non-negative number, got -5"),
     (["openvino", "openvino-int8"], "inference_precision", "int8", "'int8' is not one of f32, bf16, auto"),
     (["openvino", "openvino-int8"], "performance_hint", "fast", "'FAST' is not one of LATENCY, THROUGHPUT"),
     (["openvino", "openvino-int8"], "num_streams", 0, "expected a positive integer or AUTO, got 0"),

@@ -114,3 +114,16 @@ def test_variant_handles_named_dims_and_int_inputs(workdir, key):
         pytest.skip(f"{key} cannot run on this machine: {r.reason}")
     assert r.status == "built", r.reason
     assert {c["point"] for c in r.verification["checks"]} >= {"batch=1,seq=1", "batch=1,seq=16", "batch=4,seq=8"}
+
+
+def test_dynamic_int8_skips_a_graph_without_matmul_and_the_rest_is_written(workdir):
+    """SqueezeNet-like: dynamic INT8 quantizes MatMul/Gemm only; with none it is skipped with the reason (exit 0),
+    not a spec error stopping the whole build. op_types given by the user and matching nothing stay an error."""
+    m = cnn_model(source={"factory": "tinymodels.tiny:conv_only"}, outputs=[{"name": "y", "dtype": "float32",
+                                                                             "shape": [4]}],
+                  variants=["onnx", "onnx-int8-dynamic"])
+    spec = load_spec(write_spec(workdir, {"models": [m]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    by = {r.variant: r for r in report.results}
+    assert by["onnx"].status == "built"
+    assert by["onnx-int8-dynamic"].status == "skipped" and "this graph has none (Conv" in by["onnx-int8-dynamic"].reason

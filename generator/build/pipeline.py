@@ -20,15 +20,15 @@ from pathlib import Path
 
 from generator.tables import isa
 from generator.formats.classes import write_label_files
-from generator.errors import UserError, VariantFailed
+from generator.errors import UserError, VariantFailed, reraise_if_interrupted
 from generator.loading.inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from generator.loading.source import load_module, local_sources
-from generator.config.render import config_context, render, template_for, triton_model_name
-from generator.formats.repository import HashCache, Staging, copy_tree, digest, file_entries, tool_versions, write_json, write_json_if_changed
+from generator.config.render import cap_to_member, config_context, render, template_for, triton_model_name
+from generator.formats.repository import HashCache, Staging, check_output, copy_tree, digest, file_entries, read_json, tool_versions, write_json, write_json_if_changed
 from generator.spec import ModelSpec, Spec, VariantSpec
 from generator.config.validate import check_config, check_model_dir, parse_config
 from generator.variants import REGISTRY, BuildContext, Skip, Variant
-from generator.stages.verify import gate_reason, verify
+from generator.stages.verify import check_reference, gate_reason, verify
 from generator.serve import standalone_runtime_files
 
 STAMP = "stamp.json"
@@ -141,7 +141,7 @@ class ModelBuild:
     def _check_forward(self) -> None:
         """The module must accept the declared inputs and return the declared outputs at every point."""
         for point in verification_points(self.model):
-            self.reference(make_inputs(self.model, point, seed=0), point)
+            check_reference(self.model, self.reference(make_inputs(self.model, point, seed=0), point), point)
 
     def reference(self, feeds: dict, point: Point) -> dict:
         module = self.module()
@@ -155,7 +155,7 @@ class ModelBuild:
         d = self.dir / "export"
         out = d / "model.onnx"
         stamp = d / STAMP
-        if not self.force and out.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == self.key:
+        if not self.force and out.is_file() and read_json(stamp).get("key") == self.key:
             self._onnx = out
             return out
         module = self.module()
@@ -231,9 +231,9 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     key = _variant_key(mb, variant, vspec)
     stamp_path = vdir / STAMP
     if not mb.force and stamp_path.is_file():
-        stamp = json.loads(stamp_path.read_text())
+        stamp = read_json(stamp_path)
         # only a verified artifact is reused: failed and skipped variants are tried again on the next run
-        if stamp.get("key") == key and stamp["status"] == "built" and (vdir / "artifact").is_dir():
+        if stamp.get("key") == key and stamp.get("status") == "built" and (vdir / "artifact").is_dir():
             return VariantResult(**{**stamp["result"], "status": "cached"})
     tmp = mb.dir / f"{variant.key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -279,6 +279,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     except Exception as e:  # anything else a stage raises fails this variant only; the others go on
         import traceback
 
+        reraise_if_interrupted(e)
         first = (str(e).strip().splitlines() or [""])[0][:200]
         result.status = "failed"
         result.reason = f"{variant.key} stage raised {type(e).__name__}: {first}".rstrip(": ")
@@ -304,7 +305,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
 
 def _same_skip(stamp_path: Path, key: str, result: VariantResult) -> bool:
     try:
-        stamp = json.loads(stamp_path.read_text())
+        stamp = read_json(stamp_path)
     except (OSError, ValueError):
         return False
     return stamp.get("key") == key and stamp.get("status") == "skipped" and stamp["result"].get("reason") == result.reason
@@ -460,7 +461,13 @@ def _stage_helper_models(staging: Staging, mb: ModelBuild, chosen: str, template
     """Write the ensemble's own models: ``models`` is [(context, template, runner folder or None, finish)],
     a python-backend runner copied from ``templates/<folder>/model.py`` and ``finish(model_dir)`` for extras."""
     model = mb.model
+    member = staging.dir / triton_model_name(model.name, chosen) / "config.pbtxt"  # its rendered max_batch_size
+    cfg = parse_config(member.read_text(), member.parent.name)[0] if member.is_file() else None
+    cap = None if cfg is None else cfg.max_batch_size
     for ctx, template, runner, finish in models:
+        note = cap_to_member(ctx, cap, triton_model_name(model.name, chosen))
+        if note:
+            mb.events.log(model.name, f"{ctx['name']}: {note}")
         text = render(ctx, template, templates)
         where = f"{ctx['name']}/config.pbtxt"
         cfg, problem = parse_config(text, where)
@@ -521,12 +528,12 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
             check_tokenizer(m)
     build_dir = Path(build_dir).resolve()
     out = Path(out).resolve()
-    if out == spec.root or out in spec.root.parents:
-        raise UserError(f"-o {out}: would replace the folder holding the spec; choose a dedicated output folder")
+    check_output(out, build_dir, spec.root)
     owned = None
     if only:
         owned = {triton_model_name(m.name, v) for m in models for v in (*REGISTRY, "preprocess", "ensemble", "tokenizer")}
-    staging = Staging(out, owned, lock_wait_s=lock_wait_s, on_wait=lambda msg: events.log(out.name, msg))
+    staging = Staging(out, owned, lock_wait_s=lock_wait_s, on_wait=lambda msg: events.log(out.name, msg),
+                      cache=build_dir)
     hashes = HashCache(build_dir / "hashes.json")
     results: list[VariantResult] = []
     timings: dict = {}

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from rich.markup import escape  # model names, warnings and notes are text, never rich markup
+
+
+def console(stderr: bool = False):
+    """The CLI's rich console: full width when not a terminal (logs), no highlighting."""
+    import shutil
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else max(shutil.get_terminal_size((140, 24)).columns, 140)
+    return Console(stderr=stderr, highlight=False, width=width)
+
 
 def summary_table(report):
     from rich.table import Table
@@ -48,7 +62,7 @@ def int8_note(console, report) -> None:
         w = ((r.verification or {}).get("task") or {}).get("warning")
         if w and r.model not in warned:
             warned.add(r.model)
-            console.print(f"  [yellow]warning:[/] {r.model}: {w}", soft_wrap=True)
+            console.print(f"  [yellow]warning:[/] {escape(f'{r.model}: {w}')}", soft_wrap=True)
     int8 = [r for r in report.results if r.written and (r.info.get("isa") or r.variant.endswith("int8"))]
     for r in int8:
         if r.info.get("attempts"):
@@ -56,5 +70,5 @@ def int8_note(console, report) -> None:
                           f"{len(r.info['attempts'])} attempt(s) in {r.info.get('search_s', 0)}s (CPU {isa_class()})")
     note = speed_note("int8") if int8 else None
     if note:
-        console.print(f"  [yellow]note:[/] {note}; `tritongen bench` shows speed vs this machine's ceiling",
+        console.print(f"  [yellow]note:[/] {escape(note)}; `tritongen bench` shows speed vs this machine's ceiling",
                       soft_wrap=True)

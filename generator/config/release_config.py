@@ -10,12 +10,15 @@ served the same shapes and parameters as production, so our serving tests hit wh
   which only models that fork (``torch.jit.fork``/``at::launch``) use; INTRA_OP_THREAD_COUNT
   (``at::set_num_threads``, safe to call again) still sets the threads ops use.
 - openvino backend with the padding bug (``openvino_padding_bug``, every release so far): with max_batch_size
-  > 0 an execution adding up to exactly max_batch_size fails (a stale ``batch_pad_size_``), and with padding off
-  every smaller one fails, so no batched config is safe. The model is served without Triton batching:
-  max_batch_size 0, the batch dim as -1 in dims, RESHAPE_IO_LAYERS=YES (the IR keeps its dynamic batch dim),
-  ENABLE_BATCH_PADDING=NO, no dynamic_batching; each warm-up sample becomes one request of its batch size (a
-  batch-N warm-up is otherwise N batch-1 requests run together -- the failing case). The IR then must carry no
-  batch layout: auto-complete would turn batching back on (generator/variants/openvino_ir.py).
+  > 1 an execution adding up to exactly max_batch_size after a padded one fails (a stale ``batch_pad_size_``), and
+  with padding off every smaller one fails, so no config that batches is safe. The model is served at
+  max_batch_size 1: every execution is one request of batch 1 = max_batch_size, so the backend never pads (the pad
+  stays 0 from its constructor) and compiles the IR at batch 1 (``ov::set_batch``). No dynamic_batching,
+  ENABLE_BATCH_PADDING=NO, warm-ups of batch 1; the dims and the input ``format`` stay as a batching model's, so
+  Triton's clients (image_client.py, perf_analyzer without --shape, Model Analyzer) take it like any other. The IR
+  carries a batch ('N') layout on every port (generator/variants/openvino_ir.py), as the backend's auto-complete
+  wants for max_batch_size > 0. (Until this round: max_batch_size 0 with dims [-1, ...], which image_client.py
+  refuses: 4 dims without a batch dimension, and no format allowed.)
 - openvino, every release (``openvino_missing_param_error_log``): every parameter the backend reads is written,
   "" for unset (the backend skips an empty value and logs nothing), so its log has no error lines of ours.
 """
@@ -29,8 +32,8 @@ OV_UNSET = {"CPU_EXTENSION_PATH": "", "SKIP_OV_DYNAMIC_BATCHSIZE": "NO", "ENABLE
             "NUM_STREAMS": "", "PERFORMANCE_HINT": ""}
 
 
-def openvino_unbatched(release: Release, max_batch_size: int) -> bool:
-    """Whether an OpenVINO model with ``max_batch_size`` is served unbatched for ``release``."""
+def openvino_batch_one(release: Release, max_batch_size: int) -> bool:
+    """Whether an OpenVINO model with ``max_batch_size`` is served at max_batch_size 1 for ``release``."""
     return max_batch_size > 0 and release.has("openvino_padding_bug")
 
 
@@ -47,29 +50,23 @@ def adjust(ctx: dict, runtime: str | None, release: Release, target: str = "trit
         notes.append(f"Triton {release.name}: INTER_OP_THREAD_COUNT not written (its pytorch backend aborts the server "
                      "when a second model, or a reload, sets it; fixed in 25.11)")
     if runtime == "openvino":
-        if openvino_unbatched(release, ctx["max_batch_size"]):
-            _unbatch(ctx)
-            params["RESHAPE_IO_LAYERS"] = "YES"
+        if openvino_batch_one(release, ctx["max_batch_size"]):
+            was = ctx["max_batch_size"]
+            _batch_one(ctx)
             params["ENABLE_BATCH_PADDING"] = "NO"
-            notes.append(f"Triton {release.name}: openvino served without Triton batching (max_batch_size 0, batch dim "
-                         "-1): its backend fails executions that add up to max_batch_size (batch-padding bug)")
+            notes.append(f"Triton {release.name}: openvino served at max_batch_size 1 (spec: {was}), no Triton batching: "
+                         "its backend fails an execution adding up to max_batch_size after a padded one (batch-padding "
+                         "bug); one request of batch 1 never pads")
         if release.has("openvino_missing_param_error_log"):
             for key in OPENVINO_PARAMETERS:
                 params.setdefault(key, OV_UNSET[key])
     return ctx
 
 
-def _unbatch(ctx: dict) -> None:
-    ctx["max_batch_size"] = 0
+def _batch_one(ctx: dict) -> None:
+    ctx["max_batch_size"] = 1
     ctx["dynamic_batching"] = None
-    for t in ctx["inputs"] + ctx["outputs"]:
-        t["dims"] = [-1] + list(t["dims"])
-        if t.get("format"):  # core's ValidateModelInput: FORMAT_NCHW/NHWC needs exactly 3 dims, the batch dim now counts
-            t["format"] = None
-            ctx["notes"].append(f"input '{t['name']}': format left out (unbatched: its dims {t['dims']} are 4, "
-                                "Triton allows a format on 3 only)")
-    warmups = []
-    for w in ctx.get("warmup") or []:
-        inputs = [{**i, "dims": [w["batch_size"]] + list(i["dims"])} for i in w["inputs"]]
-        warmups.append({**w, "batch_size": 1, "inputs": inputs})
+    warmups = [w for w in ctx.get("warmup") or [] if w["batch_size"] <= 1]
+    if ctx.get("warmup") and not warmups:
+        warmups = [{**ctx["warmup"][0], "name": "warmup_batch_1", "batch_size": 1}]
     ctx["warmup"] = warmups

@@ -492,6 +492,23 @@ def ensemble_context(model: ModelSpec, variant_key: str, spec_name: str) -> dict
         ])
 
 
+def cap_to_member(ctx: dict, cap: int | None, member: str) -> str | None:
+    """Triton refuses an ensemble whose max_batch_size exceeds a step model's ('ensemble ... allows maximum batch
+    size 8, but it contains model ... which only allows maximum batch size to be 1'): the ensemble and its helper
+    model take the member's, and the helper's preferred batch sizes above it go."""
+    if cap is None or cap <= 0 or ctx.get("max_batch_size", 0) <= cap:
+        return None
+    note = (f"max_batch_size {cap} (spec: {ctx['max_batch_size']}): the member {member} is served at {cap}, and an "
+            "ensemble may not batch more than its models")
+    ctx["max_batch_size"] = cap
+    db = ctx.get("dynamic_batching")
+    if db:
+        kept = [b for b in db.get("preferred_batch_size") or [] if b <= cap]
+        ctx["dynamic_batching"] = None if cap == 1 else {**db, "preferred_batch_size": kept}
+    ctx["warmup"] = [w for w in ctx.get("warmup") or [] if w["batch_size"] <= cap]
+    return note
+
+
 # ------------------------------------------------------------------ text: tokenizer + ensemble (generator/loading/hf.py)
 
 TEXT_INPUT = "text"  # the ensemble's and the tokenizer's string input (TYPE_STRING, one string per row)

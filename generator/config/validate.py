@@ -103,10 +103,21 @@ def check_model_dir(model_dir: Path, repo_models: dict[str, object] | None = Non
     rep = ModelReport(name=model_dir.name)
     cfg_path = model_dir / "config.pbtxt"
     where = f"{model_dir.name}/config.pbtxt"
+    if cfg_path.is_dir():
+        rep.problems.append(f"{where}: is a folder; config.pbtxt must be the model's config file")
+        return rep
     if not cfg_path.is_file():
         rep.problems.append(f"{model_dir.name}: no config.pbtxt; write one (tritongen always does)")
         return rep
-    text = cfg_path.read_text()
+    try:
+        text = cfg_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        rep.problems.append(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); Triton reads "
+                            "the config as UTF-8 protobuf text: save it as UTF-8")
+        return rep
+    except OSError as e:
+        rep.problems.append(f"{where}: cannot read it ({e.strerror or type(e).__name__}); check its permissions")
+        return rep
     cfg, problem = parse_config(text, where)
     if problem:
         rep.problems.append(problem)
@@ -218,6 +229,10 @@ def validate_repository(repo: Path, triton_release: str | None = None, target_cc
     repo = Path(repo)
     if not repo.is_dir():
         raise UserError(f"{repo}: not a folder; pass a Triton model repository")
+    import re
+
+    if target_cc is not None and not re.fullmatch(r"\d{1,2}\.\d", str(target_cc).strip()):
+        raise UserError(f"--compute-capability {target_cc}: give it as major.minor, e.g. 8.6 or 9.0")
     rules_release = None
     if triton_release:
         from generator.tables import releases

@@ -49,8 +49,14 @@ def parse_labels(value, where: str, shape: tuple, root: Path | None) -> tuple[st
         if not path.is_absolute() and root is not None:
             path = root / path
         if not path.is_file():
-            raise UserError(f"{where}: file '{value}' not found; give a text file with one label a line, or a list")
-        labels = tuple(line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n"))
+            what = "is a folder" if path.is_dir() else "not found"
+            raise UserError(f"{where}: file '{value}' {what}; give a text file with one label a line, or a list")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{where}: file '{value}' is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                            f"{e.start}); save the labels as UTF-8, one a line") from None
+        labels = tuple(line.rstrip("\r") for line in text.split("\n"))
         while labels and labels[-1] == "":
             labels = labels[:-1]
     elif isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from importlib import metadata
@@ -48,9 +49,44 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def copy_tree(src: Path, dst: Path) -> None:
+    """Files linked (or copied), folders made: an empty one too (an ensemble's version folder ``1/``)."""
     for p in sorted(src.rglob("*")):
         if p.is_file():
             link_or_copy(p, dst / p.relative_to(src))
+        elif p.is_dir():
+            (dst / p.relative_to(src)).mkdir(parents=True, exist_ok=True)
+
+
+def check_output(out: Path, build_dir: Path | None = None, spec_root: Path | None = None) -> None:
+    """Refuse an output that replacing would lose something: a file, a folder holding what no model repository
+    holds (a user's folder), or a build folder inside it (wiped by each build). A repository tritongen wrote, an
+    empty folder, or one of model folders (each with config.pbtxt, or a version folder) is replaced."""
+    from generator.errors import UserError
+
+    out = Path(out)
+    if spec_root is not None and (out == spec_root or out in spec_root.parents):
+        raise UserError(f"-o {out}: would replace the folder holding the spec; choose a dedicated output folder")
+    if build_dir is not None and Path(build_dir).exists() and not Path(build_dir).is_dir():
+        raise UserError(f"--build-dir {build_dir}: is a file, not a folder; choose a folder for the build cache")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: is a file, not a folder; choose a folder for the model repository")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"-o {out}: {parent} is a file; choose a folder for the model repository")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"-o {out}: {parent} is not writable; choose a writable place for the repository")
+            break
+    if build_dir is not None and (Path(build_dir) == out or out in Path(build_dir).parents):
+        raise UserError(f"--build-dir {build_dir}: inside -o {out}, which each build replaces (the cache would go "
+                        "with it); put the build folder outside the repository")
+    if out.is_dir() and not (out / STATE_FILE).is_file():
+        foreign = [p.name for p in sorted(out.iterdir())
+                   if not p.name.startswith(".") and p.name != "README.md"
+                   and not (p.is_dir() and ((p / "config.pbtxt").is_file() or any(c.name.isdigit() for c in p.iterdir())))]
+        if foreign:
+            raise UserError(f"-o {out}: holds {foreign[0]!r}, which is not a model folder, and tritongen replaces the "
+                            "whole folder; choose a new or empty folder (or remove what is not a model repository)")
 
 
 class OutputLock:
@@ -81,7 +117,11 @@ class OutputLock:
 
         deadline, told = time.monotonic() + self.wait_s, False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise UserError(f"-o {self.out}: cannot write beside it ({e.strerror or type(e).__name__}: {self.path}); "
+                                "choose a writable place for the repository") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -135,14 +175,18 @@ class Staging:
     previous repository set aside by a commit that died between its two renames (put back in place)."""
 
     def __init__(self, out: Path, keep_existing_except: set[str] | None, lock_wait_s: float = 0.0,
-                 on_wait=None):
+                 on_wait=None, cache: Path | None = None):
         self.out = Path(out).resolve()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.lock = OutputLock(self.out, lock_wait_s, on_wait).acquire()
+        self.cache_lock = None  # ``cache``: the build folder, one build at a time too (its tmp folders are shared)
         try:
+            if cache is not None:
+                Path(cache).parent.mkdir(parents=True, exist_ok=True)
+                self.cache_lock = OutputLock(Path(cache), lock_wait_s, on_wait).acquire()
             self._recover()
         except BaseException:
-            self.lock.release()
+            self._release()
             raise
         self.dir = self.out.parent / f".{self.out.name}.staging-{os.getpid()}"
         if self.dir.exists():
@@ -168,7 +212,9 @@ class Staging:
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for p in sorted(self.dir.rglob("*")):
-            if p.is_file() and p.name != STATE_FILE:
+            if p.is_dir():  # an empty folder counts (an ensemble's version folder)
+                h.update(f"{p.relative_to(self.dir)}/".encode())
+            elif p.is_file() and p.name != STATE_FILE:
                 st = p.stat()
                 h.update(str(p.relative_to(self.dir)).encode())
                 # configs and manifests are small: hash content; artifacts: identity of the cached file
@@ -195,21 +241,30 @@ class Staging:
                                if (self.dir / n).is_dir()}}
         (self.dir / STATE_FILE).write_text(json.dumps(state) + "\n")
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-        if self.out.exists():
-            os.rename(self.out, old)
         try:
+            if self.out.exists():
+                os.rename(self.out, old)
             os.rename(self.dir, self.out)
-        except OSError:
-            if old.exists():
+        except OSError as e:
+            if old.exists() and not self.out.exists():
                 os.rename(old, self.out)
-            raise
+            self.discard()
+            from generator.errors import UserError
+
+            raise UserError(f"-o {self.out}: cannot replace it ({e.strerror or type(e).__name__}); check its "
+                            "permissions (and its folder's): the previous repository is unchanged") from None
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self.cache_lock is not None:
+            self.cache_lock.release()
         self.lock.release()
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.lock.release()
+        self._release()
 
 
 def dir_identity(model_dir: Path) -> str:
@@ -306,16 +361,40 @@ def file_entries(folder: Path, hashes: HashCache | None = None) -> list[dict]:
     return out
 
 
+def _strict(data):
+    """JSON has no NaN or Infinity (``json.dumps`` writes them bare, which strict readers refuse): as strings."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    if isinstance(data, dict):
+        return {k: _strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_strict(v) for v in data]
+    return data
+
+
+def _dumps(data) -> str:
+    return json.dumps(_strict(data), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def read_json(path: Path) -> dict:
+    """A cache file's JSON; {} when it is missing or unreadable (a corrupt stamp only means: rebuild)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.write_text(_dumps(data))
     os.replace(tmp, path)
 
 
 def write_json_if_changed(path: Path, data) -> bool:
     """``write_json`` unless the file already holds exactly this (mtimes stay put on a no-op run)."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    text = _dumps(data)
     try:
         if path.read_text() == text:
             return False

@@ -38,10 +38,15 @@ def calibration_samples(model: ModelSpec, root: Path, log: Callable[[str], None]
         return text_samples(model, path, where)
     if path.suffix != ".npz":
         raise UserError(f"{where}: '{path.name}' is not an .npz file; save one array per input with numpy.savez")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would call it pickled data and suggest allow_pickle (never do that)
+        raise UserError(f"{where}: '{path.name}' is not an .npz archive; save one array per input with numpy.savez")
     try:
         data = dict(np.load(path, allow_pickle=False))
     except Exception as e:
-        raise UserError(f"{where}: cannot read '{path.name}' ({str(e).splitlines()[0][:150]})")
+        raise UserError(f"{where}: cannot read '{path.name}' ({str(e).splitlines()[0][:150]}); save one array per input "
+                        "with numpy.savez (no object arrays)")
     names = [t.name for t in model.inputs]
     missing = [n for n in names if n not in data]
     if missing:

@@ -30,10 +30,14 @@ class Point:
         return ",".join(parts)
 
 
+VERIFY_MAX_BATCH = 64  # a huge max_batch_size is verified at this batch (one batch of 10^6 images would not fit)
+
+
 def verification_points(model: ModelSpec) -> list[Point]:
-    """Batch 1 and max_batch_size at the opt dims; min and max of each named dim at batch 1."""
+    """Batch 1 and max_batch_size (at most VERIFY_MAX_BATCH) at the opt dims; min and max of each named dim at
+    batch 1."""
     opt = model.dims_at("opt")
-    batches = [1, model.max_batch_size] if model.max_batch_size > 0 else [0]
+    batches = [1, min(model.max_batch_size, VERIFY_MAX_BATCH)] if model.max_batch_size > 0 else [0]
     pts = [Point(b, tuple(sorted(opt.items()))) for b in batches]
     b1 = batches[0]
     for name, (lo, _, hi) in model.dims.items():

@@ -72,7 +72,8 @@ def load_module(model: ModelSpec, root: Path):
     for p in src.files():
         if not p.is_file():
             field = "checkpoint" if p == src.checkpoint else src.kind
-            raise UserError(f"{where}.{field}: file '{p}' not found; check the path (relative to the spec file)")
+            what = "is a folder, not a file" if p.is_dir() else "not found"
+            raise UserError(f"{where}.{field}: file '{p}' {what}; check the path (relative to the spec file)")
     if src.kind == "factory":
         module = _from_factory(src, where, root, model.name)
         if src.checkpoint is not None:
@@ -105,11 +106,24 @@ def _torch():
 
 
 def _torch_call(fn, where: str, field: str, path: Path):
+    import logging
+
+    _torch()  # importing torch sets its loggers' levels: quieten them after that
+    quiet = [logging.getLogger(n) for n in ("torch.export", "torch._export", "torch.export.pt2_archive._package")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # torch logs its own traceback for a file it cannot read: the one line below says it
+        lg.setLevel(logging.ERROR + 10)
     try:
         return fn()
     except Exception as e:  # torch raises many kinds for a bad file
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?")
+        if "check the warnings above" in msg:  # the cause torch only logged (and we silenced)
+            msg = "not a torch.export archive"
+        hint = " (torch.export.save writes a .pt2)" if field == "exported_program" else ""
+        raise UserError(f"{where}.{field}: cannot load '{path.name}' ({msg[:200]}); is it the right kind of file?{hint}")
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
 
 
 _IMPORTED: dict[str, tuple] = {}  # module name -> (file, size, mtime_ns) of the spec-folder modules we loaded

@@ -319,10 +319,13 @@ def openvino_supports(precision: str) -> bool:
 
 def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", threads: int = 0,
                      streams: int | str | None = None, settings: Mapping[str, str] | None = None,
-                     input_dims: Mapping[str, Sequence[int]] | None = None, record: Session | None = None):
+                     input_dims: Mapping[str, Sequence[int]] | None = None, record: Session | None = None,
+                     max_batch_size: int = 0):
     """Compile an IR (or ONNX) file for CPU. ``settings`` (the openvino backend's keys) override the keyword
     defaults. f32 and bf16 are explicit (the native backend cannot force f32: OpenVINO's CPU plugin defaults to
-    bf16 on CPUs with native bf16); ``auto`` sets no precision, as the native backend without HINT_BF16."""
+    bf16 on CPUs with native bf16); ``auto`` sets no precision, as the native backend without HINT_BF16.
+    ``max_batch_size`` > 0: as the backend (ValidateInputs), an 'N...' layout on every input and
+    ``ov::set_batch(model, max_batch_size)``: compiled at that batch, static."""
     import openvino as ov
 
     s = dict(settings or {})
@@ -368,6 +371,13 @@ def openvino_compile(path: Path, precision: str = "f32", hint: str = "LATENCY", 
                 shapes[port] = ov.PartialShape([d if d > 0 else -1 for d in input_dims[hit]])
         model.reshape(shapes)
         rec["RESHAPE_IO_LAYERS"] = "YES"
+    if max_batch_size > 0:
+        ppp = ov.preprocess.PrePostProcessor(model)
+        for i in range(len(model.inputs)):
+            ppp.input(i).tensor().set_layout(ov.Layout("N..."))
+        model = ppp.build()
+        ov.set_batch(model, int(max_batch_size))
+        rec["set_batch"] = str(max_batch_size)
     return core.compile_model(model, "CPU", cfg)
 
 
@@ -377,8 +387,9 @@ class OpenVINOSession(Session):
 
     def __init__(self, path, in_names, out_names, settings, gpu=None, input_dims=None, max_batch_size=0):
         super().__init__("openvino", in_names, out_names)
-        self.compiled = openvino_compile(Path(path), settings=settings, input_dims=input_dims, record=self)
         self.max_batch_size = int(max_batch_size or 0)
+        self.compiled = openvino_compile(Path(path), settings=settings, input_dims=input_dims, record=self,
+                                         max_batch_size=self.max_batch_size)
         self.pad = _true((settings or {}).get("ENABLE_BATCH_PADDING", ""))
         if self.max_batch_size > 0:
             self.reproduced["batch"] = (f"every run at max_batch_size {self.max_batch_size}"
@@ -396,6 +407,8 @@ class OpenVINOSession(Session):
 
     def __call__(self, arrays):
         n = arrays[0].shape[0] if self.max_batch_size > 0 and arrays and arrays[0].ndim else None
+        if n is not None and n > self.max_batch_size:  # Triton's core refuses it before any backend sees it
+            raise ValueError(f"inference request batch-size must be <= {self.max_batch_size}, got {n}")
         if n is not None and n != self.max_batch_size:
             if not self.pad:
                 raise ValueError(f"expected requests with batch size '{self.max_batch_size}', got '{n}' (as Triton's "

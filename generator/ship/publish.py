@@ -84,7 +84,20 @@ def parse_url(url: str) -> S3Url:
 
 def resolve_endpoint(endpoint_url: str | None) -> str | None:
     """The option, else boto3's own variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``), else AWS."""
-    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    from urllib.parse import urlsplit
+
+    for value, where in ((endpoint_url, "--endpoint-url"), (os.environ.get("AWS_ENDPOINT_URL_S3"), "AWS_ENDPOINT_URL_S3"),
+                         (os.environ.get("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL")):
+        if value:
+            try:
+                ok = urlsplit(value).scheme in ("http", "https") and bool(urlsplit(value).netloc)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UserError(f"{where} {value!r}: not an endpoint URL; give one like http://127.0.0.1:9000 or "
+                                "https://s3.example.com")
+            return value
+    return None
 
 
 def triton_url(url: S3Url, endpoint_url: str | None) -> str:

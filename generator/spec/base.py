@@ -4,6 +4,7 @@ and the one way a validator reports a problem (``fail``: a message, optionally a
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
@@ -80,8 +81,8 @@ def _number(v: Any) -> Any:
             v = float(v)
         except ValueError:
             pass
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise fail(f"expected a non-negative number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise fail(f"expected a finite non-negative number, got {v!r}")
     return float(v)
 
 

@@ -53,6 +53,13 @@ def message(err: dict) -> str:
     if t == "literal_error":
         return f"'{v}' is not one of {_choices(ctx.get('expected', ''))}"
     if t in ("too_short", "too_long"):
+        lo, hi, n = ctx.get("min_length"), ctx.get("max_length"), ctx.get("actual_length")
+        if lo is not None and lo == hi:
+            return f"expected {lo} items, got {n}; give exactly {lo}"
+        if t == "too_short" and lo is not None:
+            return f"expected at least {lo} items, got {n}; add {lo - (n or 0)}"
+        if t == "too_long" and hi is not None:
+            return f"expected at most {hi} items, got {n}; remove {(n or 0) - hi}"
         return f"expected {err['msg'].split('should have ')[-1]}"
     if t == "value_error":
         return str(ctx.get("error", err["msg"]))

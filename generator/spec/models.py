@@ -327,8 +327,8 @@ class ModelSpec(Mapping):
         {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer", "minimum": 1},
                                                     "minItems": 3, "maxItems": 3}})] = Field(
         default_factory=dict, description="Named dims: {name: [min, opt, max]}; 'batch' is reserved.")  # -> (min, opt, max)
-    max_batch_size: Annotated[int, Field(strict=True, ge=0)] = Field(description="Triton max_batch_size; 0 disables "
-                                                                                 "batching.")
+    max_batch_size: Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)] = Field(
+        description="Triton max_batch_size (an int32); 0 disables batching.")
     variants: Annotated[tuple[VariantSpec, ...], BeforeValidator(_variants)] = Field(
         default=(VariantSpec("onnx"),), description="What to build: variant names or {name, verify, options}.")
     preferred_variant: Optional[Str] = Field(default=None, description="The variant the model's ensemble "

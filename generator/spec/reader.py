@@ -29,6 +29,8 @@ def load_spec(path: str | Path, known_variants: tuple[str, ...] | None = None) -
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; pass the path to your spec YAML (e.g. {path / 'spec.yaml'})")
     if not path.is_file():
         raise UserError(f"{path}: spec file not found; pass the path to your spec YAML")
     try:
@@ -40,19 +42,41 @@ def load_spec(path: str | Path, known_variants: tuple[str, ...] | None = None) -
     except OSError as e:
         raise UserError(f"{path}: cannot read the spec ({e.strerror or type(e).__name__}); check the file's permissions")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_keys_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise UserError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax")
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to read (thousands of levels); a spec is a few levels deep") from None
     return parse_spec(data, path.resolve(), known_variants)
+
+
+def _unique_keys_loader():
+    """yaml.SafeLoader refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice in one mapping (the second would silently win); keep one",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeys
 
 
 def parse_spec(data: Any, path: Path, known_variants: tuple[str, ...] | None = None) -> Spec:
     """``known_variants``: accepted for compatibility; the variant keys are the spec layer's own (options.py)."""
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise UserError(f"spec: expected a mapping, got {kind(data)}")
+        raise UserError(f"spec: expected a mapping (models: [...]), got {kind(data)}; start the file with 'models:' "
+                        "(see examples/spec.yaml)")
     allowed = keys_of(SpecFile)
     unknown = [k for k in data if k not in allowed]
     if unknown:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from generator.errors import UserError
+from generator.errors import UserError, reraise_if_interrupted
 from generator.loading.inputs import Point, call_module, call_plan, make_inputs, pick_outputs
 from generator.formats.onnxfile import onnx_io  # noqa: F401 (re-exported: the variants read graphs through export)
 from generator.spec import ModelSpec
@@ -55,6 +55,7 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             except UserError:
                 raise
             except Exception as e:
+                reraise_if_interrupted(e)  # Ctrl-C inside torch.export comes back wrapped: not an exporter failure
                 errors.append((name, e))
                 log(f"{name} exporter failed: {_first_line(e)}")
                 for p in Path(tmp).iterdir():

@@ -88,6 +88,22 @@ DEGENERATE_REF = 1e-30  # all |ref| below this: cosine and relative error mean n
 DEGENERATE_ATOL = 1e-6  # the absolute limit for a degenerate reference when the gate sets no atol
 
 
+def check_reference(model: ModelSpec, outputs: dict, point: Point) -> dict:
+    """PyTorch's own answer must be usable as the reference (returned unchanged): a NaN anywhere, or no finite
+    value at all, would pass every variant that answers the same garbage. Masked outputs keep their -inf."""
+    for i, t in enumerate(model.outputs):
+        a = np.asarray(outputs.get(t.name)) if t.name in outputs else None
+        if a is None or a.dtype.kind not in "fc" or a.size == 0:
+            continue
+        nan = int(np.isnan(a).sum())
+        if nan or not np.isfinite(a).any():
+            what = f"{nan} NaN value(s)" if nan else "no finite value (all ±inf)"
+            raise UserError(f"{model.where}.outputs[{i}] '{t.name}': PyTorch's own forward() gives {what} of {a.size} "
+                            f"at {point.label} on random normal inputs: nothing to verify against; fix the model or its "
+                            "checkpoint (weights_only loads keep the saved values, NaN included)")
+    return outputs
+
+
 def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[float, float, float, bool]:
     c = judge(ref, got, tol)
     return c["max_abs"], c["max_rel"], c["cosine"], c["ok"]

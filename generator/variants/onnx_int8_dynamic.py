@@ -17,7 +17,7 @@ from generator.stages import quantize as q
 from generator.serve.runtimes import onnx_artifact_runner
 from ..spec import Tolerance
 from ..spec.options import OnnxInt8DynamicOptions
-from .base import BuildContext, Variant
+from .base import BuildContext, Skip, Variant
 from .derived import fused_fp32, optimized_fp32
 from .onnx_int8 import int8_tolerance
 
@@ -26,6 +26,10 @@ def build(ctx: BuildContext) -> None:
     opts = q.options(ctx, q.DYNAMIC_OPS, static=False)
     src = fused_fp32(ctx, optimized_fp32(ctx), opts, VARIANT.key)
     nodes = q.graph_nodes(src)
+    if "op_types" not in ctx.variant.options and not any(op in opts["op_types"] for _, op in nodes):
+        present = ", ".join(sorted({op for _, op in nodes})[:8])
+        raise Skip(f"dynamic INT8 quantizes {', '.join(opts['op_types'])} and this graph has none ({present}): "
+                   "nothing to quantize; onnx-int8 (static, calibrated) quantizes Conv")
     q.check_selection(nodes, opts["op_types"], opts["exclude"], f"{ctx.model.where}.variants.{ctx.variant.name}.options")
     ctx.info["isa"] = isa.summary()  # reduce_range followed this CPU (ORT's advice without VNNI)
     ctx.info.update(q.quantize_dynamic_onnx(

@@ -33,7 +33,7 @@ from ..spec import ModelSpec, Tolerance
 from ..spec.options import OpenvinoInt8Options
 from .base import BuildContext, Skip, Variant
 from .onnx_int8 import int8_tolerance
-from .openvino_ir import OPTIONS, check_runnable, fp32_model, ov_options, parameters, plugin_default_note
+from .openvino_ir import OPTIONS, batch_layouts, check_runnable, fp32_model, ov_options, parameters, plugin_default_note
 from .openvino_ir import runner as ov_runner
 
 
@@ -129,7 +129,7 @@ def build(ctx: BuildContext) -> None:
         chosen = recipes[i][0]
         ctx.info["recipe"] = next(a["recipe"] for (j, _), a in passing if j == i)
         ctx.log(f"kept [{ctx.info['recipe']}]: the fastest of {len(passing)} passing recipe(s)")
-    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    ov.save_model(batch_layouts(quantized, ctx.model), str(out), compress_to_fp16=False)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     ctx.info.update({"fake_quantize_ops": fq, "calibration_samples": subset, "openvino": ov.__version__,
                      "nncf": nncf.__version__, "inference_precision": opts["precision"], **chosen})
@@ -227,5 +227,5 @@ VARIANT = Variant(
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},
                                                        key="openvino-int8"),
-    revision=1,  # frontend auto: from the PyTorch module
+    revision=2,  # 2: batch layouts on a batching spec's IR; 1: frontend auto (from the PyTorch module)
 )

@@ -148,11 +148,25 @@ def plugin_default_note(precision: str) -> dict:
     return note
 
 
+def batch_layouts(model, spec: ModelSpec):
+    """An 'N...' layout on every input and output when the spec batches (returns ``model``): the openvino backend's
+    auto-complete reads it (without one, max_batch_size > 0 logs 'model layout ... does not support batching'), and
+    the served config keeps max_batch_size > 0 (1 on releases with the padding bug: generator/config/release_config.py).
+    An unbatched spec's IR gets none (auto-complete would turn batching on)."""
+    if spec.max_batch_size > 0:
+        import openvino as ov
+
+        for port in list(model.inputs) + list(model.outputs):
+            ov.layout_helpers.set_layout(port, ov.Layout("N..."))
+    return model
+
+
 def build(ctx: BuildContext) -> None:
     opts = check_runnable(ctx.model, VARIANT.key, ctx.options)  # first: a Skip when openvino is not importable
     import openvino as ov
 
     model, made_by = fp32_model(ctx)
+    batch_layouts(model, ctx.model)
     ov.save_model(model, str(ctx.artifact_dir / "model.xml"), compress_to_fp16=False)
     ctx.info.update({"ops": len(model.get_ops()), "openvino": ov.__version__})
     ctx.info.update(plugin_default_note(opts["precision"]))
@@ -204,5 +218,5 @@ VARIANT = Variant(
     options=OpenvinoOptions,
     description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
     extra_parameters=parameters,
-    revision=1,  # frontend auto: from the PyTorch module
+    revision=2,  # 2: batch layouts on a batching spec's IR; 1: frontend auto (from the PyTorch module)
 )

@@ -57,6 +57,25 @@ def linear(n_in: int = 4, n_out: int = 3):
     return Linear(n_in, n_out).eval()
 
 
+def nan_linear():
+    """A linear layer whose weights hold a NaN (a diverged training run's checkpoint): output 0 is NaN."""
+    m = linear()
+    with torch.no_grad():
+        m.fc.weight[0, 0] = float("nan")
+    return m
+
+
+def raising_with_brackets():
+    raise RuntimeError("bad config [/red] in [bold]layer[/bold]")
+
+
+def conv_only():
+    """Convolutions and pooling only (SqueezeNet's shape): no MatMul or Gemm node for dynamic INT8."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+
+
 def not_a_module():
     return {"weights": 1}
 

@@ -31,10 +31,10 @@ def check_batch_dim(t: Target):
 
 
 @rule("openvino-batch", ("openvino",), "ov_batch",
-      "with max_batch_size > 0 the backend runs every batch at max_batch_size: ENABLE_BATCH_PADDING=YES or smaller batches fail")
+      "with max_batch_size > 1 the backend runs every batch at max_batch_size: ENABLE_BATCH_PADDING=YES or smaller batches fail")
 def check_openvino_batch(t: Target):
-    if t.engine != "openvino" or t.cfg.max_batch_size <= 0:
-        return
+    if t.engine != "openvino" or t.cfg.max_batch_size <= 1:
+        return  # max_batch_size 1: no batch is smaller
     if t.params.get("ENABLE_BATCH_PADDING", "").lower() != "yes":
         yield problem(f"{t.where}: max_batch_size {t.cfg.max_batch_size} without parameters ENABLE_BATCH_PADDING=YES: the "
                       f"openvino backend fixes the batch at {t.cfg.max_batch_size} (ov::set_batch) and refuses every smaller "

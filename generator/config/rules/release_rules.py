@@ -72,24 +72,24 @@ def _padding_on(t: Target) -> bool:
 
 
 @rule("openvino-padding-bug", ("openvino",), "ov_pad_bug",
-      "max_batch_size > 0: executions adding up to max_batch_size fail (stale batch padding); serve with max_batch_size 0")
+      "max_batch_size > 1: executions adding up to max_batch_size fail (stale batch padding); serve at max_batch_size 1")
 def check_openvino_padding(t: Target):
     rel = _release(t)
     mbs = t.cfg.max_batch_size
-    if rel is None or t.stands_for != "openvino" or mbs <= 0 or not rel.has("openvino_padding_bug"):
-        return
+    if rel is None or t.stands_for != "openvino" or mbs <= 1 or not rel.has("openvino_padding_bug"):
+        return  # max_batch_size 1: every execution is one batch-1 request = max_batch_size, never padded
     full = [w.name for w in t.cfg.model_warmup if w.batch_size == mbs and mbs > 1]
     if full and _padding_on(t):
         yield problem(f"{t.where}: model_warmup '{full[0]}' batch_size {mbs} = max_batch_size with ENABLE_BATCH_PADDING: "
                       f"Triton {rel.name}'s openvino backend runs it as {mbs} requests of batch 1 and fails the last "
                       f"('expected batch size of at least {mbs} in model output, got {mbs - 1}'): the model does not "
-                      "load; use max_batch_size 0 with dims [-1, ...] and RESHAPE_IO_LAYERS=YES")
+                      "load; use max_batch_size 1 (tritongen renders that)")
         return
     how = ("every execution whose requests add up to exactly max_batch_size (a full request after a smaller one, or "
            "merged by the dynamic batcher) fails its last request (stale batch padding)") if _padding_on(t) else \
           "every execution smaller than max_batch_size is refused (no ENABLE_BATCH_PADDING)"
     yield problem(f"{t.where}: max_batch_size {mbs} on Triton {rel.name}'s openvino backend: {how}; serve it without "
-                  "Triton batching: max_batch_size 0, dims [-1, ...], RESHAPE_IO_LAYERS=YES (tritongen renders that)")
+                  "Triton batching: max_batch_size 1 (tritongen renders that; batch-1 executions never pad)")
 
 
 def ir_batch_layouts(path: Path) -> list[tuple[str, str, bool]]:
