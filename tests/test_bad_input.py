@@ -38,7 +38,7 @@ def test_missing_checkpoint(workdir):
 def test_corrupt_checkpoint(workdir):
     (workdir / "bad.pt").write_bytes(b"this is not a zip file" * 10)
     _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "bad.pt"}),
-           "models[0].source.checkpoint: 'bad.pt' is corrupt or not a torch checkpoint")
+           "models[0].source.checkpoint: 'bad.pt' is not a torch checkpoint (it starts with b'this'")
 
 
 def test_corrupt_safetensors(workdir):
@@ -99,7 +99,7 @@ def test_checkpoint_holding_a_pickled_module_is_refused_without_trust(workdir):
 
     torch.save(linear(), workdir / "full.pt")
     _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:linear", "checkpoint": "full.pt"}),
-           "holds more than tensors")
+           "holds a pickled tinymodels.tiny.Linear, not only tensors (weights_only=True refuses it)")
 
 
 def test_trusted_pickle_loads(workdir):

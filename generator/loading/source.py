@@ -105,6 +105,16 @@ def _torch():
     return torch
 
 
+def _short(e: BaseException) -> str:
+    """An exception's first sentence, without terminal escape codes or torch's long advice."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    first = (text.splitlines() or [type(e).__name__])[0]
+    first = first.split(". This is an internal")[0].split(". If you are seeing")[0]
+    return (first if len(first) <= 160 else first[:157] + "...") or type(e).__name__
+
+
 def _torch_call(fn, where: str, field: str, path: Path):
     import logging
 
@@ -247,19 +257,28 @@ def load_state_dict(src: Source, where: str) -> dict:
 
         import torch
 
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if not head.startswith(b"PK") and not head.startswith(b"\x80"):  # torch.save: a zip (or an old raw pickle)
+            raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (it starts with {head!r}, a torch.save "
+                            "file is a zip archive); save one with torch.save(model.state_dict(), path)")
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0][:200]
             if "weights_only" in str(e) or "Unsupported global" in str(e):
+                import re
+
+                blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+                what = f"a pickled {blocked.group(1)}" if blocked else "pickled Python objects"
                 raise UserError(
-                    f"{field}: '{path.name}' holds more than tensors ({first}); save model.state_dict() instead, "
-                    "or use source.pickle with trust: true for a file you made yourself"
-                )
-            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({first})")
+                    f"{field}: '{path.name}' holds {what}, not only tensors (weights_only=True refuses it); save "
+                    "model.state_dict() instead, or use source.pickle with trust: true for a file you made yourself"
+                ) from None
+            raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (unpickling failed: "
+                            f"{_short(e)}); save one with torch.save(model.state_dict(), path)") from None
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({first})")
+            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({_short(e)}); save one "
+                            "with torch.save(model.state_dict(), path)") from None
     if src.state_dict_key:
         if not isinstance(state, dict) or src.state_dict_key not in state:
             keys = ", ".join(list(state)[:8]) if isinstance(state, dict) else type(state).__name__

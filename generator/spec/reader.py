@@ -137,7 +137,11 @@ def read_model(raw: dict, index: int, root: Path) -> ModelSpec:
     if isinstance(raw.get("source"), dict) and "huggingface" in raw["source"]:
         raw = fill_model(raw, where, root)  # inputs/outputs/dims the spec omits, from config.json
     if "max_batch_size" not in raw and "name" in raw:
-        raise UserError(f"{where}.max_batch_size: missing; set it (0 disables batching)")
+        import difflib
+
+        typo = difflib.get_close_matches("max_batch_size", [str(k) for k in raw], n=1, cutoff=0.75)
+        hint = f" ('{typo[0]}' is not a key: a typo?)" if typo else ""
+        raise UserError(f"{where}.max_batch_size: missing{hint}; set it (0 disables batching)")
     try:
         m = _MODEL.validate_python(raw, context={"root": root, "where": where})
     except ValidationError as e:

@@ -85,6 +85,7 @@ class Verification:
 
 
 DEGENERATE_REF = 1e-30  # all |ref| below this: cosine and relative error mean nothing
+SCALE_FRACTION = 0.1  # the absolute limit is at least rtol x this x max|ref| (the output's scale)
 DEGENERATE_ATOL = 1e-6  # the absolute limit for a degenerate reference when the gate sets no atol
 
 
@@ -152,11 +153,16 @@ def judge(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> dict:
     else:
         if tol.atol is not None or tol.rtol is not None:
             a, rt = tol.atol or 0.0, tol.rtol or 0.0
-            over = diff - (a + rt * np.abs(r))
+            # float rounding grows with the magnitudes a value is summed from, not with the value: an element near
+            # zero in a large output is held to the output's scale (rtol/10 of max|ref|), never tighter than atol
+            floor = rt * SCALE_FRACTION * ref_max
+            a_eff = max(a, floor)
+            over = diff - (a_eff + rt * np.abs(r))
             if np.any(over > 0):
                 k = int(np.argmax(over))
-                why.append(f"abs/rel: {int(np.sum(over > 0))} of {r.size} values over atol {a:g} + rtol {rt:g}·|ref| "
-                           f"(worst |Δ| {diff[k]:.2e} at |ref| {abs(r[k]):.2e}; max|Δ| {max_abs:.2e}, "
+                scale = f" (rtol/{1 / SCALE_FRACTION:g}·max|ref| {ref_max:.2e})" if floor > a else ""
+                why.append(f"abs/rel: {int(np.sum(over > 0))} of {r.size} values over atol {a_eff:g}{scale} + rtol "
+                           f"{rt:g}·|ref| (worst |Δ| {diff[k]:.2e} at |ref| {abs(r[k]):.2e}; max|Δ| {max_abs:.2e}, "
                            f"max rel {max_rel:.2e})")
         if tol.min_cosine is not None and cosine < tol.min_cosine:
             why.append(f"cosine {cosine:.6f} < min_cosine {tol.min_cosine}")
