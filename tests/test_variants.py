@@ -127,3 +127,18 @@ def test_dynamic_int8_skips_a_graph_without_matmul_and_the_rest_is_written(workd
     by = {r.variant: r for r in report.results}
     assert by["onnx"].status == "built"
     assert by["onnx-int8-dynamic"].status == "skipped" and "this graph has none (Conv" in by["onnx-int8-dynamic"].reason
+
+
+def test_fp16_keeps_an_fp32_output_that_a_blocked_op_produces(workdir):
+    """LRASPP from torchvision: its output 'out' is a Resize, which onnxconverter-common keeps in fp32 and then
+    casts to fp16 as the graph output despite keep_io_types; the config says FP32 (Triton checks it) and the
+    build stopped. The output is fp32 again and the variant verifies."""
+    import onnx
+
+    m = cnn_model(source={"factory": "tinymodels.tiny:upsampled"},
+                  outputs=[{"name": "y", "dtype": "float32", "shape": [2, 32, 32]}], variants=["onnx-fp16"])
+    spec = load_spec(write_spec(workdir, {"models": [m]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    assert report.results[0].status == "built", report.results[0].reason
+    graph = onnx.load(str(workdir / "model_repository" / "cnn__onnx-fp16" / "1" / "model.onnx"))
+    assert [o.type.tensor_type.elem_type for o in graph.graph.output] == [onnx.TensorProto.FLOAT]

@@ -76,6 +76,22 @@ def conv_only():
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
 
 
+class _Upsampled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def upsampled():
+    """A segmentation head's end (LRASPP): the output comes straight from a bilinear Resize, an op the fp16
+    converter keeps in fp32."""
+    torch.manual_seed(0)
+    return _Upsampled().eval()
+
+
 def not_a_module():
     return {"weights": 1}
 
