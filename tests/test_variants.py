@@ -142,3 +142,24 @@ def test_fp16_keeps_an_fp32_output_that_a_blocked_op_produces(workdir):
     assert report.results[0].status == "built", report.results[0].reason
     graph = onnx.load(str(workdir / "model_repository" / "cnn__onnx-fp16" / "1" / "model.onnx"))
     assert [o.type.tensor_type.elem_type for o in graph.graph.output] == [onnx.TensorProto.FLOAT]
+
+
+def test_a_variant_whose_build_crashes_in_native_code_fails_alone(workdir, monkeypatch):
+    """NNCF + OpenVINO's recipe search died of SIGSEGV on two timm models and took the whole build with it: the
+    openvino-int8 build runs in a child process, so the crash fails that variant (one line) and the rest is written.
+    The crash is injected (TRITONGEN_TEST_CRASH: the child kills itself), the real one needs those models."""
+    from generator.build import isolate
+
+    monkeypatch.setenv(isolate.CRASH_ENV, "openvino-int8")
+    spec = load_spec(write_spec(workdir, {"models": [cnn_model(variants=["onnx", "openvino-int8"])]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    by = {r.variant: r for r in report.results}
+    assert by["onnx"].status == "built"
+    assert by["openvino-int8"].status == "failed" and "died of SIGSEGV in native code" in by["openvino-int8"].reason
+    assert (workdir / "model_repository" / "cnn__onnx").is_dir()
+    assert not (workdir / "model_repository" / "cnn__openvino-int8").exists()
+    monkeypatch.delenv(isolate.CRASH_ENV)
+    report = build(spec, workdir / "model_repository", workdir / "build")  # in the child, for real this time
+    assert {r.variant: r.status for r in report.results} == {"onnx": "cached", "openvino-int8": "built"}
+    again = build(spec, workdir / "model_repository", workdir / "build")  # cached: no child
+    assert [r.status for r in again.results] == ["cached", "cached"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from generator.tables import isa
 from generator.formats.classes import write_label_files
+from generator.build import isolate
 from generator.errors import UserError, VariantFailed, reraise_if_interrupted
 from generator.loading.inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from generator.loading.source import load_module, local_sources
@@ -184,9 +185,8 @@ class ModelBuild:
 
 
 def model_inputs_hashes(spec: Spec, model: ModelSpec, hashes: HashCache) -> dict:
-    """What else the artifacts are made from, by content: the factory's source files (and the local
-    modules they import from the spec's folder), the calibration data (a file, or every file of a
-    folder), and the preprocessing that turns calibration images into inputs."""
+    """What else the artifacts are made from, by content: the factory's source files (and the local modules they
+    import from the spec's folder), the calibration data (a file, or every file of a folder), and the preprocessing."""
     root = spec.root
     out: dict = {}
     src = model.source
@@ -542,7 +542,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
             mb = ModelBuild(spec, m, build_dir, events, force, hashes)
             for vs in m.variants:
                 variant = REGISTRY[vs.name]
-                r = build_variant(mb, variant, vs, keep_failed=keep_failed)
+                r = isolate.build(mb, variant, vs, keep_failed, build_variant, _variant_key, VariantResult)
                 results.append(r)
                 if target == "triton":
                     _verify_on_target(mb, variant, vs, r, rel)

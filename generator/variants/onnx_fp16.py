@@ -72,6 +72,11 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
     else:
         raise VariantFailed(f"onnx-fp16: the fp16 graph did not type-check after keeping {', '.join(added)} in fp32")
     casts = sum(1 for n in half.graph.node if n.op_type == "Cast")
+    dtypes = [t.data_type for t in half.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    if dtypes and onnx.TensorProto.FLOAT16 not in dtypes:  # the repairs kept every op with weights in fp32
+        raise VariantFailed(f"onnx-fp16: no weight is fp16 after keeping {', '.join(added) or 'the blocked ops'} in fp32 "
+                            f"({len(dtypes)} fp32 weights, {casts} Casts added): this would be an fp32 model named fp16; "
+                            "use the onnx variant (or set options.op_block_list)")
     return {"nodes_fp16": info["nodes"], "casts": casts, "kept_fp32_op_types": added}
 
 

@@ -133,9 +133,10 @@ def build(ctx: BuildContext) -> None:
     ctx.info["search_s"] = round(time.perf_counter() - start, 1)
     if chosen is None:
         why = "the search budget (options.search_budget_s) ran out" if over_budget() else "no recipe passed"
+        top = max(attempts, key=lambda a: a.get("score", 0)) if attempts else {}  # its name with its own numbers
         raise VariantFailed(f"{VARIANT.key}: {len(attempts)} recipes tried in {ctx.info['search_s']}s, {why}; best: "
-                            f"{max(attempts, key=lambda a: a.get('score', 0))['recipe'] if attempts else '-'} "
-                            f"({attempts[-1]['failed'] if attempts else ''}); see build.log and manifest info.attempts")
+                            f"{top.get('recipe', '-')} ({top.get('failed', '')}); see build.log and manifest "
+                            "info.attempts")
     ctx.info.update(best["info"])
     trial.unlink(missing_ok=True)
     data_file(trial).unlink(missing_ok=True)
