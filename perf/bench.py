@@ -161,8 +161,9 @@ def run_bench(spec_path, repo_dir=Path("model_repository"), batches=(1, 8), thre
         raise UserError(f"--batches {','.join(map(str, batches))}: batch sizes are integers >= 1, e.g. 1,8")
     jobs = [j for j in _variants(spec, repo) if not only or j["model"] in only]
     if not jobs:
-        raise UserError(f"{repo}: holds no built variant of {', '.join(only) or 'the spec' + chr(39) + 's models'}; "
-                        f"build it first (tritongen build {spec_path} -o {repo_dir})")
+        which = ", ".join(only) or "the spec's models"
+        raise UserError(f"{repo}: holds no built variant of {which}; build it first (tritongen build {spec_path} "
+                        f"-o {repo_dir})")
     models = [m for m in spec.models if not only or m.name in only]
     common = {"spec": str(spec.path), "spec_root": str(spec.root), "batches": list(batches), "threads": threads,
               "warmup": warmup, "iters": iters}

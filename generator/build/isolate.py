@@ -28,26 +28,15 @@ class _Quiet:
     def done(self, result) -> None: ...
 
 
-def build(mb, variant, vspec, keep_failed: bool, build_variant, key_fn, result_cls):
+def build(mb, variant, vspec, keep_failed: bool, build_variant, cached_result, result_cls):
     """``build_variant(mb, variant, vspec, keep_failed=...)``, in a child process when the variant is one that
-    crashed the process and is not cached. ``key_fn(mb, variant, vspec)``: the cache key; ``result_cls``: the
-    pipeline's VariantResult (this module imports nothing of the pipeline: the caller hands it over)."""
+    crashed the process and ``cached_result(mb, variant, vspec)`` has nothing. ``result_cls``: the pipeline's
+    VariantResult (this module imports nothing of the pipeline: the caller hands its parts over)."""
     path = getattr(mb.spec, "path", None)
     if variant.key not in ISOLATED or path is None or not Path(path).is_file() or \
-            _cached(mb, variant, key_fn(mb, variant, vspec)):
+            cached_result(mb, variant, vspec) is not None:
         return build_variant(mb, variant, vspec, keep_failed=keep_failed)
     return build_in_child(mb, variant, vspec, keep_failed, build_variant, result_cls)
-
-
-def _cached(mb, variant, key: str) -> bool:
-    if mb.force:
-        return False
-    vdir = mb.dir / variant.key
-    try:
-        stamp = json.loads((vdir / "stamp.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return stamp.get("key") == key and stamp.get("status") == "built" and (vdir / "artifact").is_dir()
 
 
 def _child(spec_path: str, model_name: str, build_dir: str, variant_key: str, vspec_index: int, keep_failed: bool,
@@ -77,6 +66,7 @@ def build_in_child(mb, variant, vspec, keep_failed: bool, build_variant, result_
 
     from generator.config.render import triton_model_name
     from generator.errors import UserError
+    from generator.formats.repository import read_json
 
     index = next(i for i, v in enumerate(mb.model.variants) if v is vspec or v.name == vspec.name)
     with tempfile.TemporaryDirectory(prefix="tritongen-child-") as tmp:
@@ -104,9 +94,8 @@ def build_in_child(mb, variant, vspec, keep_failed: bool, build_variant, result_
                   "go on. Try options {search: false}, or report the model")
         mb.events.log(mb.model.name, reason)
         return result_cls(model=mb.model.name, variant=variant.key,
-                             triton_name=triton_model_name(mb.model.name, variant.key), status="failed", reason=reason)
-    try:  # what the child wrote: a stamp for every status, its result as built here
-        data = json.loads((mb.dir / variant.key / "stamp.json").read_text())
-        return result_cls(**data["result"])
-    except (OSError, ValueError, KeyError, TypeError):  # the child died without one (a bug: its traceback shows)
+                          triton_name=triton_model_name(mb.model.name, variant.key), status="failed", reason=reason)
+    written = read_json(mb.dir / variant.key / "stamp.json").get("result")  # the child's stamp: every status
+    if written is None:  # the child died without one (a bug: its traceback shows): once more, here
         return build_variant(mb, variant, vspec, keep_failed=keep_failed)
+    return result_cls(**written)

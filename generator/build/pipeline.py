@@ -10,7 +10,6 @@ staged and swapped in whole (see repository.py).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import time
@@ -224,17 +223,23 @@ def _variant_key(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> str:
     return digest("variant", mb.key, variant.key, options, vspec.verify, extra)
 
 
+def cached_result(mb: ModelBuild, variant: Variant, vspec: VariantSpec) -> VariantResult | None:
+    """The verified artifact already built for this key, or None (failed and skipped variants are tried again)."""
+    vdir = mb.dir / variant.key
+    stamp = {} if mb.force else read_json(vdir / STAMP)
+    if stamp.get("key") == _variant_key(mb, variant, vspec) and stamp.get("status") == "built" and (vdir / "artifact").is_dir():
+        return VariantResult(**{**stamp["result"], "status": "cached"})
+    return None
+
+
 def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_failed: bool = False) -> VariantResult:
     model = mb.model
     name = triton_model_name(model.name, variant.key)
     vdir = mb.dir / variant.key
     key = _variant_key(mb, variant, vspec)
     stamp_path = vdir / STAMP
-    if not mb.force and stamp_path.is_file():
-        stamp = read_json(stamp_path)
-        # only a verified artifact is reused: failed and skipped variants are tried again on the next run
-        if stamp.get("key") == key and stamp.get("status") == "built" and (vdir / "artifact").is_dir():
-            return VariantResult(**{**stamp["result"], "status": "cached"})
+    if (cached := cached_result(mb, variant, vspec)) is not None:
+        return cached
     tmp = mb.dir / f"{variant.key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "artifact").mkdir(parents=True)
@@ -304,11 +309,8 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
 
 
 def _same_skip(stamp_path: Path, key: str, result: VariantResult) -> bool:
-    try:
-        stamp = read_json(stamp_path)
-    except (OSError, ValueError):
-        return False
-    return stamp.get("key") == key and stamp.get("status") == "skipped" and stamp["result"].get("reason") == result.reason
+    stamp = read_json(stamp_path)
+    return stamp.get("key") == key and stamp.get("status") == "skipped" and (stamp.get("result") or {}).get("reason") == result.reason
 
 
 def _reproduce(mb: ModelBuild, variant: Variant, vspec: VariantSpec, lines: list[str]) -> str:
@@ -350,11 +352,8 @@ def _verify_on_target(mb: ModelBuild, variant: Variant, vspec: VariantSpec, r: V
     req = rel.pip_requirement(variant.runtime) or f"{variant.runtime}-unknown"
     cache = mb.dir / variant.key / f"target-{req.replace('==', '-')}.json"
     key = _variant_key(mb, variant, vspec)
-    try:
-        stamp = json.loads(cache.read_text())
-        res = stamp["result"] if stamp.get("key") == key else None
-    except (OSError, ValueError, KeyError):
-        res = None
+    stamp = read_json(cache)
+    res = stamp.get("result") if stamp.get("key") == key else None
     if res is None:
         mb.events.stage(mb.model.name, f"verifying {variant.key} on Triton {rel.name}'s {variant.runtime}")
         params, level = native_parameters(mb.model, variant, vspec)
@@ -542,7 +541,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
             mb = ModelBuild(spec, m, build_dir, events, force, hashes)
             for vs in m.variants:
                 variant = REGISTRY[vs.name]
-                r = isolate.build(mb, variant, vs, keep_failed, build_variant, _variant_key, VariantResult)
+                r = isolate.build(mb, variant, vs, keep_failed, build_variant, cached_result, VariantResult)
                 results.append(r)
                 if target == "triton":
                     _verify_on_target(mb, variant, vs, r, rel)

@@ -52,7 +52,7 @@ def adjust(ctx: dict, runtime: str | None, release: Release, target: str = "trit
     if runtime == "openvino":
         if openvino_batch_one(release, ctx["max_batch_size"]):
             was = ctx["max_batch_size"]
-            _batch_one(ctx)
+            cap_max_batch(ctx, 1)
             params["ENABLE_BATCH_PADDING"] = "NO"
             notes.append(f"Triton {release.name}: openvino served at max_batch_size 1 (spec: {was}), no Triton batching: "
                          "its backend fails an execution adding up to max_batch_size after a padded one (batch-padding "
@@ -63,10 +63,12 @@ def adjust(ctx: dict, runtime: str | None, release: Release, target: str = "trit
     return ctx
 
 
-def _batch_one(ctx: dict) -> None:
-    ctx["max_batch_size"] = 1
-    ctx["dynamic_batching"] = None
-    warmups = [w for w in ctx.get("warmup") or [] if w["batch_size"] <= 1]
-    if ctx.get("warmup") and not warmups:
-        warmups = [{**ctx["warmup"][0], "name": "warmup_batch_1", "batch_size": 1}]
-    ctx["warmup"] = warmups
+def cap_max_batch(ctx: dict, cap: int) -> None:
+    """Lower a context's max_batch_size to ``cap``: preferred batch sizes and warm-ups above it go, and at 1 the
+    dynamic batcher (nothing to batch). Also an ensemble's, to its member's (render.cap_to_member)."""
+    ctx["max_batch_size"] = cap
+    db = ctx.get("dynamic_batching")
+    if db:
+        kept = [b for b in db.get("preferred_batch_size") or [] if b <= cap]
+        ctx["dynamic_batching"] = None if cap == 1 else {**db, "preferred_batch_size": kept}
+    ctx["warmup"] = [w for w in ctx.get("warmup") or [] if w["batch_size"] <= cap]

@@ -500,12 +500,9 @@ def cap_to_member(ctx: dict, cap: int | None, member: str) -> str | None:
         return None
     note = (f"max_batch_size {cap} (spec: {ctx['max_batch_size']}): the member {member} is served at {cap}, and an "
             "ensemble may not batch more than its models")
-    ctx["max_batch_size"] = cap
-    db = ctx.get("dynamic_batching")
-    if db:
-        kept = [b for b in db.get("preferred_batch_size") or [] if b <= cap]
-        ctx["dynamic_batching"] = None if cap == 1 else {**db, "preferred_batch_size": kept}
-    ctx["warmup"] = [w for w in ctx.get("warmup") or [] if w["batch_size"] <= cap]
+    from generator.config.release_config import cap_max_batch
+
+    cap_max_batch(ctx, cap)
     return note
 
 

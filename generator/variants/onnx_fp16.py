@@ -40,12 +40,10 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
         model = onnx.load(str(src), load_external_data=True)
         _cast_attribute_to_first(model)
         float_casts = _float_casts(model)
-        fp32_outputs = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
         _identity_after_blocked_outputs(model, blocked)
         try:
             half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
             _retarget_float_casts(half, float_casts, blocked)
-            _keep_float_outputs(half, fp32_outputs)
         except Exception as e:
             raise VariantFailed(f"onnx-fp16: float16 conversion failed: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:200]}")
@@ -81,9 +79,10 @@ def convert_fp16(src: Path, out: Path, op_block_list: list[str] | None = None, l
 
 
 def _identity_after_blocked_outputs(model, blocked: list[str]) -> None:
-    """A graph output made by an op kept in fp32 (Resize ending a segmentation head) makes the converter's cast
-    clean-up raise ("The downstream node of the second cast node should be graph output"): an Identity between
-    the op and the output gives the converter an ordinary fp16 node there."""
+    """A graph output made by an op kept in fp32 (Resize ending a segmentation head) came out of the converter fp16
+    despite keep_io_types (LRASPP), or made its cast clean-up raise ("The downstream node of the second cast node
+    should be graph output": DeepLabv3): an Identity between the op and the output gives the converter an ordinary
+    fp16 node there, which keep_io_types casts back to fp32."""
     from onnx import helper
 
     for out in model.graph.output:
@@ -95,32 +94,6 @@ def _identity_after_blocked_outputs(model, blocked: list[str]) -> None:
         for n in model.graph.node:
             n.input[:] = [inner if i == out.name else i for i in n.input]
         model.graph.node.append(helper.make_node("Identity", [inner], [out.name], name=f"{out.name}__identity"))
-
-
-def _keep_float_outputs(half, names: set[str]) -> None:
-    """keep_io_types leaves an output fp16 when a blocked (fp32) op produces it: the converter casts the op's
-    output to fp16 for its consumers and the cast ends up as the graph output (LRASPP: Resize -> 'out'). Such a
-    Cast is made to cast to fp32 (a no-op on the fp32 value); any other fp16 output gets a Cast to fp32 appended."""
-    from onnx import TensorProto, helper
-
-    producers = {o: n for n in half.graph.node for o in n.output}
-    for out in half.graph.output:
-        tt = out.type.tensor_type
-        if out.name not in names or tt.elem_type != TensorProto.FLOAT16:
-            continue
-        node = producers.get(out.name)
-        if node is not None and node.op_type == "Cast":
-            for a in node.attribute:
-                if a.name == "to":
-                    a.i = TensorProto.FLOAT
-        elif node is not None:
-            inner = f"{out.name}__fp16"
-            node.output[list(node.output).index(out.name)] = inner
-            for n in half.graph.node:
-                n.input[:] = [inner if i == out.name else i for i in n.input]
-            half.graph.node.append(helper.make_node("Cast", [inner], [out.name], to=TensorProto.FLOAT,
-                                                    name=f"{out.name}__to_fp32"))
-        tt.elem_type = TensorProto.FLOAT
 
 
 def _cast_attribute_to_first(model) -> None:
