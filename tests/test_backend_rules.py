@@ -288,3 +288,15 @@ def test_build_refuses_a_spec_that_breaks_a_backend_rule_and_writes_nothing(tmp_
                                         r"onnxruntime backend .*did you mean intra_op_thread_count\? \[backend-parameters: "):
         build(spec, tmp_path / "model_repository", tmp_path / "build")
     assert not (tmp_path / "model_repository").exists()
+
+
+def test_a_broken_rule_is_blamed_on_the_settings_or_on_our_artifact():
+    """A finding on config.pbtxt is the spec's settings'; one on a version folder's file is about what tritongen
+    built (it was blamed on the spec's settings too), and says it may be our bug."""
+    cfg = "m__onnx/config.pbtxt: parameter 'X' is not read [backend-parameters: onnxruntime_backend README]"
+    art = "m__openvino/1/model.xml: the IR has no batch layout; ... [openvino-batch: openvino_backend src]"
+    assert backend_rules.rule_error(["a plain problem", cfg]).endswith("(from the spec's triton settings; fix them)")
+    msg = backend_rules.rule_error([art])
+    assert msg.startswith(art) and "on the artifact tritongen built" in msg and "tritongen bug" in msg
+    assert "spec's triton settings" not in msg
+    assert backend_rules.rule_error(["no rule id here"]) is None

@@ -72,10 +72,13 @@ def test_a_key_added_to_the_base_context_and_template_renders_every_kind_of_conf
 
 
 def test_without_the_key_in_the_base_context_the_template_names_it(tmp_path, templates_with_a_new_key):
-    """StrictUndefined: the template above fails on a context that lacks the key (so the test above can fail)."""
+    """StrictUndefined: the template above fails on a context that lacks the key (so the test above can fail). The
+    error names the base template and the line that uses the key, not the child template that extends it."""
     image = image_model()
     ctx = render.ensemble_context(image, "onnx", "spec.yaml")
-    with pytest.raises(UserError, match="'transaction_policy' is undefined"):
+    base = templates_with_a_new_key / "config.pbtxt.j2"
+    line = next(i for i, s in enumerate(base.read_text().splitlines(), 1) if "transaction_policy" in s)
+    with pytest.raises(UserError, match=rf"^{base}:{line}: template error: 'transaction_policy' is undefined"):
         render.render(ctx, backends.ENSEMBLE.template, templates_with_a_new_key)
 
 

@@ -157,6 +157,22 @@ def test_random_inputs_are_only_the_catastrophe_check(workdir):
     assert verify(_exact, _reference, m, tol).passed
 
 
+def test_a_sample_answered_with_zeros_scores_cosine_zero_not_one(workdir):
+    """The per-sample cosine of a variant that answers all zeros where PyTorch does not is 0 (it was 1: a zero
+    norm counted as a perfect match), and the embedding gate fails it."""
+    m = _model(workdir, verify={"task": "embedding", "min_mean_cosine": 0.9})
+
+    def half_dead(feeds):
+        y = _reference(feeds, None)["y"]
+        y[::2] = 0.0
+        return {"y": y}
+
+    tol = m.verify.over(Tolerance(min_cosine=0.0))
+    v = verify(half_dead, _reference, m, tol)
+    assert v.task["mean_cosine"] == pytest.approx(0.5, abs=0.07)  # half the samples 1, half 0
+    assert not v.passed and any("mean cosine" in f for f in v.failed)
+
+
 def test_int8_defaults_are_mlperf_ratio_and_confident_agreement(workdir):
     np.savez(workdir / "cal.npz", x=_data(40, 1.0))
     m = _model(workdir, calibration={"data": "cal.npz"}, verify={"task": "classification"})

@@ -180,6 +180,47 @@ def test_minus_one_is_for_outputs_only(workdir):
         load_spec(write_spec(workdir, {"models": [bad]}))
 
 
+@pytest.mark.slow
+def test_a_forward_that_specialises_on_the_batch_is_named_as_the_cause(workdir):
+    """RAFT-like: the dynamo exporter fixed the batch dim at the traced 2 and said nothing. The fixed dim is now
+    caught, the legacy exporter tried, and the failure at batch 1 names the cause (with ONNX Runtime's whole
+    message, not its first line)."""
+    m = {"name": "bb", "source": {"factory": "tinymodels.named_io:batch_branch"},
+         "inputs": [{"name": "x", "dtype": "float32", "shape": [3, 4]}],
+         "outputs": [{"name": "y", "dtype": "float32", "shape": [3]}], "max_batch_size": 4, "variants": ["onnx"]}
+    report = _build(workdir, [m])
+    (r,) = report.results
+    assert r.status == "failed"
+    assert r.reason.startswith("gate not reached: runtime error at batch=1: [ONNXRuntimeError]")
+    assert "Input shape:{1,3,4}, requested shape:{2,12}" in r.reason  # past its first line, without its C++ source
+    assert "the dynamo exporter fixed input 'x' dim 0 (batch) at 2 in the graph: forward() specialises" in r.reason
+    assert "checks" not in r.verification or not r.verification["checks"]  # no numbers to show: the table shows '-'
+
+
+@pytest.mark.slow
+def test_an_output_that_is_one_value_everywhere_is_warned_about(workdir):
+    """All zeros from PyTorch on every random input: every variant answering zeros passes; the build says the
+    check is blind for that output (a warning: the model may be right)."""
+    from generator.build.pipeline import Events
+
+    lines = []
+
+    class Record(Events):
+        def log(self, model, text):
+            lines.append(text)
+
+    m = {"name": "dead", "source": {"factory": "tinymodels.named_io:dead_head"},
+         "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
+         "outputs": [{"name": "y", "dtype": "float32", "shape": [3]}], "max_batch_size": 2, "variants": ["onnx"]}
+    report = _build(workdir, [m], events=Record())
+    assert [r.status for r in report.results] == ["built"]
+    blind = [s for s in lines if s.startswith("warning: ")]
+    assert len(blind) == 1 and "outputs[0] 'y': PyTorch's forward() gives 0 everywhere on random inputs" in blind[0]
+    lines.clear()
+    _build(workdir, [_encoder(variants=["onnx"])], events=Record())  # outputs that vary: no warning
+    assert not [s for s in lines if s.startswith("warning: ")]
+
+
 def test_gate_messages_name_the_criterion_and_numbers():
     ref = np.array([1.0, 2.0, 3.0], np.float32)
     c = judge(ref, ref + np.array([0, 0, 0.5], np.float32), Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999))

@@ -200,6 +200,46 @@ def test_int8_recipe_search_records_every_attempt_and_never_ships_a_failing_vari
     assert log.count("recipe ") >= len(attempts)
 
 
+def test_node_ranking_is_not_led_by_a_near_zero_bias(workdir):
+    """The fallback keeps the worst nodes in fp32. A conv whose bias is ~0 rounds it to 0 in int32: 0 dB on the
+    bias alone, harmless to the output. It used to rank first and crowd out the conv whose weight outlier
+    really costs accuracy."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from generator.stages.quantize import node_errors
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            with torch.no_grad():
+                self.a.bias.fill_(1e-9)
+                self.b.weight[0, 0, 0, 0] = 40.0  # per-tensor weight scale set by one outlier
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    src, qdq = workdir / "src.onnx", workdir / "qdq.onnx"
+    torch.onnx.export(Two().eval(), (torch.zeros(1, 3, 8, 8),), str(src), dynamo=False, input_names=["x"],
+                      output_names=["y"], opset_version=17)
+    samples = [{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
+    ranked = node_errors(src, qdq, samples, ["Conv"])
+    assert [n for n, _ in ranked] == ["/b/Conv", "/a/Conv"], ranked
+    assert ranked[1][1] > 30  # /a is 0 dB with its bias counted
+
+
 def test_int8_search_keeps_the_fastest_passing_recipe_and_the_manifest_lists_attempts(workdir):
     v = {"name": "onnx-int8", "options": {"calibration_method": "minmax"}}
     _build(workdir, [v])

@@ -26,9 +26,10 @@ from generator.loading.source import load_module, local_sources
 from generator.config.render import cap_to_member, config_context, render, template_for, triton_model_name
 from generator.formats.repository import HashCache, Staging, check_output, copy_tree, digest, file_entries, read_json, tool_versions, write_json, write_json_if_changed
 from generator.spec import ModelSpec, Spec, VariantSpec
+from generator.config.rules import rule_error
 from generator.config.validate import check_config, check_model_dir, parse_config
 from generator.variants import REGISTRY, BuildContext, Skip, Variant
-from generator.stages.verify import check_reference, gate_reason, verify
+from generator.stages.verify import check_references, gate_reason, verify
 from generator.serve import standalone_runtime_files
 
 STAMP = "stamp.json"
@@ -110,6 +111,7 @@ class ModelBuild:
         self._module = None
         self._plan = None
         self._onnx: Path | None = None
+        self.export_note = ""  # why the legacy exporter made the ONNX (dynamo fixed a dynamic dim), for gate failures
         self._refs: dict[Point, dict] = {}
         self._calibration: list[dict] | None = None
         self.timings: dict[str, float] = {}
@@ -140,8 +142,9 @@ class ModelBuild:
 
     def _check_forward(self) -> None:
         """The module must accept the declared inputs and return the declared outputs at every point."""
-        for point in verification_points(self.model):
-            check_reference(self.model, self.reference(make_inputs(self.model, point, seed=0), point), point)
+        refs = {p: self.reference(make_inputs(self.model, p, seed=0), p) for p in verification_points(self.model)}
+        for line in check_references(self.model, refs):
+            self.events.log(self.model.name, f"warning: {line}")
 
     def reference(self, feeds: dict, point: Point) -> dict:
         module = self.module()
@@ -155,8 +158,8 @@ class ModelBuild:
         d = self.dir / "export"
         out = d / "model.onnx"
         stamp = d / STAMP
-        if not self.force and out.is_file() and read_json(stamp).get("key") == self.key:
-            self._onnx = out
+        if not self.force and out.is_file() and (st := read_json(stamp)).get("key") == self.key:
+            self._onnx, self.export_note = out, st.get("info", {}).get("specialised", "")
             return out
         module = self.module()
         self.events.stage(self.model.name, "exporting ONNX")
@@ -170,7 +173,7 @@ class ModelBuild:
         write_json(tmp / STAMP, {"key": self.key, "info": info})
         shutil.rmtree(d, ignore_errors=True)
         tmp.rename(d)
-        self._onnx = out
+        self._onnx, self.export_note = out, info.get("specialised", "")
         return out
 
     def calibration(self) -> list[dict]:
@@ -272,7 +275,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
         result.verification = v.to_dict()
         if not v.passed:
             result.status = "failed"
-            result.reason = gate_reason(v)
+            result.reason = gate_reason(v, mb.export_note)
             log(result.reason)
     except Skip as e:
         result.status, result.reason = "skipped", str(e)
@@ -394,7 +397,8 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
     checked = digest("validated", text, files)  # the same config over the same bytes: validated once
     if not mb.hashes.is_validated(checked):
         problems += check_model_dir(mdir, release=ctx["release"]).problems
-        _raise_backend_rule(problems)
+        if rule := rule_error(problems):  # a native backend's rule: the spec's settings (or our artifact) broke it
+            raise UserError(rule)
         if not problems:
             mb.hashes.mark_validated(checked)
     if not problems:
@@ -426,15 +430,6 @@ def _stage_model_dir(staging: Staging, mb: ModelBuild, variant: Variant, vspec: 
         "files": files,
     }
     write_json(mdir / "manifest.json", manifest)
-
-
-def _raise_backend_rule(problems: list[str]) -> None:
-    """A native backend's rule broken by what the spec asked for (parameters, instance kinds...) is the user's to fix."""
-    from generator.config.rules import is_rule_message
-
-    rule = next((p for p in problems if is_rule_message(p)), None)
-    if rule:
-        raise UserError(f"{rule} (from the spec's triton settings; fix them)")
 
 
 def _template_file(templates: Path | None, *parts: str) -> Path:

@@ -26,6 +26,7 @@ def summary_table(report):
     colors = {"built": "green", "cached": "green", "failed": "red", "skipped": "yellow"}
     for r in report.results:
         v = r.verification or {}
+        v = v if v.get("checks") else {}  # stopped before a comparison: no numbers, not the defaults
         status = f"[{colors[r.status]}]{r.status}[/]"
         t.add_row(r.model, r.variant, status,
                   f"{v['max_abs']:.2e}" if "max_abs" in v else "-",

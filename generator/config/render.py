@@ -393,6 +393,21 @@ def ort_trt_accelerator_values(model: ModelSpec, vspec: VariantSpec, accel) -> d
     return values
 
 
+def _template_frame(e: Exception, env) -> tuple[str, int] | None:
+    """For an error raised while rendering (an undefined name): the template file and line it happened in, which is
+    the base template when a child extends it (jinja2 puts the templates' own lines into the traceback)."""
+    import traceback
+
+    if getattr(e, "lineno", None):  # a syntax error knows its place
+        return None
+    names = set(env.list_templates())
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        name = next((n for n in names if frame.filename.endswith("/" + n) or frame.filename == n), None)
+        if name:
+            return frame.filename, frame.lineno
+    return None
+
+
 def render(context: dict, template: str, templates: Path | None = None) -> str:
     import jinja2
 
@@ -402,8 +417,7 @@ def render(context: dict, template: str, templates: Path | None = None) -> str:
     except jinja2.TemplateNotFound as e:
         raise UserError(f"--templates: template '{e.name}' not found in {templates or DEFAULT_TEMPLATES}")
     except jinja2.TemplateError as e:
-        where = getattr(e, "filename", None) or template
-        line = getattr(e, "lineno", None)
+        where, line = _template_frame(e, env) or (getattr(e, "filename", None) or template, getattr(e, "lineno", None))
         raise UserError(f"{where}{':' + str(line) if line else ''}: template error: {e}; fix the template")
     lines = [ln.rstrip() for ln in text.splitlines()]
     out, blank = [], False

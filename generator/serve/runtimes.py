@@ -137,7 +137,7 @@ def ort_session(path: Path, level: str = "all", threads: int = 0, optimized_out:
     intra = int(s.get("intra_op_thread_count") or threads or 0)
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: an error is raised to the caller, not printed (with colour codes) too
     rec = record.reproduced if record is not None else {}
     rec["graph_level"] = f"{level} ({ORT_LEVELS[level]})"
     if intra > 0:

@@ -50,6 +50,10 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
         for name, fn in (("dynamo", _export_dynamo), ("legacy", _export_legacy)):
             try:
                 fn(module, model, args, raw, opset)
+                fixed = fixed_dims(raw, model)
+                if fixed:  # dynamo specialised a dim the spec declares dynamic (draft export): a graph for one shape
+                    raise SpecialisedExport(f"fixed {', '.join(fixed)} in the graph: forward() specialises on that "
+                                            "dim (Python control flow or a literal taken from a tensor's shape)")
                 exporter = name
                 break
             except UserError:
@@ -64,6 +68,7 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             raise UserError(_export_error(model, errors))
         if exporter == "legacy":
             log(f"exported with the legacy exporter (dynamo failed: {_first_line(errors[0][1])})")
+
         named = Path(tmp) / "named.onnx"
         renamed = name_graph_io(raw, named, [t.name for t in model.inputs], [t.name for t in model.outputs],
                                 model.where)
@@ -72,7 +77,35 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
                 + ", ".join(f"{a} -> {b}" for a, b in renamed[:5]))
         info = finalize_onnx(named, out)
     info.update(exporter=exporter, opset=opset)
+    if exporter == "legacy" and isinstance(errors[0][1], SpecialisedExport):
+        info["specialised"] = (f"the dynamo exporter {errors[0][1]}; the legacy graph was traced at {point.label} "
+                               "and may hold that shape: make forward() shape-generic")
     return info
+
+
+class SpecialisedExport(Exception):
+    """An exporter wrote a graph whose input dims are fixed where the spec declares them dynamic."""
+
+
+def fixed_dims(path: Path, model: ModelSpec) -> list[str]:
+    """The dims of the graph at ``path`` that are fixed numbers where the spec wants them to vary: the batch dim
+    (max_batch_size > 0) and every named dim whose range is not one value. e.g. ["input 'x' dim 0 (batch) at 2"]."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    real = [v for v in graph.input if v.name not in inits]
+    off = 1 if model.max_batch_size > 0 else 0
+    out = []
+    for t, v in zip(model.inputs, real):
+        dims = v.type.tensor_type.shape.dim if v.type.tensor_type.HasField("shape") else []
+        wanted = {0: "batch"} if off else {}
+        wanted.update({j + off: d for j, d in enumerate(t.shape)
+                       if isinstance(d, str) and model.dims[d][0] != model.dims[d][2]})
+        for axis, label in wanted.items():
+            if axis < len(dims) and dims[axis].HasField("dim_value"):
+                out.append(f"input '{t.name}' dim {axis} ({label}) at {dims[axis].dim_value}")
+    return out
 
 
 def dynamic_shapes(model: ModelSpec) -> tuple:
@@ -400,5 +433,11 @@ def _export_error(model: ModelSpec, errors) -> str:
             f"(opset {model.opset or DEFAULT_OPSET}); replace it in the model, register a custom ONNX translation, "
             "or try another opset"
         )
-    return f"{model.where}: ONNX export failed (dynamo: {_first_line(errors[0][1])})"
+    first = errors[0][1]
+    if isinstance(first, SpecialisedExport):
+        legacy = f"; legacy: {_first_line(errors[1][1])}" if len(errors) > 1 else ""
+        return (f"{model.where}: ONNX export failed: dynamo: {first}{legacy}; make forward() shape-generic (no Python "
+                "branch or literal on a dynamic dim), or declare the dim fixed (a number in the shape, or "
+                "max_batch_size: 0 for the batch)")
+    return f"{model.where}: ONNX export failed (dynamo: {_first_line(first)})"
 

@@ -318,7 +318,7 @@ def recipe_variations(first: Recipe, vnni: bool) -> list[Recipe]:
 
 def node_errors(src: Path, qdq: Path, samples: list[dict], op_types, exclude=()) -> list[tuple[str, float]]:
     """Per-node quantization noise of ``qdq`` (a QDQ model of ``src``), worst first: for every quantized node
-    of ``op_types``, the signal-to-quantization-noise ratio (dB) of its inputs -- activations before vs
+    of ``op_types``, the signal-to-quantization-noise ratio (dB) of its data and weight inputs -- activations before vs
     after their QuantizeLinear/DequantizeLinear pair on ``samples`` and weights float vs dequantized (ONNX
     Runtime's qdq_loss_debug), noise powers added. Lower = more error contributed."""
     import math
@@ -351,7 +351,9 @@ def node_errors(src: Path, qdq: Path, samples: list[dict], op_types, exclude=())
     for name, op in graph_nodes_io(src):
         if op[0] not in op_types or name in set(exclude):
             continue
-        noise = sum(10 ** (-sqnr[t] / 10) for t in op[1] if t in sqnr and math.isfinite(sqnr[t]))
+        # data and weight only: a bias (Conv/Gemm input 2) is int32 at input x weight scale, so its error is tiny
+        # next to the output, but a near-zero bias rounds to 0 at 0 dB and would crowd out the nodes that matter
+        noise = sum(10 ** (-sqnr[t] / 10) for t in op[1][:2] if t in sqnr and math.isfinite(sqnr[t]))
         if noise > 0:
             out.append((name, -10 * math.log10(noise)))
     return sorted(out, key=lambda x: x[1])

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from generator.errors import UserError
+from generator.errors import UserError, one_line
 from generator.loading.inputs import Point, make_inputs, verification_points
 from generator.spec import ModelSpec, Tolerance
 
@@ -105,6 +105,24 @@ def check_reference(model: ModelSpec, outputs: dict, point: Point) -> dict:
     return outputs
 
 
+def check_references(model: ModelSpec, refs: dict) -> list[str]:
+    """``check_reference`` at every point ({Point: outputs}), then warnings for what would make the check blind: a
+    float output with one value everywhere (all zeros from a dead head, a constant) passes any variant that answers
+    the same, right or wrong."""
+    for point, outputs in refs.items():
+        check_reference(model, outputs, point)
+    warnings = []
+    for i, t in enumerate(model.outputs):
+        arrays = [np.asarray(o[t.name]) for o in refs.values() if t.name in o]
+        values = np.concatenate([a.ravel() for a in arrays if a.dtype.kind in "fc"] or [np.zeros(0)])
+        values = values[np.isfinite(values)]
+        if values.size > 1 and values.min() == values.max():
+            warnings.append(f"{model.where}.outputs[{i}] '{t.name}': PyTorch's forward() gives {values[0]:g} "
+                            "everywhere on random inputs, at every verified shape: the element-wise check cannot tell "
+                            "a right variant from a wrong one there; check it on real inputs with verify: {task, data}")
+    return warnings
+
+
 def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[float, float, float, bool]:
     c = judge(ref, got, tol)
     return c["max_abs"], c["max_rel"], c["cosine"], c["ok"]
@@ -182,7 +200,7 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
             got = run(feeds)
         except Exception as e:
             result.passed = False
-            result.error = f"runtime error at {point.label}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
+            result.error = f"runtime error at {point.label}: {one_line(e)}"
             return result
         for t in model.outputs:
             if t.name not in got:
@@ -205,8 +223,7 @@ def verify(run, reference, model: ModelSpec, tol: Tolerance, points: list[Point]
             raise
         except Exception as e:
             result.passed = False
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            result.error = f"runtime error on the {tol.task} verification set: {first}"
+            result.error = f"runtime error on the {tol.task} verification set: {one_line(e)}"
             return result
         for metric, limit in (("top1", tol.min_top1), ("top5", tol.min_top5), ("mean_cosine", tol.min_mean_cosine)):
             value = result.task.get(metric)
@@ -244,9 +261,12 @@ def _task_gate(result: Verification, tol: Tolerance) -> None:
 _METRIC_WORDS = {"top1": "top-k: top1 agreement", "top5": "top-k: top5 overlap", "mean_cosine": "mean cosine"}
 
 
-def gate_reason(v: Verification) -> str:
-    """Why a variant failed its gate, in one line: each failed criterion with its numbers."""
+def gate_reason(v: Verification, export_note: str = "") -> str:
+    """Why a variant failed its gate, in one line: each failed criterion with its numbers. ``export_note``: why the
+    ONNX came from the legacy exporter (dynamo fixed a dynamic dim), the likely cause of a runtime error."""
     if v.error:
+        if export_note and v.error.startswith("runtime error"):
+            return f"gate not reached: {v.error} (likely cause: {export_note})"
         return f"gate not reached: {v.error}"
     if not v.failed:
         return f"gate failed ({v.summary})"
@@ -342,8 +362,9 @@ def task_metrics(run, reference, model: ModelSpec, tol: Tolerance) -> dict:
                                        else gate.CONFIDENCE))
     # per-sample cosine for classification too: unlike top-1 agreement, near-tied logits do not make it noise
     num = np.sum(ref * got, axis=1)
-    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    nr, ng = np.linalg.norm(ref, axis=1), np.linalg.norm(got, axis=1)
+    den = nr * ng  # a sample where one side is all zeros scores 0 (both: 1), not a perfect 1
+    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), (nr == ng).astype(np.float64))
     out["mean_cosine"] = float(np.mean(cos))
     return out
 

@@ -198,8 +198,8 @@ def _with_accuracy_control(ctx: BuildContext, nncf, model, dataset, kwargs: dict
             elif metric == "agreement":
                 per.append(float(np.argmax(got) == np.argmax(ref)))
             else:
-                d = np.linalg.norm(ref) * np.linalg.norm(got)
-                per.append(float(ref @ got / d) if d > 0 else 1.0)
+                nr, ng = np.linalg.norm(ref), np.linalg.norm(got)  # one of them all zeros: 0, not a perfect 1
+                per.append(float(ref @ got / (nr * ng)) if nr > 0 and ng > 0 else float(nr == ng))
         return float(np.mean(per)), per
 
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters

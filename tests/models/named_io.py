@@ -73,3 +73,41 @@ class Tiny(nn.Module):
 
 def tiny():
     return Tiny().eval()
+
+
+class BatchBranch(nn.Module):
+    """forward() branches on the batch size: torch.export specialises the batch dim (the dynamo exporter then
+    writes a graph for batch 2 only), and the legacy tracer bakes the branch it saw."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        if x.shape[0] == 2:
+            return self.fc(x.reshape(2, 12))
+        return self.fc(x.flatten(1))
+
+
+def batch_branch():
+    return BatchBranch().eval()
+
+
+class DeadHead(nn.Module):
+    """A ReLU head whose bias pushes everything below zero: all zeros on any input, so the check is blind."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.fill_(-1.0)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+
+def dead_head():
+    return DeadHead().eval()

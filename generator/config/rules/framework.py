@@ -157,6 +157,19 @@ def is_rule_message(text: str) -> bool:
     return bool(re.search(r" \[[a-z0-9-]+: [^\]]+\]$", text))
 
 
+def rule_error(problems: list[str]) -> str | None:
+    """The line a build stops on when a native backend's rule is broken, or None. A finding on the config.pbtxt
+    comes from the spec's triton settings; one on a file of the version folder is about the artifact tritongen
+    built, which the user did not write: it names what to change and that it may be tritongen's bug."""
+    found = next((p for p in problems if is_rule_message(p)), None)
+    if found is None:
+        return None
+    if re.match(r"[^/\s]+/config\.pbtxt: ", found):
+        return f"{found} (from the spec's triton settings; fix them)"
+    return (f"{found} (on the artifact tritongen built for the spec: change the setting the rule names, or report it "
+            "as a tritongen bug with build/<model>/<variant>/build.log)")
+
+
 # ------------------------------------------------------------------------------------------- parameters
 
 # The parameters each native backend reads (names are case-sensitive: the backends look them up exactly).
