@@ -109,6 +109,12 @@ BAD = [
     ({"defaults": {"name": "x"}, "models": [linear_model()]}, "defaults.name: not a model key"),
     (one(triton={"version_policy": {"newest": 1}}), "models[0].triton.version_policy: expected one of"),
     (one(calibration={"method": "magic"}), "models[0].calibration.method: 'magic' is not one of"),
+    (one(inputs=[{"name": "x", "dtype": "TYPE_FP32", "shape": [4]}]), "'TYPE_FP32' is not one of float32, "),
+    (one(inputs=[{"name": "x", "dtype": "FP16", "shape": [4]}]), "bool; write float16"),  # Triton's name
+    (one(inputs=[{"name": "x", "dtype": "long", "shape": [4]}]), "bool; write int64"),  # torch's
+    (one(inputs=[{"name": "x", "dtype": "float32", "shape": ["4"]}]),
+     "models[0].inputs[0].shape[0]: '4' is a string (quoted in the YAML); write the number 4 without quotes"),
+    (one(opset=99), "models[0].opset: must be <= 23, got 99"),  # torch wrote opset 18 and the manifest said 99
 ]
 
 

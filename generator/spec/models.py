@@ -337,8 +337,9 @@ class ModelSpec(Mapping):
     verify: Tolerance = Field(default_factory=Tolerance, description="Accuracy gate for every variant (a variant's "
                                                                      "own verify wins).")
     triton: TritonSpec = Field(default_factory=TritonSpec, description="What goes into config.pbtxt beyond tensors.")
-    opset: Optional[Annotated[int, Field(strict=True, ge=7)]] = Field(default=None, description="ONNX opset "
-                                                                                                "(default 20).")
+    opset: Optional[Annotated[int, Field(strict=True, ge=7, le=23)]] = Field(default=None, description=(
+        "ONNX opset (default 20; 23 is the highest torch's exporter writes, 21 the highest Triton 24.10's "
+        "onnxruntime 1.19 reads)."))
     preprocess: _PREPROCESS = Field(default=None, description="CPU preprocessing + an ensemble: image "
                                                                         "bytes or strings in.")
     tune: TuneSettings = Field(default_factory=TuneSettings, description="tritongen tune's search space and goal "

@@ -18,13 +18,23 @@ TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 DIM_NAME_RE = re.compile(r"^[A-Za-z_]\w*$")
 
 
+# Triton's (FP32, TYPE_FP32), torch's and numpy's other names for the spec's dtypes: named in the error's fix
+_DTYPE_ALIASES = {**{d.triton.removeprefix("TYPE_").lower(): d for d in dtypes.BY_NAME.values()},
+                  "float": dtypes.BY_NAME["float32"], "half": dtypes.BY_NAME["float16"],
+                  "double": dtypes.BY_NAME["float64"], "long": dtypes.BY_NAME["int64"], "int": dtypes.BY_NAME["int32"],
+                  "fp32": dtypes.BY_NAME["float32"], "fp16": dtypes.BY_NAME["float16"], "f32": dtypes.BY_NAME["float32"]}
+_DTYPE_ALIASES.update(dtypes.BY_NAME)  # 'Float32', 'INT64' (compared lower-cased)
+
+
 def _dtype(v: Any) -> Any:
     if isinstance(v, dtypes.DType):
         return v
     if not isinstance(v, str) or not v:
         raise fail(f"expected a non-empty string, got {kind(v)}")
     if v not in dtypes.BY_NAME:
-        raise fail(f"'{v}' is not one of {', '.join(dtypes.NAMES)}")
+        alias = _DTYPE_ALIASES.get(v.lower().removeprefix("type_").removeprefix("torch."))
+        hint = f"; write {alias.name}" if alias else ""
+        raise fail(f"'{v}' is not one of {', '.join(dtypes.NAMES)}{hint}")
     return dtypes.BY_NAME[v]
 
 
@@ -46,6 +56,8 @@ TensorName = Annotated[str, BeforeValidator(_tensor_name),
 def _dim(outputs: bool):
     def check(d: Any) -> Any:
         if isinstance(d, str):
+            if d.strip().lstrip("-").isdigit():
+                raise fail(f"'{d}' is a string (quoted in the YAML); write the number {d.strip()} without quotes")
             return d
         if isinstance(d, bool) or not isinstance(d, int):
             raise fail(f"expected an integer, got {kind(d)}")

@@ -76,7 +76,10 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             log(f"renamed {len(renamed)} graph value(s) that collided with declared names: "
                 + ", ".join(f"{a} -> {b}" for a, b in renamed[:5]))
         info = finalize_onnx(named, out)
-    info.update(exporter=exporter, opset=opset)
+    written = _default_opset(out)
+    if written != opset:  # the legacy exporter writes at most 18
+        log(f"exported at opset {written}, not the {opset} asked ({exporter} exporter)")
+    info.update(exporter=exporter, opset=written)
     if exporter == "legacy" and isinstance(errors[0][1], SpecialisedExport):
         info["specialised"] = (f"the dynamo exporter {errors[0][1]}; the legacy graph was traced at {point.label} "
                                "and may hold that shape: make forward() shape-generic")
@@ -400,6 +403,13 @@ def copy_onnx(src: Path, dst: Path) -> None:
         shutil.copy(src, dst)
         return
     save_onnx(onnx.load(str(src), load_external_data=True), dst)
+
+
+def _default_opset(path: Path) -> int | None:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _first_line(e: BaseException) -> str:
