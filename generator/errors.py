@@ -14,16 +14,16 @@ class UserError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+# ONNX Runtime's "/onnxruntime_src/...reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(const ...&, bool) ":
+# where in its C++ the check sits, not what went wrong (that follows)
+_NATIVE_SOURCE = re.compile(r"/\S*onnxruntime_src/\S+:\d+ [^\s(]+\([^)]*\)\s*")
+
+
 def one_line(e: BaseException, limit: int = 300) -> str:
     """An exception's text on one line (its lines joined: ONNX Runtime puts the offending index on the second),
     cut at ``limit`` characters; the exception's type when it has no text."""
     s = _NATIVE_SOURCE.sub("", " ".join(str(e).split()))
     return (s or type(e).__name__)[:limit]
-
-
-# ONNX Runtime's "/onnxruntime_src/...reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(const ...&, bool) ":
-# where in its C++ the check sits, not what went wrong (that follows)
-_NATIVE_SOURCE = re.compile(r"/\S*onnxruntime_src/\S+:\d+ [^\s(]+\([^)]*\)\s*")
 
 
 class VariantFailed(Exception):

@@ -68,7 +68,6 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             raise UserError(_export_error(model, errors))
         if exporter == "legacy":
             log(f"exported with the legacy exporter (dynamo failed: {_first_line(errors[0][1])})")
-
         named = Path(tmp) / "named.onnx"
         renamed = name_graph_io(raw, named, [t.name for t in model.inputs], [t.name for t in model.outputs],
                                 model.where)
@@ -76,7 +75,7 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
             log(f"renamed {len(renamed)} graph value(s) that collided with declared names: "
                 + ", ".join(f"{a} -> {b}" for a, b in renamed[:5]))
         info = finalize_onnx(named, out)
-    written = _default_opset(out)
+    written = info["opset"]
     if written != opset:  # the legacy exporter writes at most 18
         log(f"exported at opset {written}, not the {opset} asked ({exporter} exporter)")
     info.update(exporter=exporter, opset=written)
@@ -362,7 +361,8 @@ def finalize_onnx(src: Path, out: Path) -> dict:
         skipped = f"shape inference skipped: {type(e).__name__}: {_first_line(e)}"
     save_onnx(proto, out, size)
     onnx.checker.check_model(str(out), full_check=not external)
-    info = {"nodes": len(proto.graph.node), "bytes": size, "external_data": external}
+    info = {"nodes": len(proto.graph.node), "bytes": size, "external_data": external,
+            "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)}
     return {**info, "shape_inference": skipped} if skipped else info
 
 
@@ -403,13 +403,6 @@ def copy_onnx(src: Path, dst: Path) -> None:
         shutil.copy(src, dst)
         return
     save_onnx(onnx.load(str(src), load_external_data=True), dst)
-
-
-def _default_opset(path: Path) -> int | None:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _first_line(e: BaseException) -> str:
