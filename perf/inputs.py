@@ -173,7 +173,9 @@ def variant_feeds(model, real: RealInputs | None = None, n: int = 4) -> list[dic
                 extra = make_inputs(model, spec_point(model, 1), seed=0)
                 feed = {**extra, **feed}
             feeds.append(feed)
-        return feeds
+        from .loadgen import api_feeds
+
+        return api_feeds(model, feeds)
     if hasattr(pre, "tokenizer") and real.sentences is not None:
         from generator.loading.hf import text_samples
 

@@ -45,9 +45,19 @@ def samples(model: ModelSpec, root=None, n: int = 4, batch: int = 1, use_calibra
 
         got = calibration_samples(model, root or cal.parent, lambda s: None)[:n]
         if got:
-            return got
+            return api_feeds(model, got)
     point = spec_point(model, batch)
-    return [make_inputs(model, point, seed=1000 + i) for i in range(n)]
+    return api_feeds(model, [make_inputs(model, point, seed=1000 + i) for i in range(n)])
+
+
+def api_feeds(model: ModelSpec, feeds: list[dict]) -> list[dict]:
+    """Model-facing feeds as a client sends them: a per-sample scalar input (shape []) is served as dims [1] with
+    ``reshape: { shape: [ ] }`` (generator.config.render), so the client sends [batch, 1] where the model takes
+    [batch] (and [1] for a model without a batch dim)."""
+    scalars = {t.name for t in model.inputs if not t.shape}
+    if not scalars:
+        return feeds
+    return [{k: (v[..., None] if k in scalars else v) for k, v in f.items()} for f in feeds]
 
 
 def batch_of(feeds: dict, model: ModelSpec) -> int:

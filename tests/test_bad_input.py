@@ -86,6 +86,32 @@ def test_strip_prefix_and_state_dict_key_load_lightning_style_checkpoints(workdi
     assert report.results[0].status == "built"
 
 
+def test_batchnorm_checkpoint_without_num_batches_tracked_loads_as_torch_does(workdir):
+    """Checkpoints from before PyTorch 0.4.1 and converted ones (safetensors, other frameworks) carry no
+    ``num_batches_tracked``; torch's strict load fills it in when no version metadata says it must be there,
+    so tritongen loads them too, and still refuses one whose metadata says the key was dropped."""
+    from safetensors.torch import save_file
+    from tinymodels.tiny import normed_linear
+
+    full = normed_linear().state_dict()
+    plain = {k: v.clone() for k, v in full.items() if not k.endswith("num_batches_tracked")}
+    torch.save(plain, workdir / "old.pt")
+    save_file(plain, str(workdir / "old.safetensors"))
+    for name in ("old.pt", "old.safetensors"):
+        spec = load_spec(write_spec(workdir, {"models": [linear_model(
+            source={"factory": "tinymodels.tiny:normed_linear", "checkpoint": name})]}))
+        report = build(spec, workdir / "model_repository", workdir / "build")
+        assert report.results[0].status == "built", (name, report.results[0])
+    import shutil
+
+    shutil.rmtree(workdir / "model_repository")
+    dropped = normed_linear().state_dict()  # an OrderedDict whose metadata says version 2 ...
+    del dropped["bn.num_batches_tracked"]  # ... and the key removed by hand: torch refuses it, so do we
+    torch.save(dropped, workdir / "dropped.pt")
+    _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:normed_linear", "checkpoint": "dropped.pt"}),
+           "1 missing (e.g. bn.num_batches_tracked)")
+
+
 def test_state_dict_shape_mismatch(workdir):
     from tinymodels.tiny import linear
 

@@ -221,6 +221,89 @@ def test_an_output_that_is_one_value_everywhere_is_warned_about(workdir):
     assert not [s for s in lines if s.startswith("warning: ")]
 
 
+def _per_sample(**over):
+    m = {"name": "ps", "source": {"factory": "tinymodels.named_io:per_sample"},
+         "inputs": [{"name": "x", "dtype": "float32", "shape": [4]},
+                    {"name": "temperature", "dtype": "float32", "shape": []}],
+         "outputs": [{"name": "score", "dtype": "float32", "shape": []},
+                     {"name": "label", "dtype": "int64", "shape": []}],
+         "max_batch_size": 4, "variants": ["onnx", "torchscript"]}
+    m.update(over)
+    return m
+
+
+@pytest.mark.server
+def test_a_scalar_per_sample_is_dims_1_reshaped_and_a_real_server_answers_it(workdir, triton_server_factory):
+    """shape [] (one value per sample, batch dim aside): Triton wants non-empty dims, so the config says dims [1]
+    with ``reshape: { shape: [ ] }``; Triton's core turns the client's [batch, 1] into the model's [batch] and
+    the model's [batch] outputs back into [batch, 1]. Checked against Triton's schema and rules, then served."""
+    import tritonclient.grpc as grpcclient
+
+    from generator.config.validate import validate_repository
+    from perf import loadgen
+    from tinymodels.named_io import per_sample
+
+    spec = load_spec(write_spec(workdir, {"models": [_per_sample()]}))
+    native = build(spec, workdir / "native", workdir / "build")
+    assert [r.status for r in native.results] == ["built", "built"], [r.reason for r in native.results]
+    for name in ("ps__onnx", "ps__torchscript"):
+        cfg = text_format.Parse((workdir / "native" / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        for t in list(cfg.input[1:]) + list(cfg.output):
+            assert list(t.dims) == [1] and t.HasField("reshape") and list(t.reshape.shape) == [], (name, t)
+        assert list(cfg.input[0].dims) == [4] and not cfg.input[0].HasField("reshape")
+        assert cfg.model_warmup and all(list(w.inputs["temperature"].dims) == [1] for w in cfg.model_warmup)
+    reports = validate_repository(workdir / "native")
+    assert all(not r.problems for r in reports), [(r.name, r.problems) for r in reports]
+
+    build(spec, workdir / "embedded", workdir / "build", target="embedded")
+    server = triton_server_factory(workdir / "embedded")
+    client = grpcclient.InferenceServerClient(server.urls.grpc)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    temp = rng.uniform(0.5, 2.0, (3, 1)).astype(np.float32)
+    with torch.no_grad():
+        ref = per_sample()(torch.from_numpy(x), torch.from_numpy(temp[:, 0]))
+    for name in ("ps__onnx", "ps__torchscript"):
+        meta = client.get_model_metadata(name, as_json=True)
+        assert [o["shape"] for o in meta["outputs"]] == [["-1", "1"], ["-1", "1"]]
+        ins = [grpcclient.InferInput("x", [3, 4], "FP32"), grpcclient.InferInput("temperature", [3, 1], "FP32")]
+        ins[0].set_data_from_numpy(x)
+        ins[1].set_data_from_numpy(temp)
+        got = client.infer(name, ins)
+        assert got.as_numpy("score").shape == (3, 1) and got.as_numpy("label").shape == (3, 1)
+        np.testing.assert_allclose(got.as_numpy("score")[:, 0], ref["score"].numpy(), rtol=1e-5, atol=1e-5)
+        assert (got.as_numpy("label")[:, 0] == ref["label"].numpy()).all()
+    # the load generator sends what the API takes: [1, 1] for the scalar, [1, 4] for x
+    feeds = loadgen.samples(spec.models[0], n=2)
+    assert feeds[0]["temperature"].shape == (1, 1) and feeds[0]["x"].shape == (1, 4)
+    step = loadgen.run_step("grpc", server.urls.grpc, "ps__onnx", feeds, ["score", "label"], 1, warmup_s=0.2,
+                            measurement_s=1.0)
+    assert step.errors == 0 and step.requests > 0, step.error_samples
+
+
+@pytest.mark.slow
+def test_a_branch_on_a_tensor_value_is_named_where_a_trace_froze_it(workdir):
+    """dynamo refuses ``if x.sum() > 0:``, the legacy exporter and torch.jit.trace keep the branch their example
+    took: each variant says where (file:line and the code), whether or not our inputs happened to expose it."""
+    report = _build(workdir, [{"name": "br", "source": {"factory": "tinymodels.named_io:branchy"},
+                               "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
+                               "outputs": [{"name": "y", "dtype": "float32", "shape": [3]}],
+                               "max_batch_size": 2, "variants": ["onnx", "torchscript"]}])
+    for r in report.results:
+        note = r.info.get("traced_branch", "")
+        assert note.startswith("forward() branches on a tensor's value at named_io.py:"), (r.variant, r.info)
+        assert "`if x.sum() > 0:`" in note and "torch.where" in note
+        if r.status == "failed":  # the gate saw the other branch: the note is its likely cause
+            assert r.reason.endswith(f"(likely cause: {note})"), r.reason
+    # the script method keeps the branch inside the graph: no note, and it passes on both branches' inputs
+    report = _build(workdir, [{"name": "br", "source": {"factory": "tinymodels.named_io:branchy"},
+                               "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
+                               "outputs": [{"name": "y", "dtype": "float32", "shape": [3]}],
+                               "max_batch_size": 2, "variants": [{"name": "torchscript",
+                                                                  "options": {"method": "script"}}]}])
+    assert report.results[0].status == "built" and "traced_branch" not in report.results[0].info
+
+
 def test_gate_messages_name_the_criterion_and_numbers():
     ref = np.array([1.0, 2.0, 3.0], np.float32)
     c = judge(ref, ref + np.array([0, 0, 0.5], np.float32), Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999))

@@ -9,17 +9,15 @@ staged and swapped in whole (see repository.py).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.tables import isa
 from generator.formats.classes import write_label_files
 from generator.build import isolate
+from generator.build.quiet import quiet_exporters, quiet_libraries
 from generator.errors import UserError, VariantFailed, reraise_if_interrupted
 from generator.loading.inputs import Point, call_plan, make_inputs, torch_forward, verification_points
 from generator.loading.source import load_module, local_sources
@@ -29,6 +27,7 @@ from generator.spec import ModelSpec, Spec, VariantSpec
 from generator.config.rules import rule_error
 from generator.config.validate import check_config, check_model_dir, parse_config
 from generator.variants import REGISTRY, BuildContext, Skip, Variant
+from generator.stages.export import export_note
 from generator.stages.verify import check_references, gate_reason, verify
 from generator.serve import standalone_runtime_files
 
@@ -79,27 +78,6 @@ class Events:
     def done(self, result: VariantResult) -> None: ...
 
 
-def _quiet_exporters() -> None:
-    for name in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript", "torch._dynamo",
-                 "torch.export", "onnx_ir"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-@contextlib.contextmanager
-def _quiet_libraries():
-    """Converters and quantizers warn on every tensor (fp16 truncation) and log advice to the root
-    logger; what matters reaches the user through the verification table and build.log."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
 class ModelBuild:
     """Lazy per-model state shared by its variants: module, exported ONNX, references."""
 
@@ -108,8 +86,7 @@ class ModelBuild:
         self.spec, self.model, self.events, self.force = spec, model, events, force
         self.hashes = hashes if hashes is not None else HashCache(None)
         self.dir = build_dir / model.name
-        self._module = None
-        self._plan = None
+        self._module = self._plan = None
         self._onnx: Path | None = None
         self.export_note = ""  # why the legacy exporter made the ONNX (dynamo fixed a dynamic dim), for gate failures
         self._refs: dict[Point, dict] = {}
@@ -159,7 +136,7 @@ class ModelBuild:
         out = d / "model.onnx"
         stamp = d / STAMP
         if not self.force and out.is_file() and (st := read_json(stamp)).get("key") == self.key:
-            self._onnx, self.export_note = out, st.get("info", {}).get("specialised", "")
+            self._onnx, self.export_note = out, export_note(st.get("info", {}))
             return out
         module = self.module()
         self.events.stage(self.model.name, "exporting ONNX")
@@ -173,7 +150,14 @@ class ModelBuild:
         write_json(tmp / STAMP, {"key": self.key, "info": info})
         shutil.rmtree(d, ignore_errors=True)
         tmp.rename(d)
-        self._onnx, self.export_note = out, info.get("specialised", "")
+        self._onnx, self.export_note = out, export_note(info)
+        return out
+
+    def onnx_for(self, info: dict) -> Path:
+        """``onnx()`` for one variant: a branch the trace froze goes into the variant's ``info`` (build summary)."""
+        out = self.onnx()
+        if self.export_note.startswith("forward() branches"):
+            info["traced_branch"] = self.export_note
         return out
 
     def calibration(self) -> list[dict]:
@@ -255,7 +239,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
 
     ctx = BuildContext(
         model=model, variant=vspec, artifact_dir=tmp / "artifact", work_dir=tmp / "work",
-        base_onnx=mb.onnx, torch_module=mb.module, calibration=mb.calibration, log=log, reference=mb.reference,
+        base_onnx=lambda: mb.onnx_for(ctx.info), torch_module=mb.module, calibration=mb.calibration, log=log, reference=mb.reference,
     )
     result = VariantResult(model=model.name, variant=variant.key, triton_name=name, status="built")
     mb.events.stage(model.name, f"building {variant.key}")
@@ -263,7 +247,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
     try:
         # forward() is checked against the declared outputs when the module is first loaded (by the export,
         # the build or the verification): a variant that skips (no TensorRT here) never loads torch
-        with _quiet_libraries():
+        with quiet_libraries():
             variant.build(ctx)
         result.build_s = time.perf_counter() - t
         mb.events.stage(model.name, f"verifying {variant.key}")
@@ -275,7 +259,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
         result.verification = v.to_dict()
         if not v.passed:
             result.status = "failed"
-            result.reason = gate_reason(v, mb.export_note)
+            result.reason = gate_reason(v, ctx.info.get("traced_branch") or mb.export_note)
             log(result.reason)
     except Skip as e:
         result.status, result.reason = "skipped", str(e)
@@ -509,7 +493,7 @@ def build(spec: Spec, out: Path, build_dir: Path, only: tuple[str, ...] = (), ta
           events: Events | None = None, lock_wait_s: float = 0.0, triton_version: str | None = None) -> BuildReport:
     """``lock_wait_s``: another build holding the output's lock (see repository.OutputLock) is waited for
     this long; 0 fails at once with a UserError."""
-    _quiet_exporters()
+    quiet_exporters()
     events = events or Events()
     rel = _target_release(triton_version or spec.triton_version, target)
     if templates is not None and not Path(templates).is_dir():

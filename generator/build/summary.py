@@ -64,6 +64,10 @@ def int8_note(console, report) -> None:
         if w and r.model not in warned:
             warned.add(r.model)
             console.print(f"  [yellow]warning:[/] {escape(f'{r.model}: {w}')}", soft_wrap=True)
+    for r in report.results:  # verified, but only on inputs that take the branch the trace kept
+        if r.written and r.info.get("traced_branch"):
+            console.print(f"  [yellow]warning:[/] {escape(f'{r.model}/{r.variant}: ' + r.info['traced_branch'])}",
+                          soft_wrap=True)
     int8 = [r for r in report.results if r.written and (r.info.get("isa") or r.variant.endswith("int8"))]
     for r in int8:
         if r.info.get("attempts"):

@@ -63,7 +63,16 @@ def _environment_cached(templates: Path | None = None):
 
 
 def _tensor(t, *, data_type=None) -> dict:
-    return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": t.triton_dims()}
+    """A config tensor. A scalar per sample (shape []) is dims [1] with ``reshape: { shape: [ ] }``: Triton needs
+    non-empty dims, and its core turns the client's [batch, 1] into the model's [batch] (and back for outputs)."""
+    dims = t.triton_dims()
+    return {"name": t.name, "data_type": data_type or t.dtype.triton, "dims": dims or [1],
+            **({} if dims else {"reshape": []})}
+
+
+def _api_only(tensors: list[dict]) -> list[dict]:
+    """An ensemble's tensors: the API dims only (a reshape is its composing model's business)."""
+    return [{k: v for k, v in t.items() if k != "reshape"} for t in tensors]
 
 
 def _inputs(tensors) -> list[dict]:
@@ -98,7 +107,7 @@ def warmup_entries(model: ModelSpec) -> list[dict]:
                 {
                     "name": t.name,
                     "data_type": t.dtype.triton,
-                    "dims": list(t.concrete(opt)),
+                    "dims": list(t.concrete(opt)) or [1],  # the API's dims: a per-sample scalar is [1]
                     # token ids and masks must stay in range: zeros are always valid
                     "fill": "random_data" if t.dtype.is_float else "zero_data",
                 }
@@ -484,8 +493,8 @@ def _ensemble_base(model: ModelSpec, spec_name: str, inputs: list[dict], steps: 
     return {
         **base_context(model, "ensemble", spec_name),
         "platform": backends.ENSEMBLE.platform,
-        "inputs": inputs,
-        "outputs": _outputs(model.outputs),
+        "inputs": _api_only(inputs),
+        "outputs": _api_only(_outputs(model.outputs)),
         "steps": steps,
     }
 

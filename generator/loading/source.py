@@ -302,7 +302,8 @@ def load_state_dict(src: Source, where: str) -> dict:
 def apply_state_dict(module, state: dict, where: str) -> None:
     """Strict loading with a readable diff of missing/unexpected keys and shape mismatches."""
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
+    filled = _filled_by_torch(module, state)
+    missing = [k for k in expected if k not in state and k not in filled]
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -321,7 +322,27 @@ def apply_state_dict(module, state: dict, where: str) -> None:
         raise UserError(
             f"{where}.checkpoint: {len(shapes)} tensor shape(s) differ: {'; '.join(shapes[:3])}; check source.kwargs"
         )
-    module.load_state_dict(state, strict=True)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # what torch still refuses after the checks above: its own first line
+        raise UserError(f"{where}.checkpoint: PyTorch refused the state_dict: {str(e).strip().splitlines()[0][:300]}; "
+                        "check source.factory/kwargs match the checkpoint") from None
+
+
+def _filled_by_torch(module, state: dict) -> set[str]:
+    """Keys torch's strict ``load_state_dict`` fills in itself: a BatchNorm's ``num_batches_tracked``, absent from
+    checkpoints written before PyTorch 0.4.1 and from many converted ones (safetensors, other frameworks), when the
+    state_dict carries no version metadata saying it should be there (``_BatchNorm._load_from_state_dict``)."""
+    import torch
+
+    meta = getattr(state, "_metadata", None) or {}
+    filled = set()
+    for name, sub in module.named_modules():
+        if isinstance(sub, torch.nn.modules.batchnorm._NormBase) and sub.track_running_stats:
+            version = (meta.get(name) or {}).get("version")
+            if version is None or version < 2:
+                filled.add(f"{name}.num_batches_tracked" if name else "num_batches_tracked")
+    return filled
 
 
 def _prefix_hint(missing: list[str], unexpected: list[str]) -> str:

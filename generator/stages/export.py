@@ -46,10 +46,10 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
     errors = []
     with tempfile.TemporaryDirectory(prefix="tritongen-export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
-        exporter = None
+        exporter, branch = None, ""
         for name, fn in (("dynamo", _export_dynamo), ("legacy", _export_legacy)):
             try:
-                fn(module, model, args, raw, opset)
+                branch = fn(module, model, args, raw, opset) or ""
                 fixed = fixed_dims(raw, model)
                 if fixed:  # dynamo specialised a dim the spec declares dynamic (draft export): a graph for one shape
                     raise SpecialisedExport(f"fixed {', '.join(fixed)} in the graph: forward() specialises on that "
@@ -82,7 +82,15 @@ def export_onnx(module, model: ModelSpec, out: Path, log: Callable[[str], None] 
     if exporter == "legacy" and isinstance(errors[0][1], SpecialisedExport):
         info["specialised"] = (f"the dynamo exporter {errors[0][1]}; the legacy graph was traced at {point.label} "
                                "and may hold that shape: make forward() shape-generic")
+    if branch:
+        log(f"warning: {branch}")
+        info["traced_branch"] = branch
     return info
+
+
+def export_note(info: dict) -> str:
+    """What an export left for a later gate failure to name as its likely cause ("" when nothing)."""
+    return info.get("specialised") or info.get("traced_branch") or ""
 
 
 class SpecialisedExport(Exception):
@@ -151,7 +159,31 @@ def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> No
         )
 
 
-def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> None:
+def traced_branch(records) -> str:
+    """From warnings caught while tracing (``warnings.catch_warnings(record=True)``): where forward() turned a
+    tensor into a Python bool (``if x.sum() > 0:``), so the traced graph keeps only the branch the example input
+    took. "" when it never did. e.g. "forward() branches on a tensor's value at models.py:44 (`if x.sum() > 0:`) ..."."""
+    import linecache
+
+    import torch
+
+    spots = []
+    for r in records:
+        if issubclass(r.category, torch.jit.TracerWarning) and "Python boolean" in str(r.message):
+            code = linecache.getline(r.filename, r.lineno).strip()
+            spot = f"{Path(r.filename).name}:{r.lineno}" + (f" (`{code[:80]}`)" if code else "")
+            if spot not in spots:
+                spots.append(spot)
+    if not spots:
+        return ""
+    more = f" and {len(spots) - 1} more" if len(spots) > 1 else ""
+    return (f"forward() branches on a tensor's value at {spots[0]}{more}: the traced graph keeps the branch the "
+            "example input took, and answers wrongly where an input takes another; write it with torch.where, or "
+            "use the torchscript variant with options.method: script")
+
+
+def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> str:
+    """The legacy (TorchScript-tracing) export; returns ``traced_branch`` of what the trace warned about."""
     import torch
     import warnings
 
@@ -169,8 +201,8 @@ def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> No
                 a[j + off] = f"{t.name}_dim{j}"
         if a:
             axes[t.name] = a
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
         torch.onnx.export(
             module,
             args,
@@ -182,6 +214,7 @@ def _export_legacy(module, model: ModelSpec, args, path: Path, opset: int) -> No
             dynamic_axes=axes,
             do_constant_folding=True,
         )
+    return traced_branch(records)
 
 
 def _param_names(model: ModelSpec) -> list[str]:

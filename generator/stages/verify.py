@@ -262,16 +262,16 @@ _METRIC_WORDS = {"top1": "top-k: top1 agreement", "top5": "top-k: top5 overlap",
 
 
 def gate_reason(v: Verification, export_note: str = "") -> str:
-    """Why a variant failed its gate, in one line: each failed criterion with its numbers. ``export_note``: why the
-    ONNX came from the legacy exporter (dynamo fixed a dynamic dim), the likely cause of a runtime error."""
+    """Why a variant failed its gate, in one line: each failed criterion with its numbers. ``export_note``: what
+    the export or trace left behind (dynamo fixed a dynamic dim; forward() branched on a tensor's value), named as
+    the likely cause of a runtime error or of wrong numbers."""
+    cause = f" (likely cause: {export_note})" if export_note else ""
     if v.error:
-        if export_note and v.error.startswith("runtime error"):
-            return f"gate not reached: {v.error} (likely cause: {export_note})"
-        return f"gate not reached: {v.error}"
+        return f"gate not reached: {v.error}{cause if v.error.startswith('runtime error') else ''}"
     if not v.failed:
-        return f"gate failed ({v.summary})"
+        return f"gate failed ({v.summary}){cause}"
     more = f" (+{len(v.failed) - 3} more)" if len(v.failed) > 3 else ""
-    return "gate failed: " + " | ".join(v.failed[:3]) + more
+    return "gate failed: " + " | ".join(v.failed[:3]) + more + cause
 
 
 # --------------------------------------------------------------------------- task metrics

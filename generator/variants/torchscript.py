@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.stages.export import example_point, io_adapter, script_adapter
+from generator.stages.export import example_point, io_adapter, script_adapter, traced_branch
 from generator.loading.inputs import make_inputs
 from generator.serve.runtimes import torchscript_runner
 from ..spec import ModelSpec, Tolerance
@@ -33,8 +33,14 @@ def build(ctx: BuildContext) -> None:
     if isinstance(module, torch.jit.ScriptModule):
         scripted = script_adapter(module, ctx.model, args)
     else:
-        with torch.inference_mode(False), torch.no_grad():
+        import warnings
+
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
             scripted = torch.jit.trace(io_adapter(module, ctx.model), args, check_trace=False, strict=False)
+        if branch := traced_branch(records):
+            ctx.log(f"warning: {branch}")
+            ctx.info["traced_branch"] = branch
     scripted = torch.jit.freeze(scripted.eval()) if ctx.options.freeze else scripted
     torch.jit.save(scripted, str(ctx.artifact_dir / "model.pt"))
     ctx.info["method"] = method

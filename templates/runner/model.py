@@ -137,7 +137,9 @@ class TritonPythonModel:
         params["instances"] = str(sum(int(g.get("count", 1)) for g in config.get("instance_group") or [{}]))
         settings = _rt.settings_from_parameters(runtime, params, graph_level=graph_level)
         batch = [-1] if self.max_batch_size > 0 else []
-        dims = {i["name"]: batch + [int(d) for d in i.get("dims", [])] for i in config["input"]}
+        # the model's dims: a reshape's shape where the config has one (JSON drops an empty shape: {})
+        dims = {i["name"]: batch + [int(d) for d in (i["reshape"].get("shape", []) if "reshape" in i else i.get("dims", []))]
+                for i in config["input"]}
         try:
             self.run = _rt.open_session(runtime, path, [n for n, _ in self.inputs], [n for n, _ in self.outputs],
                                         settings, gpu=gpu, input_dims=dims, max_batch_size=self.max_batch_size)

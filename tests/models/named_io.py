@@ -111,3 +111,39 @@ class DeadHead(nn.Module):
 
 def dead_head():
     return DeadHead().eval()
+
+
+class PerSample(nn.Module):
+    """A scalar per sample in and out: ``temperature`` [batch] scales the logits, ``score`` [batch] is their
+    logsumexp and ``label`` [batch] the argmax (a regressor's or a ranker's shape)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x, temperature):
+        z = self.fc(x) * temperature[:, None]
+        return {"score": torch.logsumexp(z, -1), "label": z.argmax(-1)}
+
+
+def per_sample():
+    return PerSample().eval()
+
+
+class Branchy(nn.Module):
+    """forward() branches on a tensor's value: torch.export refuses it, a trace keeps one branch."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def branchy():
+    return Branchy().eval()

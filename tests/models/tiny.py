@@ -123,3 +123,19 @@ class Unexportable(nn.Module):
 def unexportable():
     torch.manual_seed(0)
     return Unexportable().eval()
+
+
+class NormedLinear(nn.Module):
+    """A Linear followed by BatchNorm1d: its state_dict has ``bn.num_batches_tracked``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.bn = nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return self.bn(self.fc(x))
+
+
+def normed_linear():
+    return NormedLinear().eval()

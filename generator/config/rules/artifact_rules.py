@@ -63,7 +63,7 @@ def _match_io(t: Target, path: Path, sig: dict):
                 continue
             if batched:
                 dims = dims[1:]
-            cdims = list(tensor.dims)
+            cdims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)  # the model's dims
             if len(dims) != len(cdims):
                 yield problem(f"{where}: {kind} '{tensor.name}' dims {cdims} but the {noun} has rank {len(dims)} {dims}"
                               f"{' after the batch dim' if batched else ''}; fix dims")
