@@ -102,7 +102,8 @@ def _range(v: Any) -> Any:
 class InputSpec(Mapping, TensorSpec):
     name: TensorName = Field(description="Tensor name.")
     dtype: DType = Field(description="Element type.")
-    shape: tuple[InputDim, ...] = Field(description="Shape without the batch dim: integers and named dims.")
+    shape: tuple[InputDim, ...] = Field(description="Shape without the batch dim: integers and named dims; [] is "
+                                                    "one value per sample (served as dims [1], reshape []).")
     range: Annotated[Optional[tuple[int, int]], BeforeValidator(_range), WithJsonSchema(
         {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})] = Field(
         default=None, description="[low, high) of an integer input (token ids: [0, vocab_size]).")
@@ -139,7 +140,8 @@ class OutputSpec(Mapping, TensorSpec):
     name: TensorName = Field(description="Tensor name (for huggingface sources: a key of the model's output).")
     dtype: DType = Field(description="Element type.")
     shape: tuple[OutputDim, ...] = Field(description="Shape without the batch dim: integers, named dims (a dim no "
-                                                     "input uses is derived: rendered -1), or -1 (rendered -1).")
+                                                     "input uses is derived: rendered -1), or -1 (rendered -1); [] "
+                                                     "is one value per sample (served as dims [1], reshape []).")
     key: Annotated[Optional[Union[str, int]], BeforeValidator(_key)] = Field(
         default=None, description="What picks this output from forward()'s result: a dict / ModelOutput key, "
                                   "or an index into a tuple (default: the output's name).")
