@@ -112,6 +112,18 @@ def test_batchnorm_checkpoint_without_num_batches_tracked_loads_as_torch_does(wo
            "1 missing (e.g. bn.num_batches_tracked)")
 
 
+def test_a_folder_as_checkpoint_says_so(workdir):
+    (workdir / "weights").mkdir()
+    (workdir / "hf").mkdir()
+    (workdir / "hf" / "config.json").write_text("{}")
+    for folder, hint in (("weights", ""), ("hf", " (a Hugging Face folder: source.huggingface)")):
+        with pytest.raises(UserError) as e:
+            load_spec(write_spec(workdir, {"models": [linear_model(
+                source={"factory": "tinymodels.tiny:linear", "checkpoint": folder})]}))
+        assert str(e.value).startswith("models[0].source.checkpoint: '") and \
+            str(e.value).endswith(f"{folder}' is a folder; give the state_dict file in it{hint}"), str(e.value)
+
+
 def test_state_dict_shape_mismatch(workdir):
     from tinymodels.tiny import linear
 

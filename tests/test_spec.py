@@ -115,6 +115,11 @@ BAD = [
     (one(inputs=[{"name": "x", "dtype": "float32", "shape": ["4"]}]),
      "models[0].inputs[0].shape[0]: '4' is a string (quoted in the YAML); write the number 4 without quotes"),
     (one(opset=99), "models[0].opset: must be <= 23, got 99"),  # torch wrote opset 18 and the manifest said 99
+    # a typo'd shape: 27.9 GiB a sample, caught here instead of as a MemoryError deep in the export
+    (one(inputs=[{"name": "x", "dtype": "uint8", "shape": [3, 100000, 100000]}]),
+     "models[0].inputs[0].shape: one sample is 27.9 GiB (input 'x' 3x100000x100000 uint8), over the 2 GiB"),
+    (one(inputs=[{"name": "x", "dtype": "float32", "shape": ["seq", 1024]}], dims={"seq": [1, 8, 2**20]}),
+     "models[0].inputs[0].shape: one sample is 4.0 GiB (input 'x' 1048576x1024 float32 at the dims max)"),
 ]
 
 

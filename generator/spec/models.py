@@ -8,6 +8,7 @@ import dataclasses
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -130,6 +131,9 @@ class Source(Mapping):
         if k == "factory":
             if not FACTORY_RE.match(self.factory):
                 raise fail(f"'{self.factory}' is not 'module:callable' (e.g. examples.vit:vit_b16)", at="factory")
+            if self.checkpoint is not None and (root / self.checkpoint).is_dir():
+                hf = " (a Hugging Face folder: source.huggingface)" if (root / self.checkpoint / "config.json").is_file() else ""
+                raise fail(f"'{self.checkpoint}' is a folder; give the state_dict file in it{hf}", at="checkpoint")
             if self.checkpoint is not None and self.checkpoint.suffix not in CHECKPOINT_SUFFIXES:
                 raise fail(f"'{self.checkpoint.name}' has an unknown suffix; use one of "
                            f"{', '.join(CHECKPOINT_SUFFIXES)}", at="checkpoint")
@@ -377,6 +381,7 @@ class ModelSpec(Mapping):
             set_("derived_dims", self.derived_dims + derived)
             set_("dims", {k: v for k, v in dims.items() if k not in derived})
             set_("outputs", tuple(_derive(t, derived) for t in self.outputs))
+        self._check_sample_size()
         keys = [v.name for v in self.variants]
         for i, n in enumerate(keys):
             if n in keys[:i]:
@@ -433,6 +438,19 @@ class ModelSpec(Mapping):
         """The variant the ensemble routes to: ``preprocess.variant``, else ``preferred_variant``, else the first."""
         pre = getattr(self.preprocess, "variant", None)
         return pre or self.preferred_variant or self.variants[0].name
+
+    def _check_sample_size(self) -> None:
+        """One sample's inputs (at the dims' max) must fit in a request: gRPC carries at most 2 GiB, and the build
+        makes batches of them in memory to export and verify."""
+        top = {k: v[2] for k, v in self.dims.items()}
+        sizes = [(t, math.prod(t.concrete(top)) * t.dtype.itemsize) for t in self.inputs]
+        if sum(n for _, n in sizes) > 2**31:
+            t, n = max(sizes, key=lambda x: x[1])
+            shape = "x".join(str(d) for d in t.concrete(top))
+            i = self.inputs.index(t)
+            raise fail(f"one sample is {sum(n for _, n in sizes) / 2**30:.1f} GiB (input '{t.name}' {shape} {t.dtype.name}"
+                       f"{' at the dims max' if self.dims else ''}), over the 2 GiB a gRPC request can carry; check "
+                       "the shape (no batch dim) and dims", at=f"inputs[{i}].shape")
 
     def dims_at(self, which: str) -> dict[str, int]:
         """Named dims at 'min' | 'opt' | 'max'."""

@@ -15,6 +15,10 @@ class DType:
     onnx: int  # onnx.TensorProto enum value
     is_float: bool
 
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.numpy).itemsize
+
 
 # onnx.TensorProto values, written out so this module imports without onnx.
 _TABLE = [
