@@ -124,6 +124,26 @@ def test_a_folder_as_checkpoint_says_so(workdir):
             str(e.value).endswith(f"{folder}' is a folder; give the state_dict file in it{hint}"), str(e.value)
 
 
+def test_a_factory_giving_new_random_weights_each_call_is_caught_against_the_cached_export(workdir):
+    """No checkpoint and no seed: the second build reuses the first's ONNX (same key) but loads new weights for the
+    variant it adds, so the repository would mix two models. The weights' fingerprint says so in one line."""
+    model = linear_model(source={"factory": "tinymodels.tiny:unseeded_linear"})
+    spec = load_spec(write_spec(workdir, {"models": [model]}))
+    assert build(spec, workdir / "model_repository", workdir / "build").results[0].status == "built"
+    before = (workdir / "model_repository" / "lin__onnx" / "1" / "model.onnx").read_bytes()
+    spec = load_spec(write_spec(workdir, {"models": [{**model, "variants": ["onnx", "torchscript"]}]}))
+    with pytest.raises(UserError) as e:
+        build(spec, workdir / "model_repository", workdir / "build")
+    assert str(e.value).startswith("models[0].source: tinymodels.tiny:unseeded_linear gave other weights than when "
+                                   "the cached ONNX was exported"), str(e.value)
+    assert "seed the factory (torch.manual_seed)" in str(e.value) and "\n" not in str(e.value)
+    assert (workdir / "model_repository" / "lin__onnx" / "1" / "model.onnx").read_bytes() == before
+    assert not (workdir / "model_repository" / "lin__torchscript").exists()
+    # --force exports again from the weights of this run: one model in the repository
+    report = build(spec, workdir / "model_repository", workdir / "build", force=True)
+    assert [r.status for r in report.results] == ["built", "built"]
+
+
 def test_state_dict_shape_mismatch(workdir):
     from tinymodels.tiny import linear
 
@@ -161,6 +181,14 @@ def test_output_count_mismatch(workdir):
 def test_output_shape_mismatch(workdir):
     _fails(workdir, linear_model(outputs=[{"name": "y", "dtype": "float32", "shape": [4]}]),
            "models[0].outputs[0].shape: declared [4]")
+
+
+def test_output_without_the_batch_dim_says_so(workdir):
+    msg = _fails(workdir, linear_model(source={"factory": "tinymodels.tiny:with_weights"},
+                                       outputs=[{"name": "y", "dtype": "float32", "shape": [3]},
+                                                {"name": "w", "dtype": "float32", "shape": [4]}]),
+                 "models[0].outputs[1]: the model returns [4] at batch=1, without the batch dim first")
+    assert msg.endswith("or set max_batch_size: 0")
 
 
 def test_output_dtype_mismatch(workdir):

@@ -321,6 +321,23 @@ def test_gate_messages_name_the_criterion_and_numbers():
     assert c["why"] == "shape [2] but PyTorch gives [3]"
 
 
+def test_int_outputs_are_exact_unless_the_gate_allows_an_agreement_fraction():
+    """Indices picked from floats (argmax, top-k) move where INT8 moves two close scores past each other: exact by
+    default, with the knob named in the message; ``min_int_agreement`` sets the fraction that must match."""
+    ref = np.arange(10, dtype=np.int64)
+    got = ref.copy()
+    got[3] = 7  # 1 of 10 differs: 90% agreement
+    c = judge(ref, got, Tolerance(min_cosine=0.98))
+    assert not c["ok"] and c["why"] == ("exact (int64 output): 1 of 10 values differ (max|Δ| 4); indices picked from "
+                                        "floats (argmax, top-k) may move in a lossy variant: verify.min_int_agreement")
+    assert judge(ref, got, Tolerance(min_int_agreement=0.9))["ok"]
+    c = judge(ref, got, Tolerance(min_int_agreement=0.95))
+    assert c["why"] == "agreement (int64 output): 0.9000 of values equal PyTorch's < min_int_agreement 0.95 (1 of 10 differ, max|Δ| 4)"
+    assert judge(ref, ref, Tolerance())["ok"]
+    b = np.array([True, False, True, True])
+    assert not judge(b, ~b, Tolerance(min_int_agreement=0.5))["ok"]  # bools too: 0 of 4 agree
+
+
 def test_forward_with_kwargs_takes_any_name_and_says_which_go_there():
     from generator.loading.inputs import call_module, call_plan
     from generator.spec import parse_spec

@@ -20,7 +20,7 @@ from generator.build import isolate
 from generator.build.quiet import quiet_exporters, quiet_libraries
 from generator.errors import UserError, VariantFailed, reraise_if_interrupted
 from generator.loading.inputs import Point, call_plan, make_inputs, torch_forward, verification_points
-from generator.loading.source import load_module, local_sources
+from generator.loading.source import load_module, local_sources, weights_fingerprint
 from generator.config.render import cap_to_member, config_context, render, template_for, triton_model_name
 from generator.formats.repository import HashCache, Staging, check_output, copy_tree, digest, file_entries, read_json, tool_versions, write_json, write_json_if_changed
 from generator.spec import ModelSpec, Spec, VariantSpec
@@ -114,8 +114,21 @@ class ModelBuild:
                                 "parameter of forward() and go into its **kwargs: check their spelling")
             self._module = module
             self.timings["load_s"] = time.perf_counter() - t
+            self._check_weights(module)
             self._check_forward()
         return self._module
+
+    def _check_weights(self, module) -> None:
+        """The weights must be the ones the cached ONNX was exported from (and a spawned variant build's the
+        parent's): a factory without a checkpoint that initialises at random gives new weights on every call."""
+        self.weights = weights_fingerprint(module)
+        st = {} if self.force else read_json(self.dir / "export" / STAMP)  # --force: the ONNX is exported again
+        was = st.get("info", {}).get("weights") if st.get("key") == self.key else None
+        if was and self.weights and was != self.weights:
+            src = self.model.source
+            raise UserError(f"{self.model.where}.source: {src.factory or src.kind} gave other weights than when the "
+                            "cached ONNX was exported (a factory without a checkpoint, initialised at random?); give a "
+                            "checkpoint or seed the factory (torch.manual_seed), then build again with --force")
 
     def _check_forward(self) -> None:
         """The module must accept the declared inputs and return the declared outputs at every point."""
@@ -145,7 +158,7 @@ class ModelBuild:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         info = export_onnx(module, self.model, tmp / "model.onnx", lambda s: self.events.log(self.model.name, s))
-        info["export_s"] = time.perf_counter() - t
+        info["export_s"], info["weights"] = time.perf_counter() - t, self.weights
         self.timings["export_s"] = info["export_s"]
         write_json(tmp / STAMP, {"key": self.key, "info": info})
         shutil.rmtree(d, ignore_errors=True)

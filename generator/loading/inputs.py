@@ -315,6 +315,12 @@ def _check_output_shape(model: ModelSpec, i: int, t: TensorSpec, arr: np.ndarray
     got = tuple(arr.shape)
     want = tensor_shape(t, point)  # -1: a dim that follows no input (checked by rank only)
     if len(got) != len(want) or any(w != -1 and g != w for g, w in zip(got, want)):
+        if point.batch and (not got or got[0] != point.batch):  # the first dim is not the batch of this call
+            raise UserError(
+                f"{model.where}.outputs[{i}]: the model returns {list(got)} at {point.label}, without the batch dim "
+                f"first; every output of a batching model needs it (max_batch_size > 0): return one row per sample "
+                "(e.g. expand to [batch, ...]) or set max_batch_size: 0"
+            )
         raise UserError(
             f"{model.where}.outputs[{i}].shape: declared {list(t.shape)} "
             f"({list(want)} at {point.label}) but the model returns {list(got[1:] if point.batch else got)}"

@@ -65,6 +65,27 @@ def local_sources(module_name: str, root: Path) -> list[Path]:
     return sorted(seen, key=str)
 
 
+def weights_fingerprint(module) -> str:
+    """A cheap fingerprint of a module's weights (names, shapes, dtypes and up to 256 strided values of each): it
+    tells whether two loads of one source gave the same weights. "" for a module without a state_dict."""
+    import hashlib
+
+    import torch
+
+    if not hasattr(module, "state_dict"):
+        return ""
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if not isinstance(t, torch.Tensor):
+                continue
+            flat = t.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)].to("cpu", torch.float64) if flat.numel() else flat
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(sample.numpy().tobytes() if sample.numel() else b"")
+    return h.hexdigest()
+
+
 def load_module(model: ModelSpec, root: Path):
     """The model as an eval-mode module on CPU."""
     src = model.source

@@ -170,6 +170,9 @@ class Tolerance(Mapping):
     atol: Optional[NonNegFloat] = Field(default=None, description="Absolute tolerance vs PyTorch.")
     rtol: Optional[NonNegFloat] = Field(default=None, description="Relative tolerance vs PyTorch.")
     min_cosine: Optional[Fraction] = Field(default=None, description="Minimum output cosine vs PyTorch.")
+    min_int_agreement: Optional[Fraction] = Field(default=None, description="Integer and bool outputs: fraction of "
+                                                  "values equal to PyTorch's (default 1, exact). Indices picked from "
+                                                  "floats (argmax, top-k) may move in an INT8 or fp16 variant.")
     task: Optional[Literal[TASKS]] = Field(default=None, description="Task metric gate.")
     min_top1: Optional[Fraction] = Field(default=None, description="classification: fraction of samples whose "
                                                                    "top-1 class equals PyTorch's.")

@@ -133,7 +133,7 @@ def judge(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> dict:
     with its numbers (empty when ok).
 
     - shapes must be equal (outputs with ``-1`` dims are checked here: rank and every size);
-    - integer and bool outputs must be exactly equal;
+    - integer and bool outputs must be exactly equal (or agree on ``min_int_agreement`` of their values);
     - a degenerate reference (every |ref| < 1e-30, e.g. denormals) is judged on absolute error alone:
       max|Δ| <= atol (1e-6 when the gate sets none);
     - else abs/rel (``|Δ| <= atol + rtol·|ref|`` everywhere, when atol or rtol is set) and cosine >= min_cosine.
@@ -161,8 +161,13 @@ def judge(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> dict:
     ref_max = float(np.max(np.abs(r[np.isfinite(r)]))) if np.any(np.isfinite(r)) else 0.0
     if exact:
         wrong = int(np.sum(g != r))
-        if wrong:
-            why.append(f"exact ({ref.dtype.name} output): {wrong} of {r.size} values differ (max|Δ| {max_abs:.3g})")
+        need = tol.min_int_agreement if tol.min_int_agreement is not None else 1.0
+        if wrong and need >= 1.0:
+            why.append(f"exact ({ref.dtype.name} output): {wrong} of {r.size} values differ (max|Δ| {max_abs:.3g}); "
+                       "indices picked from floats (argmax, top-k) may move in a lossy variant: verify.min_int_agreement")
+        elif 1.0 - wrong / r.size < need:
+            why.append(f"agreement ({ref.dtype.name} output): {1.0 - wrong / r.size:.4f} of values equal PyTorch's "
+                       f"< min_int_agreement {need:g} ({wrong} of {r.size} differ, max|Δ| {max_abs:.3g})")
     elif ref_max < DEGENERATE_REF:
         limit = tol.atol if tol.atol is not None else DEGENERATE_ATOL
         if max_abs > limit:

@@ -139,3 +139,23 @@ class NormedLinear(nn.Module):
 
 def normed_linear():
     return NormedLinear().eval()
+
+
+class WithWeights(nn.Module):
+    """Returns its weight's column sums beside the batch's output: a tensor with no batch dim."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x), self.fc.weight.sum(0)
+
+
+def with_weights():
+    return WithWeights().eval()
+
+
+def unseeded_linear():
+    """Initialised at random on every call: what a factory without a checkpoint and without a seed gives."""
+    return Linear().eval()
