@@ -77,6 +77,13 @@ def test_sentences_over_grpc_and_http_match_sentence_transformers(text_repo, ref
             np.testing.assert_allclose(row, reference[i], atol=1e-4, rtol=1e-3)
     # normalised by sentence-transformers' Normalize module (modules.json), as served
     np.testing.assert_allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-5)
+    # bytes that are not UTF-8 are the caller's mistake: INVALID_ARGUMENT naming the element, not an internal error
+    bad = np.array([["ok".encode()], [b"\xff\xfe bad"]], dtype=np.object_)
+    inp = grpcclient.InferInput("text", [2, 1], "BYTES")
+    inp.set_data_from_numpy(bad)
+    with pytest.raises(Exception) as e:
+        grpcclient.InferenceServerClient(url=server.urls.grpc).infer("minilm__ensemble", [inp])
+    assert "INVALID_ARGUMENT" in str(e.value) and "input 'text' element 1 is not UTF-8 text" in str(e.value), str(e.value)
 
 
 def test_tokenizer_and_ensemble_configs_parse_with_tritons_schema(text_repo):

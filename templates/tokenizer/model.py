@@ -93,8 +93,10 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                raw = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
-                texts = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw.reshape(-1)]
+                tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
+                if tensor is None:
+                    raise ValueError(f"input {self.input_name!r} is missing")
+                texts = [_text(v, i, self.input_name) for i, v in enumerate(tensor.as_numpy().reshape(-1))]
                 encodings = self.tokenizer.encode_batch(texts)
                 outputs = []
                 for out, field, dtype in self.fields:
@@ -102,7 +104,20 @@ class TritonPythonModel:
                     outputs.append(pb_utils.Tensor(out, arr if self.batched else arr[0]))
                 responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except Exception as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
-                )
+                # a bad element is the caller's mistake: INVALID_ARG where this backend has error codes
+                code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if isinstance(exc, ValueError) else None
+                text = f"{type(exc).__name__}: {exc}"
+                error = pb_utils.TritonError(text, code) if code is not None else pb_utils.TritonError(text)
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
+
+
+def _text(value, i, name):
+    """One element of the string input as text: UTF-8 bytes (what Triton's BYTES carries) or a str."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"input {name!r} element {i} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "send the string encoded as UTF-8") from None
