@@ -5,8 +5,10 @@
 - a ``torch.export`` file (``.pt2``): inputs and outputs from the program's placeholders and outputs, a
   symbolic first dim as the batch dim and other symbolic dims as named dims with the program's bounds;
 - a TorchScript file: input names from ``forward``'s schema; shapes by a probe run, else TODOs;
-- a state_dict (+ ``--factory module:callable``): the factory builds the model, the first layer's weight
-  suggests the input, a probe forward gives the outputs; what stays unknown is a ``TODO`` the build names.
+- a state_dict (+ ``--factory module:callable``): the factory builds the model, inputs are named as forward()
+  names them, the first layer suggests the input (an Embedding: int64 token ids of a named length ``seq``, the
+  vocabulary as range; a conv: its channels; a linear: its features), a probe forward gives the outputs (named by
+  a returned dict's keys); what stays unknown is a ``TODO`` the build names.
 
 Nothing is written on error; the spec lands whole (temp file + rename) and is parsed back before it does.
 """
@@ -196,11 +198,73 @@ def _from_torchscript_or_hint(path: Path, spec_dir: Path, name: str) -> list[str
 _GUESSES = [(3, 224, 224), (3, 32, 32), (1, 28, 28)]
 
 
-def _probe(module, names: list[str], first_weight=None, image_size=None):
-    """Inputs/outputs by running ``module`` on guessed shapes (one float input); TODOs when nothing fits.
-    ``image_size`` (h, w): the input is (channels, h, w), channels from the first conv (else 3)."""
+SEQ_DIMS = [1, 16, 512]  # init's guess for a token input's lengths: [min, opt, max]
+
+
+def _forward_names(module) -> list[str]:
+    """forward()'s parameters without a default (the inputs a caller must give), in order; [] when unknown."""
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [q.name for q in params if q.default is inspect.Parameter.empty
+            and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+
+
+def _first_layer(module):
+    """The first leaf module with weights, in definition order (an Embedding means token ids come in)."""
+    for _, m in module.named_modules():
+        if not any(True for _ in m.children()) and any(True for _ in m.parameters(recurse=False)):
+            return m
+    return None
+
+
+def _outputs_of(out) -> list[tuple[str, object]] | None:
+    """(name, tensor) per returned tensor: a dict's (or ModelOutput's) keys, else output / output_<i>."""
     import torch
 
+    if isinstance(out, dict) or hasattr(out, "to_tuple"):
+        items = [(str(k), v) for k, v in dict(out).items() if isinstance(v, torch.Tensor)]
+    else:
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        items = [("output" if len(outs) == 1 else f"output_{i}", o) for i, o in enumerate(outs)]
+    if not items or not all(isinstance(o, torch.Tensor) and o.ndim >= 1 and o.shape[0] == 2 for _, o in items):
+        return None
+    return items
+
+
+def _probe_tokens(module, name: str, vocab: int):
+    """A token-id model (its first layer an Embedding): int64 ids of a named length ``seq``."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            items = _outputs_of(module(torch.zeros((2, SEQ_DIMS[1]), dtype=torch.int64)))
+    except Exception:
+        return None
+    if items is None:
+        return None
+    inputs = [{"name": name, "dtype": "int64", "shape": ["seq"], "range": [0, vocab],
+               "_todo": "token ids of length seq (dims), found by a probe run: check it"}]
+    outputs = [{"name": k, **({"key": k} if not re.match(r"^[A-Za-z_][\w.-]*$", k) else {}),
+                "dtype": str(o.dtype).replace("torch.", ""),
+                "shape": ["seq" if d == SEQ_DIMS[1] else d for d in o.shape[1:]]} for k, o in items]
+    return inputs, outputs, 8
+
+
+def _probe(module, names: list[str], first_weight=None, image_size=None):
+    """Inputs/outputs by running ``module`` on guessed shapes (one float input, or token ids when the first layer
+    is an Embedding); TODOs when nothing fits. ``image_size`` (h, w): the input is (channels, h, w), channels from
+    the first conv (else 3)."""
+    import torch
+
+    first = _first_layer(module) if isinstance(module, torch.nn.Module) else None
+    if image_size is None and len(names) == 1 and isinstance(first, torch.nn.Embedding):
+        got = _probe_tokens(module, names[0], first.num_embeddings)
+        if got is not None:
+            return got
     guesses = list(_GUESSES)
     if image_size is not None:
         ch = first_weight.shape[1] if first_weight is not None and len(first_weight.shape) == 4 else 3
@@ -224,19 +288,17 @@ def _probe(module, names: list[str], first_weight=None, image_size=None):
         for g in guesses:
             try:
                 with torch.inference_mode():
-                    out = module(torch.zeros((2, *g)))
+                    items = _outputs_of(module(torch.zeros((2, *g))))
             except Exception:
                 continue
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            if not all(isinstance(o, torch.Tensor) and o.ndim >= 1 and o.shape[0] == 2 for o in outs):
+            if items is None:
                 continue
             inputs = [{"name": names[0], "dtype": "float32", "shape": list(g),
                        "_todo": None if image_size is not None else "shape found by a probe run: check it"}]
             if image_size is not None and g[0] in (1, 3):  # (channels, h, w): what Triton's image clients read
                 inputs[0]["format"] = "FORMAT_NCHW"
-            outputs = [{"name": "output" if len(outs) == 1 else f"output_{i}",
-                        "dtype": str(o.dtype).replace("torch.", ""), "shape": list(o.shape[1:])}
-                       for i, o in enumerate(outs)]
+            outputs = [{"name": k, "dtype": str(o.dtype).replace("torch.", ""), "shape": list(o.shape[1:])}
+                       for k, o in items]
             return inputs, outputs, 8
     inputs = [{"name": n, "dtype": "float32", "shape": ["TODO"], "_todo": "the shape without the batch dim"}
               for n in names]
@@ -319,8 +381,10 @@ def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str, image:
     apply_state_dict(module, state, "source")
     module.eval()
     first = next((v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) >= 2), None)
-    inputs, outputs, mbs = _probe(module, ["pixel_values" if image else "input"], first,
-                                  tuple(image["size"]) if image else None)
+    names = _forward_names(module) or ["input"]
+    if image and len(names) == 1:
+        names = ["pixel_values"]
+    inputs, outputs, mbs = _probe(module, names, first, tuple(image["size"]) if image else None)
     source = {"factory": factory, "checkpoint": _rel(path, spec_dir)}
     if key:
         source["state_dict_key"] = key
@@ -329,6 +393,8 @@ def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str, image:
     if image and len(outputs) == 1:
         outputs[0]["name"] = "logits"
     lines += _tensor_lines("inputs", inputs) + _tensor_lines("outputs", outputs)
+    if any("seq" in t["shape"] for t in inputs):
+        lines.append(f"    dims: {_flow({'seq': SEQ_DIMS})}   # TODO: the sequence lengths you serve: [min, opt, max]")
     lines += [f"    max_batch_size: {mbs}", "    variants: [onnx]"]
     if image and inputs[0]["shape"][0] == 3:
         if len(outputs) == 1 and len(outputs[0]["shape"]) == 1:

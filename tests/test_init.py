@@ -147,6 +147,51 @@ def test_state_dict_with_a_factory(tmp_path):
     assert _build(spec, tmp_path) == {"w__onnx"}
 
 
+TOKENS_PY = """
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(300, 8)
+        self.cls = nn.Linear(8, 3)
+        self.tag = nn.Linear(8, 5)
+
+    def forward(self, token_ids, scale: float = 1.0):
+        h = self.emb(token_ids) * scale
+        return {"label_logits": self.cls(h.mean(1)), "tag_logits": self.tag(h)}
+
+
+def tagger():
+    return Tagger().eval()
+"""
+
+
+def test_state_dict_of_a_token_model_gets_its_forward_names_ids_and_dict_keys(tmp_path):
+    """First layer an Embedding: int64 ids of a named length with the vocabulary as range (a float probe would
+    fail); the input named as forward() names it; outputs named by the dict's keys, seq where it follows."""
+    (tmp_path / "tok.py").write_text(TOKENS_PY)
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from tok import tagger
+    finally:
+        sys.path.remove(str(tmp_path))
+    torch.save(tagger().state_dict(), tmp_path / "tagger.pt")
+    spec = tmp_path / "spec.yaml"
+    _run("init", tmp_path / "tagger.pt", "-o", spec, "--factory", "tok:tagger")
+    model = yaml.safe_load(spec.read_text())["models"][0]
+    assert model["inputs"] == [{"name": "token_ids", "dtype": "int64", "shape": ["seq"], "range": [0, 300]}]
+    assert model["dims"] == {"seq": [1, 16, 512]}
+    assert model["outputs"] == [{"name": "label_logits", "dtype": "float32", "shape": [3]},
+                                {"name": "tag_logits", "dtype": "float32", "shape": ["seq", 5]}]
+    assert _build(spec, tmp_path) == {"tagger__onnx"}
+
+
 def test_what_cannot_be_inferred_is_a_todo_the_build_names(tmp_path):
     class Two(torch.nn.Module):
         def forward(self, a, b):
