@@ -254,6 +254,12 @@ def test_a_scalar_per_sample_is_dims_1_reshaped_and_a_real_server_answers_it(wor
         assert cfg.model_warmup and all(list(w.inputs["temperature"].dims) == [1] for w in cfg.model_warmup)
     reports = validate_repository(workdir / "native")
     assert all(not r.problems for r in reports), [(r.name, r.problems) for r in reports]
+    # a hand-edited config without the reshape: validate names the fix
+    cfg_path = workdir / "native" / "ps__onnx" / "config.pbtxt"
+    cfg_path.write_text(cfg_path.read_text().replace("reshape: { shape: [ ] }", "", 1))
+    problems = [q for r in validate_repository(workdir / "native") for q in r.problems]
+    assert len(problems) == 1 and "input 'temperature' dims [1] but the graph has rank 0 [] after the batch dim; " \
+        "add reshape: { shape: [ ] }" in problems[0], problems
 
     build(spec, workdir / "embedded", workdir / "build", target="embedded")
     server = triton_server_factory(workdir / "embedded")

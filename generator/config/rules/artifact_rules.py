@@ -65,8 +65,10 @@ def _match_io(t: Target, path: Path, sig: dict):
                 dims = dims[1:]
             cdims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)  # the model's dims
             if len(dims) != len(cdims):
+                scalar = not dims and cdims == [1]  # one value per sample: Triton wants dims [1] + an empty reshape
                 yield problem(f"{where}: {kind} '{tensor.name}' dims {cdims} but the {noun} has rank {len(dims)} {dims}"
-                              f"{' after the batch dim' if batched else ''}; fix dims")
+                              f"{' after the batch dim' if batched else ''}; "
+                              + ("add reshape: { shape: [ ] }" if scalar else "fix dims"))
                 continue
             if is_ov and kind == "input" and -1 in cdims and not reshape:
                 what = f"are dynamic where the IR is static {dims}" if all(d > 0 for d in dims) else "have a dynamic dim"
