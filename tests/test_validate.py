@@ -69,7 +69,19 @@ CASES = [
     (GOOD.replace("dims: [ 4 ]", "dims: [ 4, 1 ]"), "dims [4, 1] but the graph has rank 1"),
     (GOOD + 'model_warmup [ { name: "w" batch_size: 32 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]',
      "model_warmup 'w' batch_size 32 > max_batch_size 8"),
+    # Triton's platforms are a closed set; a backend one slip from a shipped one is a typo, not a custom backend
+    (GOOD.replace('platform: "onnxruntime_onnx"', 'platform: "onnx_runtime"'),
+     "platform \"onnx_runtime\" is not one Triton knows (did you mean 'onnxruntime_onnx'?"),
+    (GOOD.replace('platform: "onnxruntime_onnx"', 'backend: "onnx"'),
+     "backend \"onnx\" is not a backend Triton ships; did you mean \"onnxruntime\"?"),
+    (GOOD.replace('platform: "onnxruntime_onnx"', 'backend: "pyton"'), "did you mean \"python\"?"),
 ]
+
+
+def test_a_custom_backend_name_is_not_a_problem(tmp_path, lin_onnx):
+    found = problems(repo_with(tmp_path, lin_onnx, GOOD.replace('platform: "onnxruntime_onnx"',
+                                                                'backend: "mycompany_engine"')))
+    assert not any("backend" in p for p in found), found
 
 
 @pytest.mark.parametrize("config,message", CASES, ids=[c[1][:40] for c in CASES])

@@ -43,6 +43,7 @@ def check_config(cfg, text: str, where: str, dir_name: str | None = None) -> lis
         p.append(f"{where}: name \"{cfg.name}\" differs from its folder '{dir_name}'; make them equal")
     if not cfg.platform and not cfg.backend:
         p.append(f"{where}: neither platform nor backend is set; add one (e.g. platform: \"onnxruntime_onnx\")")
+    p += _engine_names(cfg, where)
     if not re.search(r"^\s*max_batch_size\s*:", text, re.M):
         p.append(f"{where}: max_batch_size is not written; write it explicitly (0 disables batching)")
     mbs = cfg.max_batch_size
@@ -89,6 +90,29 @@ def check_config(cfg, text: str, where: str, dir_name: str | None = None) -> lis
     for g in cfg.instance_group:
         if g.count < 0:
             p.append(f"{where}: instance_group count {g.count} is negative")
+    return p
+
+
+def _engine_names(cfg, where: str) -> list[str]:
+    """An unknown platform (Triton's are a closed set) and a backend name one edit from a known one (a custom
+    backend is any other name: its library in the backend directory)."""
+    import difflib
+
+    from generator.tables import backends as B
+
+    known = sorted({n for b in B.BACKENDS.values() for n in b.config_names} | set(B.OTHER_TRITON_BACKENDS))
+    p = []
+    if cfg.platform and not cfg.backend and cfg.platform not in B.TRITON_PLATFORMS:
+        near = difflib.get_close_matches(cfg.platform, B.TRITON_PLATFORMS, n=1, cutoff=0.5)
+        p.append(f"{where}: platform \"{cfg.platform}\" is not one Triton knows "
+                 f"({'did you mean ' + repr(near[0]) + '? ' if near else ''}platforms: {', '.join(B.TRITON_PLATFORMS)})")
+    if cfg.backend and cfg.backend not in known:
+        b = cfg.backend.lower()
+        near = [k for k in known if len(b) >= 3 and (b in k or k in b)] or \
+            difflib.get_close_matches(b, known, n=1, cutoff=0.8)
+        if near:
+            p.append(f"{where}: backend \"{cfg.backend}\" is not a backend Triton ships; did you mean \"{near[0]}\"? "
+                     f"(a custom backend needs libtriton_{cfg.backend}.so in the server's backend directory)")
     return p
 
 

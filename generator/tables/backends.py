@@ -243,6 +243,11 @@ ENSEMBLE = Backend(name="ensemble", platform="ensemble", config_backend=None, fi
 BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, OPENVINO, PYTORCH, TORCH_AOTI, TENSORRT, PYTHON,
                                                       ENSEMBLE)}
 _BY_CONFIG_NAME = {n: b for b in BACKENDS.values() for n in b.config_names}
+# what Triton itself knows beyond the table: the other backends the NGC server ships, and TensorFlow's platforms
+# (core's platform -> backend map); a config naming none of these is a typo or a custom backend
+OTHER_TRITON_BACKENDS = ("tensorflow", "fil", "dali", "identity", "repeat", "square", "vllm", "tensorrtllm")
+TRITON_PLATFORMS = tuple(b.platform for b in BACKENDS.values() if b.platform) + ("tensorflow_graphdef",
+                                                                                  "tensorflow_savedmodel")
 
 
 # ----------------------------------------------------------------------------------------------- lookups
