@@ -368,6 +368,8 @@ def run_perf(
         raise UserError(f"--protocol {protocol}: not one of {', '.join(PROTOCOLS)}")
     if int(rounds) < 1:
         raise UserError(f"--rounds {rounds}: give 1 or more (3 or more for 95% intervals worth printing)")
+    if not latency_budget_ms > 0:
+        raise UserError(f"--latency-budget-ms {latency_budget_ms:g}: give the p99 budget in ms, above 0")
     concurrency = sorted({int(c) for c in concurrency})
     if not concurrency or concurrency[0] < 1:
         raise UserError("--concurrency: give positive integers, e.g. 1,2,4,8")
@@ -380,11 +382,17 @@ def run_perf(
     spec = load_spec(spec_path)
     repo = Path(repo).resolve()
     targets = discover(repo, models, real_inputs)
+    missing = set()
     for t in targets:
         try:
             spec.model(t.model)
         except UserError:
             t.skipped = f"model '{t.model}' is not in {spec_path.name}"
+            missing.add(t.model)
+    if targets and missing == {t.model for t in targets}:
+        have = ", ".join(sorted(missing))
+        raise UserError(f"{spec_path.name}: none of {repo.name}'s models ({have}) is in it; give the spec the "
+                        "repository was built from")
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_root).resolve() / run_id
     run_dir.mkdir(parents=True, exist_ok=False)

@@ -174,3 +174,19 @@ def test_server_killed_mid_sweep_stops_keeps_finished_steps_and_raises(built, tr
     assert res["partial"] and 1 <= len(res["steps"]) < 40
     assert all(s["errors"] == 0 for s in res["steps"])  # only clean, finished steps are kept
     assert "PARTIAL RUN" in (run_dir / "report.md").read_text()
+
+
+def test_a_spec_that_is_not_the_repositorys_and_a_budget_of_zero_are_one_line_errors(built, tmp_path):
+    """Nothing is served and no run folder is written: the spec names none of the repository's models (a report
+    of skipped rows is no answer), or the p99 budget is not a positive number."""
+    other = write_spec(tmp_path, {"models": [linear_model(name="elsewhere")]})
+    with pytest.raises(UserError) as e:
+        run_perf(None, built["repo"], other, None, [1], 100.0, tmp_path / "results", "loadgen", 0.5, 50,
+                 log=lambda s: None)
+    assert str(e.value) == ("spec.yaml: none of repo's models (lin) is in it; give the spec the repository was "
+                            "built from")
+    with pytest.raises(UserError) as e:
+        run_perf(None, built["repo"], built["spec_path"], None, [1], 0.0, tmp_path / "results", "loadgen", 0.5, 50,
+                 log=lambda s: None)
+    assert str(e.value).startswith("--latency-budget-ms 0: give the p99 budget in ms")
+    assert not (tmp_path / "results").exists()

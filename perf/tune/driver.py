@@ -32,7 +32,11 @@ def _devices(model_dir: Path) -> tuple[str, ...]:
         return ("cpu", "gpu")
 
 
-def _check_options(strategy: str, objective: str | None, rounds: int, max_configs: int, finalists: int) -> None:
+def _check_options(strategy: str, objective: str | None, rounds: int, max_configs: int, finalists: int,
+                   limits: dict | None = None) -> None:
+    for name, v in (limits or {}).items():  # the CLI's own values bypass the spec's typed checks
+        if v is not None and not v > 0:
+            raise UserError(f"--{name.replace('_', '-')} {v:g}: give a positive number")
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy {strategy}: not one of {', '.join(STRATEGIES)}")
     if objective is not None and objective not in OBJECTIVES:
@@ -125,7 +129,8 @@ def run_tune(spec_path: Path, repo: Path, url: str | None = None, models: list[s
     """Tune every model (or ``models``) of the spec on ``repo``; returns the run folder."""
     from generator.spec import load_spec
 
-    _check_options(strategy, objective, rounds, max_configs, finalists)
+    _check_options(strategy, objective, rounds, max_configs, finalists,
+                   {"latency_budget_ms": latency_budget_ms, "min_throughput": min_throughput, "max_memory_mb": max_memory_mb})
     t_start = time.time()
     spec_path = Path(spec_path).resolve()
     spec = load_spec(spec_path)
