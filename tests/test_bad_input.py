@@ -191,6 +191,16 @@ def test_output_without_the_batch_dim_says_so(workdir):
     assert msg.endswith("or set max_batch_size: 0")
 
 
+def test_a_python_autograd_function_fails_torchscript_only_naming_it(workdir):
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(
+        source={"factory": "tinymodels.tiny:with_autograd_function"}, variants=["onnx", "torchscript"])]}))
+    report = build(spec, workdir / "model_repository", workdir / "build")
+    onnx, ts = report.results
+    assert onnx.status == "built" and ts.status == "failed"
+    assert ts.reason == ("torchscript: the traced model calls the Python function '_Scale2' (a torch.autograd.Function "
+                         "in the model's code), which TorchScript cannot save; serve the onnx or torch-aoti variant")
+
+
 def test_output_dtype_mismatch(workdir):
     _fails(workdir, linear_model(outputs=[{"name": "y", "dtype": "float16", "shape": [3]}]),
            "models[0].outputs[0].dtype: declared float16 but the model returns float32")

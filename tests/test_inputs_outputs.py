@@ -310,6 +310,28 @@ def test_a_branch_on_a_tensor_value_is_named_where_a_trace_froze_it(workdir):
     assert report.results[0].status == "built" and "traced_branch" not in report.results[0].info
 
 
+def test_branch_warnings_from_library_code_are_not_reported(tmp_path):
+    """torch's and transformers' own checks (``if padding_idx >= weight.size(0)``, ``if num_channels != ...``)
+    warn the same way on every trace; only the user's code is named."""
+    import warnings
+
+    from generator.stages.export import traced_branch
+
+    user = tmp_path / "nets.py"
+    user.write_text("def f(x):\n    if x.mean() > 0:\n        return x\n")
+    lib = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "torch" / "nn" / "functional.py"
+    lib.parent.mkdir(parents=True)
+    lib.write_text("if padding_idx >= weight.size(0):\n")
+    msg = "Converting a tensor to a Python boolean might cause the trace to be incorrect."
+
+    def record(path, line):
+        return warnings.WarningMessage(torch.jit.TracerWarning(msg), torch.jit.TracerWarning, str(path), line)
+
+    assert traced_branch([record(lib, 1)]) == ""
+    assert traced_branch([record(lib, 1), record(user, 2)]).startswith(
+        "forward() branches on a tensor's value at nets.py:2 (`if x.mean() > 0:`):")
+
+
 def test_gate_messages_name_the_criterion_and_numbers():
     ref = np.array([1.0, 2.0, 3.0], np.float32)
     c = judge(ref, ref + np.array([0, 0, 0.5], np.float32), Tolerance(atol=1e-3, rtol=1e-3, min_cosine=0.9999))

@@ -282,16 +282,26 @@ def user_frame(e: BaseException, root=None) -> str | None:
     import os
     import traceback
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the generator package
     best = None
     for fs in traceback.extract_tb(e.__traceback__):
         f = os.path.abspath(fs.filename)
         if root is not None:
             if f.startswith(str(root) + os.sep) or os.path.realpath(f).startswith(os.path.realpath(root) + os.sep):
                 best = f"{os.path.relpath(f, root)}:{fs.lineno}"
-        elif not (f.startswith(here) or "site-packages" in f or f.startswith("<") or "/lib/python3" in f):
+        elif is_user_file(fs.filename):
             best = f"{f}:{fs.lineno}"
     return best
+
+
+def is_user_file(filename: str) -> bool:
+    """Whether a source file is the user's: outside tritongen, installed packages (torch, transformers) and the
+    standard library."""
+    import os
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the generator package
+    f = os.path.abspath(filename)
+    return not (f.startswith(here) or "site-packages" in f or "dist-packages" in f or filename.startswith("<")
+                or "/lib/python3" in f)
 
 
 def _flatten(out) -> list:

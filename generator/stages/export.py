@@ -160,16 +160,21 @@ def _export_dynamo(module, model: ModelSpec, args, path: Path, opset: int) -> No
 
 
 def traced_branch(records) -> str:
-    """From warnings caught while tracing (``warnings.catch_warnings(record=True)``): where forward() turned a
-    tensor into a Python bool (``if x.sum() > 0:``), so the traced graph keeps only the branch the example input
-    took. "" when it never did. e.g. "forward() branches on a tensor's value at models.py:44 (`if x.sum() > 0:`) ..."."""
+    """From warnings caught while tracing (``warnings.catch_warnings(record=True)``): where the user's forward()
+    turned a tensor into a Python bool (``if x.sum() > 0:``), so the traced graph keeps only the branch the example
+    input took. "" when it never did. Library frames (torch, transformers) are left out: theirs are checks on
+    shapes and arguments (``if padding_idx >= weight.size(0)``), the same for every input of the declared shapes.
+    e.g. "forward() branches on a tensor's value at models.py:44 (`if x.sum() > 0:`) ..."."""
     import linecache
 
     import torch
 
+    from generator.loading.inputs import is_user_file
+
     spots = []
     for r in records:
-        if issubclass(r.category, torch.jit.TracerWarning) and "Python boolean" in str(r.message):
+        if issubclass(r.category, torch.jit.TracerWarning) and "Python boolean" in str(r.message) \
+                and is_user_file(r.filename):
             code = linecache.getline(r.filename, r.lineno).strip()
             spot = f"{Path(r.filename).name}:{r.lineno}" + (f" (`{code[:80]}`)" if code else "")
             if spot not in spots:

@@ -8,11 +8,13 @@ Option ``method: trace | script`` (default trace; script keeps data-dependent co
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from generator.stages.export import example_point, io_adapter, script_adapter, traced_branch
 from generator.loading.inputs import make_inputs
 from generator.serve.runtimes import torchscript_runner
+from ..errors import VariantFailed
 from ..spec import ModelSpec, Tolerance
 from ..spec.options import TorchscriptOptions
 from .base import BuildContext, Variant
@@ -41,8 +43,15 @@ def build(ctx: BuildContext) -> None:
         if branch := traced_branch(records):
             ctx.log(f"warning: {branch}")
             ctx.info["traced_branch"] = branch
-    scripted = torch.jit.freeze(scripted.eval()) if ctx.options.freeze else scripted
-    torch.jit.save(scripted, str(ctx.artifact_dir / "model.pt"))
+    try:
+        scripted = torch.jit.freeze(scripted.eval()) if ctx.options.freeze else scripted
+        torch.jit.save(scripted, str(ctx.artifact_dir / "model.pt"))
+    except RuntimeError as e:  # the trace recorded a call into Python that a saved TorchScript module cannot make
+        if m := re.search(r"Could not export Python function call '(\w+)'", str(e)):
+            raise VariantFailed(f"torchscript: the traced model calls the Python function '{m.group(1)}' (a "
+                                "torch.autograd.Function in the model's code), which TorchScript cannot save; serve the "
+                                "onnx or torch-aoti variant") from None
+        raise
     ctx.info["method"] = method
     ctx.reproduce.append(f"python -c \"import torch; torch.jit.save(torch.jit.{method}(model, example_inputs), 'model.pt')\"")
 

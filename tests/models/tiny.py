@@ -159,3 +159,29 @@ def with_weights():
 def unseeded_linear():
     """Initialised at random on every call: what a factory without a checkpoint and without a seed gives."""
     return Linear().eval()
+
+
+class _Scale2(torch.autograd.Function):
+    """A custom autograd Function (as transformers' Bloom has for its GELU): Python that TorchScript cannot save."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+class WithAutogradFunction(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return _Scale2.apply(self.fc(x))
+
+
+def with_autograd_function():
+    return WithAutogradFunction().eval()
