@@ -135,3 +135,22 @@ def test_the_twin_serves_the_package_and_answers_like_pytorch(built, triton_serv
         got = client.infer("cnn__torch-aoti", [inp]).as_numpy("logits")
         np.testing.assert_allclose(got, _cnn_ref(x), atol=1e-4, rtol=1e-3)
     assert os.path.getsize(mdir / "1" / "model.pt2") > 0
+
+
+def test_a_dim_the_model_cannot_take_everywhere_is_named_with_its_guard(tmp_path):
+    """torch.export's "Constraints violated" (forward() needs seq != 2 over a declared [2, 8]) is the variant's one
+    line: the dim, its range, the guard in the dim's name, what to change; other variants are unaffected."""
+    from generator.variants.torch_aoti import constraint_violation
+
+    spec = load_spec(write_spec(tmp_path, {"models": [{
+        "name": "sq", "source": {"factory": "tinymodels.named_io:squeezes_tail"},
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["seq"]}], "dims": {"seq": [2, 4, 8]},
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [1]}], "max_batch_size": 2,
+        "variants": ["torch-aoti"]}]}))
+    report = build(spec, tmp_path / "repo", tmp_path / "build")
+    r = report.results[0]
+    if r.status == "skipped":
+        pytest.skip(r.reason)
+    assert r.status == "failed" and r.reason.startswith("torch-aoti: torch.export cannot keep seq dynamic over its range"), r.reason
+    assert "forward() needs" in r.reason and "seq" in r.reason.split("needs", 1)[1] and "narrow dims.seq" in r.reason
+    assert constraint_violation("some other export error") == ""

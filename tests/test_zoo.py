@@ -35,10 +35,10 @@ def _config(repo: Path, triton_name: str):
 
 
 def _fresh_inputs(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Batch 2 at sizes the verification points did not use (seq 5, 1000 audio samples)."""
+    """Batch 2 at sizes the verification points did not use (seq 5, dec 3, 1000 audio samples)."""
     feeds = {}
     for t in ZOO[name]["inputs"]:
-        shape = [2] + [{"seq": 5, "samples": 1000}.get(d, d) for d in t["shape"]]
+        shape = [2] + [{"seq": 5, "dec": 3, "samples": 1000}.get(d, d) for d in t["shape"]]
         if t["dtype"] == "int64":
             feeds[t["name"]] = rng.integers(*t["range"], size=shape).astype(np.int64)
         else:

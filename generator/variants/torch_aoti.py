@@ -15,6 +15,7 @@ anything is exported, a Skip with one line when missing. Options: ``device: cpu 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -74,7 +75,12 @@ def build(ctx: BuildContext) -> None:
     adapter = io_adapter(module.to(dev) if device == "gpu" else module, ctx.model)
     t0 = time.perf_counter()
     with torch.no_grad():
-        program = torch.export.export(adapter, args, dynamic_shapes=dynamic_shapes(ctx.model), strict=False)
+        try:
+            program = torch.export.export(adapter, args, dynamic_shapes=dynamic_shapes(ctx.model), strict=False)
+        except Exception as e:
+            if why := constraint_violation(str(e)):
+                raise VariantFailed(f"torch-aoti: torch.export {why}") from None
+            raise
     export_s = time.perf_counter() - t0
     ctx.log(f"torch.export: {len(program.graph.nodes)} graph nodes in {export_s:.1f} s")
     configs = {"max_autotune": bool(ctx.options.max_autotune)}
@@ -89,6 +95,25 @@ def build(ctx: BuildContext) -> None:
                     cpu_isa=str(cpu_vec_isa.pick_vec_isa()) or "none", inductor_configs=configs,
                     torch=torch.__version__)
     ctx.reproduce_script = _reproduce(ctx, configs, device)
+
+
+def constraint_violation(text: str) -> str:
+    """torch.export's "Constraints violated" error in one line: which dim cannot take every value of its declared
+    range, the guard forward() needs, and torch's suggested fix; "" for any other error."""
+    if "Constraints violated" not in text:
+        return ""
+    guards = re.findall(r"Not all values of (\w+) = (.*?) in the specified range (.*?) satisfy the generated guard "
+                        r"(.*?)\.?$", text, re.M)
+    fixes = [f.strip() for f in re.findall(r"^\s+(\w+ = .+)$", text.split("Suggested fixes:", 1)[-1], re.M)] \
+        if "Suggested fixes:" in text else []
+    if not guards:
+        return "found forward() specialising on a dim the spec declares dynamic; make it shape-generic"
+    dim, expr, rng, guard = guards[0]
+    guard = guard.strip().replace(expr, dim)  # ((-1) + L['ids'].size()[1]) != 1 -> ((-1) + seq) != 1
+    more = f" (and {len(guards) - 1} more)" if len(guards) > 1 else ""
+    fix = f"; torch suggests {', '.join(fixes[:3])}" if fixes else ""
+    return (f"cannot keep {dim} dynamic over its range ({rng}): forward() needs {guard}{more}; narrow "
+            f"dims.{dim} (or the batch) to what the model takes{fix}")
 
 
 def _reproduce(ctx: BuildContext, configs: dict, device: str) -> str:

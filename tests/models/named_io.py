@@ -147,3 +147,15 @@ class Branchy(nn.Module):
 
 def branchy():
     return Branchy().eval()
+
+
+class SqueezesTail(nn.Module):
+    """Takes token positions 1.. and squeezes that axis: at seq 2 it disappears, so torch.export guards seq != 2
+    (MobileBERT's trigram embedding does the same)."""
+
+    def forward(self, x):
+        return x[:, 1:].squeeze(1).sum(-1).reshape(x.shape[0], -1).sum(-1, keepdim=True)
+
+
+def squeezes_tail():
+    return SqueezesTail().eval()

@@ -125,6 +125,29 @@ def roberta_token_classifier():
                    _cfg(RobertaConfig, **{**TEXT, "max_position_embeddings": 80}, num_labels=7))
 
 
+def mobilebert():
+    from transformers import MobileBertConfig, MobileBertModel
+
+    return _seeded(MobileBertModel, _cfg(MobileBertConfig, **TEXT, embedding_size=16, intra_bottleneck_size=16,
+                                         true_hidden_size=16, num_feedforward_networks=2))
+
+
+def mpnet():
+    from transformers import MPNetConfig, MPNetModel
+
+    return _seeded(MPNetModel, _cfg(MPNetConfig, **TEXT))
+
+
+def bart():
+    """Encoder-decoder in one forward (teacher forcing): source ids and mask, decoder ids -> next-token logits."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    return _seeded(BartForConditionalGeneration, _cfg(BartConfig, vocab_size=128, d_model=32, encoder_layers=1,
+                                                      decoder_layers=1, encoder_attention_heads=2,
+                                                      decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                                      max_position_embeddings=64, use_cache=False))
+
+
 # --------------------------------------------------------------------------- causal LMs (logits, no cache)
 
 
@@ -141,6 +164,38 @@ def llama():
     return _seeded(LlamaForCausalLM, _cfg(LlamaConfig, vocab_size=128, hidden_size=32, intermediate_size=64,
                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                           max_position_embeddings=64, use_cache=False))
+
+
+def bloom():
+    """ALiBi positions; its GELU is a torch.autograd.Function, which TorchScript cannot save (a one-line failure)."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    return _seeded(BloomForCausalLM, _cfg(BloomConfig, vocab_size=128, hidden_size=32, n_layer=2, n_head=2,
+                                          use_cache=False))
+
+
+def opt():
+    from transformers import OPTConfig, OPTForCausalLM
+
+    return _seeded(OPTForCausalLM, _cfg(OPTConfig, vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, ffn_dim=64, max_position_embeddings=64,
+                                        word_embed_proj_dim=32, use_cache=False))
+
+
+def qwen2():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return _seeded(Qwen2ForCausalLM, _cfg(Qwen2Config, vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                                          max_position_embeddings=64, use_cache=False))
+
+
+def phi():
+    from transformers import PhiConfig, PhiForCausalLM
+
+    return _seeded(PhiForCausalLM, _cfg(PhiConfig, vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                        use_cache=False))
 
 
 # --------------------------------------------------------------------------- vision
@@ -184,6 +239,37 @@ def mobilevit():
     return _torch_init(_seeded(MobileViTForImageClassification, _cfg(MobileViTConfig, image_size=64, patch_size=2, num_channels=3,
                                                          hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 48],
                                                          num_attention_heads=2, num_labels=10)), 64)
+
+
+def beit():
+    from transformers import BeitConfig, BeitForImageClassification
+
+    return _seeded(BeitForImageClassification, _cfg(BeitConfig, image_size=32, patch_size=8, hidden_size=32,
+                                                    num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                                    num_labels=10, use_relative_position_bias=True))
+
+
+def levit():
+    from transformers import LevitConfig, LevitForImageClassification
+
+    return _torch_init(_seeded(LevitForImageClassification, _cfg(LevitConfig, image_size=64, hidden_sizes=[16, 32, 48],
+                                                                 num_attention_heads=[1, 2, 3], depths=[1, 1, 1],
+                                                                 key_dim=[8, 8, 8], num_labels=10)), 64)
+
+
+def regnet():
+    from transformers import RegNetConfig, RegNetForImageClassification
+
+    return _torch_init(_seeded(RegNetForImageClassification, _cfg(RegNetConfig, embedding_size=8, hidden_sizes=[8, 16],
+                                                                  depths=[1, 1], groups_width=8, num_labels=10)), 32)
+
+
+def mobilenet_v2():
+    """Depthwise convolutions: the hard case for INT8 (its gate may fail here, on random weights: a result)."""
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    return _torch_init(_seeded(MobileNetV2ForImageClassification, _cfg(MobileNetV2Config, image_size=32,
+                                                                       depth_multiplier=0.35, num_labels=10)), 32)
 
 
 def dinov2():
@@ -232,6 +318,14 @@ def wav2vec2():
                                        conv_kernel=(10, 4, 2), num_conv_pos_embeddings=16,
                                        num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
                                        do_stable_layer_norm=True, mask_time_prob=0.0))
+
+
+def hubert():
+    from transformers import HubertConfig, HubertModel
+
+    return _seeded(HubertModel, _cfg(HubertConfig, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3),
+                                     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2))
 
 
 def whisper_encoder():
