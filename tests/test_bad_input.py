@@ -270,6 +270,24 @@ def test_an_output_that_is_not_a_repository_is_never_replaced(workdir):
     assert r.returncode == 1 and "inside -o" in r.stderr, r.stderr
 
 
+def test_what_the_user_keeps_beside_the_models_survives_a_rebuild(workdir):
+    """A repository kept in git (or DVC): the build swaps the whole folder, and .git, .gitattributes and the
+    README come along; a model folder the spec no longer has goes."""
+    spec = write_spec(workdir, {"models": [linear_model()]})
+    out = workdir / "repo"
+    assert _cli_build(workdir, spec, out).returncode == 0
+    (out / ".git" / "objects").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / ".gitattributes").write_text("*.onnx filter=lfs\n")
+    (out / "README.md").write_text("our models\n")
+    spec = write_spec(workdir, {"models": [linear_model(name="lin2")]})
+    r = _cli_build(workdir, spec, out)
+    assert r.returncode == 0, r.stderr
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n" and (out / ".git" / "objects").is_dir()
+    assert (out / ".gitattributes").read_text() == "*.onnx filter=lfs\n" and (out / "README.md").read_text() == "our models\n"
+    assert (out / "lin2__onnx" / "config.pbtxt").is_file() and not (out / "lin__onnx").exists()
+
+
 def test_brackets_in_a_message_are_printed_as_they_are(workdir):
     """The CLI prints with rich: '[/red]' or 'dims: {h: [min, opt, max]}' in a message is text, not markup."""
     spec = write_spec(workdir, {"models": [linear_model(source={"factory": "tinymodels.tiny:raising_with_brackets"})]})

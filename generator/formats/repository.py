@@ -241,13 +241,23 @@ class Staging:
                                if (self.dir / n).is_dir()}}
         (self.dir / STATE_FILE).write_text(json.dumps(state) + "\n")
         old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+        # what the user keeps in the folder beside the models (.git, .gitattributes, .dvc) moves into the new one
+        keep = [e.name for e in self.out.iterdir() if e.name.startswith(".") and e.name != STATE_FILE
+                and not (self.dir / e.name).exists()] if self.out.is_dir() else []
+        moved = []
         try:
+            for name in keep:
+                os.rename(self.out / name, self.dir / name)
+                moved.append(name)
             if self.out.exists():
                 os.rename(self.out, old)
             os.rename(self.dir, self.out)
         except OSError as e:
             if old.exists() and not self.out.exists():
                 os.rename(old, self.out)
+            for name in moved:  # back where they were before the staging folder goes
+                if (self.dir / name).exists() and self.out.is_dir():
+                    os.rename(self.dir / name, self.out / name)
             self.discard()
             from generator.errors import UserError
 
