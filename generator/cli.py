@@ -462,7 +462,8 @@ def deploy(spec, out_dir, model_repository, name, namespace, release, replicas, 
 @click.option("--image-size", default=None, metavar="HxW",
               help="state_dict image models: the input size (e.g. 224 or 224x224); adds image preprocessing + an "
                    "ensemble (image bytes in).")
-@click.option("--mean", default=None, metavar="R,G,B", help="With --image-size: per-channel mean (default ImageNet).")
+@click.option("--mean", default=None, metavar="R,G,B", help="With --image-size: per-channel mean (default ImageNet; "
+              "one value for a grayscale model).")
 @click.option("--std", default=None, metavar="R,G,B", help="With --image-size: per-channel std (default ImageNet).")
 def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
     """Write a starting spec for CHECKPOINT: a Hugging Face folder, a TorchScript or torch.export file,
@@ -476,7 +477,9 @@ def init(checkpoint, output, factory, name, task, force, image_size, mean, std):
         image = {"size": _hw(image_size, "--image-size")}
         for opt, val in (("mean", mean), ("std", std)):
             if val is not None:
-                image[opt] = _numbers(val, f"--{opt}", "three comma-separated numbers (R,G,B)", count=3)
+                image[opt] = _numbers(val, f"--{opt}", "three comma-separated numbers (R,G,B), or one (grayscale)")
+                if len(image[opt]) not in (1, 3):
+                    raise UserError(f"--{opt} {val}: give three comma-separated numbers (R,G,B), or one (grayscale)")
     elif mean is not None or std is not None:
         raise UserError("--mean/--std: only with --image-size")
     t = time.perf_counter()

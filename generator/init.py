@@ -396,8 +396,14 @@ def _from_state_dict(path: Path, spec_dir: Path, name: str, factory: str, image:
     if any("seq" in t["shape"] for t in inputs):
         lines.append(f"    dims: {_flow({'seq': SEQ_DIMS})}   # TODO: the sequence lengths you serve: [min, opt, max]")
     lines += [f"    max_batch_size: {mbs}", "    variants: [onnx]"]
-    if image and inputs[0]["shape"][0] == 3:
+    channels = inputs[0]["shape"][0] if image and inputs[0]["shape"] != ["TODO"] else None
+    if channels in (1, 3):
+        todo = ""
+        if channels == 1:  # grayscale: one mean/std value (images converted to L); ImageNet's are RGB
+            given = {k: image[k] for k in ("mean", "std") if k in image and len(image[k]) == 1}
+            todo = "" if len(given) == 2 else "   # TODO: your training's mean/std (one value each: grayscale)"
+            image = {**image, "mean": given.get("mean", [0.5]), "std": given.get("std", [0.5])}
         if len(outputs) == 1 and len(outputs[0]["shape"]) == 1:
             lines.append(f"    verify: {_flow({'task': 'classification', 'samples': 8})}")
-        lines.append(f"    preprocess: {_flow({'image': image})}   # image bytes -> pixel_values -> model")
+        lines.append(f"    preprocess: {_flow({'image': image})}" + (todo or "   # image bytes -> pixel_values -> model"))
     return lines

@@ -147,6 +147,20 @@ def test_state_dict_with_a_factory(tmp_path):
     assert _build(spec, tmp_path) == {"w__onnx"}
 
 
+def _save_state_dict(folder: Path, module: str, source: str, factory: str, out: Path) -> None:
+    """Write ``source`` as ``folder/<module>.py`` (the spec's folder: init imports the factory from there) and save
+    the state_dict of the model its ``factory`` builds."""
+    import importlib
+    import sys
+
+    (folder / f"{module}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    try:
+        torch.save(getattr(importlib.import_module(module), factory)().state_dict(), out)
+    finally:
+        sys.path.remove(str(folder))
+
+
 TOKENS_PY = """
 import torch
 from torch import nn
@@ -173,15 +187,7 @@ def tagger():
 def test_state_dict_of_a_token_model_gets_its_forward_names_ids_and_dict_keys(tmp_path):
     """First layer an Embedding: int64 ids of a named length with the vocabulary as range (a float probe would
     fail); the input named as forward() names it; outputs named by the dict's keys, seq where it follows."""
-    (tmp_path / "tok.py").write_text(TOKENS_PY)
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from tok import tagger
-    finally:
-        sys.path.remove(str(tmp_path))
-    torch.save(tagger().state_dict(), tmp_path / "tagger.pt")
+    _save_state_dict(tmp_path, "tok", TOKENS_PY, "tagger", tmp_path / "tagger.pt")
     spec = tmp_path / "spec.yaml"
     _run("init", tmp_path / "tagger.pt", "-o", spec, "--factory", "tok:tagger")
     model = yaml.safe_load(spec.read_text())["models"][0]
@@ -190,6 +196,34 @@ def test_state_dict_of_a_token_model_gets_its_forward_names_ids_and_dict_keys(tm
     assert model["outputs"] == [{"name": "label_logits", "dtype": "float32", "shape": [3]},
                                 {"name": "tag_logits", "dtype": "float32", "shape": ["seq", 5]}]
     assert _build(spec, tmp_path) == {"tagger__onnx"}
+
+
+GRAY_PY = """
+import torch
+from torch import nn
+
+
+def gray():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)).eval()
+"""
+
+
+def test_a_grayscale_image_model_gets_one_channel_preprocessing(tmp_path):
+    """--image-size on a model whose first conv takes 1 channel: a (1, h, w) input and grayscale preprocessing,
+    with the user's one-value mean/std (else 0.5 and a TODO: ImageNet's are RGB); the spec builds."""
+    _save_state_dict(tmp_path, "grayish", GRAY_PY, "gray", tmp_path / "g.pt")
+    spec = tmp_path / "spec.yaml"
+    out = _run("init", tmp_path / "g.pt", "-o", spec, "--factory", "grayish:gray", "--image-size", "28")
+    assert "1 TODO(s)" in out and "TODO: your training's mean/std" in spec.read_text()
+    model = yaml.safe_load(spec.read_text())["models"][0]
+    assert model["inputs"][0]["shape"] == [1, 28, 28]
+    assert model["preprocess"] == {"image": {"size": [28, 28], "mean": [0.5], "std": [0.5]}}
+    _run("init", tmp_path / "g.pt", "-o", spec, "--factory", "grayish:gray", "--image-size", "28", "--mean", "0.1307",
+         "--std", "0.3081", "--force")
+    model = yaml.safe_load(spec.read_text())["models"][0]
+    assert model["preprocess"]["image"]["mean"] == [0.1307] and "TODO" not in spec.read_text()
+    assert _build(spec, tmp_path) == {"g__onnx", "g__preprocess", "g__ensemble"}
 
 
 def test_what_cannot_be_inferred_is_a_todo_the_build_names(tmp_path):

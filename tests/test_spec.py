@@ -115,6 +115,12 @@ BAD = [
     (one(inputs=[{"name": "x", "dtype": "float32", "shape": ["4"]}]),
      "models[0].inputs[0].shape[0]: '4' is a string (quoted in the YAML); write the number 4 without quotes"),
     (one(opset=99), "models[0].opset: must be <= 23, got 99"),  # torch wrote opset 18 and the manifest said 99
+    (one(inputs=[{"name": "x", "dtype": "float32", "shape": [3, 8, 8]}],
+         preprocess={"image": {"size": [8, 8], "mean": [0.5, 0.5]}}),
+     "models[0].preprocess.image.mean: give 3 values (RGB) or 1 (grayscale), got 2"),
+    (one(inputs=[{"name": "x", "dtype": "float32", "shape": [1, 8, 8]}],
+         preprocess={"image": {"size": [8, 8], "mean": [0.5]}}),
+     "models[0].preprocess.image.std: give as many values as mean (1), got 3"),
     # a typo'd shape: 27.9 GiB a sample, caught here instead of as a MemoryError deep in the export
     (one(inputs=[{"name": "x", "dtype": "uint8", "shape": [3, 100000, 100000]}]),
      "models[0].inputs[0].shape: one sample is 27.9 GiB (input 'x' 3x100000x100000 uint8), over the 2 GiB"),

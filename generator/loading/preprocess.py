@@ -23,9 +23,10 @@ def preprocess_image(
     layout: str = "NCHW",
     resize: str = "bilinear",
 ) -> np.ndarray:
-    """Encoded image bytes (JPEG/PNG/...) -> float32 (3, H, W) for NCHW or (H, W, 3) for NHWC.
+    """Encoded image bytes (JPEG/PNG/...) -> float32 (C, H, W) for NCHW or (H, W, C) for NHWC, C = len(mean):
+    3 (RGB) or 1 (grayscale, Pillow's "L").
 
-    Decode with Pillow, convert to RGB, resize to ``size`` = (height, width) with ``resize``
+    Decode with Pillow, convert to RGB (or L), resize to ``size`` = (height, width) with ``resize``
     (bilinear | nearest | bicubic), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel.
     Trailing bytes after the image (zero padding in a batch) are ignored by the decoders.
     """
@@ -33,8 +34,8 @@ def preprocess_image(
 
     modes = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
     with Image.open(io.BytesIO(bytes(data))) as img:
-        rgb = img.convert("RGB").resize((int(size[1]), int(size[0])), modes[resize])
-    x = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+        rgb = img.convert("L" if len(mean) == 1 else "RGB").resize((int(size[1]), int(size[0])), modes[resize])
+    x = np.asarray(rgb, dtype=np.float32).reshape(int(size[0]), int(size[1]), -1) / np.float32(255.0)
     x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     if layout.upper() == "NCHW":
         x = x.transpose(2, 0, 1)

@@ -12,14 +12,15 @@ from pydantic import Field
 from .base import Mapping, PosInt, Str, fail, spec_type
 from .hf_folder import PADDINGS, max_positions, read_config, resolve_folder
 
-_RGB = Annotated[tuple[Annotated[float, Field(strict=False)], ...], Field(min_length=3, max_length=3)]
+_RGB = Annotated[tuple[Annotated[float, Field(strict=False)], ...], Field(min_length=1, max_length=3)]
 
 
 @spec_type
 class ImageSection(Mapping):
     size: Annotated[tuple[PosInt, ...], Field(min_length=2, max_length=2)] = Field(description="[height, width].")
-    mean: _RGB = Field(default=(0.485, 0.456, 0.406), description="Per-channel mean (RGB).")
-    std: _RGB = Field(default=(0.229, 0.224, 0.225), description="Per-channel std (RGB).")
+    mean: _RGB = Field(default=(0.485, 0.456, 0.406), description="Per-channel mean: 3 values (RGB), or 1 for a "
+                                                                "grayscale model (images converted to L).")
+    std: _RGB = Field(default=(0.229, 0.224, 0.225), description="Per-channel std, as many values as mean.")
     layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="Tensor layout.")
     input: Optional[Str] = Field(default=None, description="The model input it feeds (default: the first).")
     dtype: Literal["string", "uint8"] = Field(
@@ -93,14 +94,20 @@ def resolve(sec: PreprocessSection, inputs, source, root: Path | None, where: st
     img = sec.image
     if any(x == 0 for x in img.std):
         raise fail("must not contain 0", at="image.std")
+    if len(img.mean) not in (1, 3):
+        raise fail(f"give 3 values (RGB) or 1 (grayscale), got {len(img.mean)}", at="image.mean")
+    if len(img.std) != len(img.mean):
+        raise fail(f"give as many values as mean ({len(img.mean)}), got {len(img.std)}", at="image.std")
     name = img.input or inputs[0].name
     target = next((t for t in inputs if t.name == name), None)
     if target is None:
         raise fail(f"'{name}' is not a declared input", at="image.input")
-    want = (3, *img.size) if img.layout == "NCHW" else (*img.size, 3)
+    ch = len(img.mean)
+    kind = "grayscale: 1 mean/std value" if ch == 1 else "RGB: 3 mean/std values"
+    want = (ch, *img.size) if img.layout == "NCHW" else (*img.size, ch)
     if tuple(target.shape) != want or not target.dtype.is_float:
         raise fail(f"input '{name}' is {list(target.shape)} {target.dtype.name} but {img.layout} preprocessing to "
-                   f"{list(img.size)} makes {list(want)} float32; make them agree", at="image")
+                   f"{list(img.size)} makes {list(want)} float32 ({kind}); make them agree", at="image")
     return ImagePreprocess(size=tuple(img.size), mean=tuple(float(x) for x in img.mean),
                            std=tuple(float(x) for x in img.std), layout=img.layout, input=name, variant=sec.variant,
                            instances=sec.instances or 2, dtype=img.dtype)

@@ -185,3 +185,20 @@ class WithAutogradFunction(nn.Module):
 
 def with_autograd_function():
     return WithAutogradFunction().eval()
+
+
+class GrayCNN(nn.Module):
+    """A grayscale (1-channel) image classifier, MNIST-sized."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def gray_cnn():
+    return GrayCNN().eval()
