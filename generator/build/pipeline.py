@@ -87,6 +87,7 @@ class ModelBuild:
         self.hashes = hashes if hashes is not None else HashCache(None)
         self.dir = build_dir / model.name
         self._module = self._plan = None
+        self.weights = ""  # the loaded module's weights_fingerprint, recorded with the export
         self._onnx: Path | None = None
         self.export_note = ""  # why the legacy exporter made the ONNX (dynamo fixed a dynamic dim), for gate failures
         self._refs: dict[Point, dict] = {}
