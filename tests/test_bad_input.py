@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,6 +143,44 @@ def test_a_factory_giving_new_random_weights_each_call_is_caught_against_the_cac
     # --force exports again from the weights of this run: one model in the repository
     report = build(spec, workdir / "model_repository", workdir / "build", force=True)
     assert [r.status for r in report.results] == ["built", "built"]
+
+
+def test_a_sharded_checkpoint_loads_from_its_index_and_a_missing_shard_is_one_line(workdir):
+    """save_pretrained / save_torch_state_dict split big state_dicts into shards with a *.index.json: the index
+    is the checkpoint, every shard keys the cache, and the graph holds the checkpoint's weights."""
+    import onnxruntime as ort
+    from huggingface_hub import save_torch_state_dict
+    from tinymodels.tiny import normed_linear
+
+    trained = normed_linear()
+    with torch.no_grad():
+        for t in trained.state_dict().values():
+            if t.is_floating_point():
+                t.add_(0.5)  # not the factory's init: only a real load gives these
+    save_torch_state_dict(trained.state_dict(), str(workdir), max_shard_size=50)  # bytes: one tensor a shard
+    index = "model.safetensors.index.json"
+    assert len(list(workdir.glob("model-*-of-*.safetensors"))) > 1
+    model = linear_model(source={"factory": "tinymodels.tiny:normed_linear", "checkpoint": index})
+    spec = load_spec(write_spec(workdir, {"models": [model]}))
+    assert spec.models[0].source.files()[1:] == sorted(workdir.glob("model-*-of-*.safetensors"))
+    assert build(spec, workdir / "model_repository", workdir / "build").results[0].status == "built"
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    sess = ort.InferenceSession(str(workdir / "model_repository" / "lin__onnx" / "1" / "model.onnx"))
+    with torch.no_grad():
+        want = trained(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-5)
+    # a shard gone, an index without weight_map: one line each, when the spec is read
+    last = sorted(workdir.glob("model-*-of-*.safetensors"))[-1]
+    last.rename(workdir / "elsewhere.safetensors")
+    with pytest.raises(UserError) as e:
+        load_spec(write_spec(workdir, {"models": [model]}))
+    assert str(e.value) == (f"models[0].source.checkpoint: '{index}' names shard '{last.name}', which is not beside it; "
+                            "copy every shard next to the index")
+    (workdir / "bad.index.json").write_text('{"metadata": {}}')
+    with pytest.raises(UserError) as e:
+        load_spec(write_spec(workdir, {"models": [linear_model(
+            source={"factory": "tinymodels.tiny:normed_linear", "checkpoint": "bad.index.json"})]}))
+    assert "'bad.index.json' has no weight_map of tensor -> shard file" in str(e.value)
 
 
 def test_state_dict_shape_mismatch(workdir):

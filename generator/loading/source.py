@@ -269,40 +269,18 @@ def user_location(e: BaseException, root: Path | None) -> str:
 def load_state_dict(src: Source, where: str) -> dict:
     path = src.checkpoint
     field = f"{where}.checkpoint"
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
+    if path.name.endswith(".index.json"):  # a sharded checkpoint (save_pretrained / save_torch_state_dict)
+        from generator.spec.models import checkpoint_shards
 
-            state = load_file(str(path), device="cpu")
-        except Exception as e:
-            raise UserError(f"{field}: '{path.name}' is not a readable safetensors file ({str(e)[:150]})")
+        try:
+            shards = checkpoint_shards(path)
+        except ValueError as e:
+            raise UserError(f"{field}: {e}") from None
+        state = {}
+        for shard in shards:
+            state.update(_load_file(shard, field))
     else:
-        import pickle
-
-        import torch
-
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-        if not head.startswith(b"PK") and not head.startswith(b"\x80"):  # torch.save: a zip (or an old raw pickle)
-            raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (it starts with {head!r}, a torch.save "
-                            "file is a zip archive); save one with torch.save(model.state_dict(), path)")
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            if "weights_only" in str(e) or "Unsupported global" in str(e):
-                import re
-
-                blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-                what = f"a pickled {blocked.group(1)}" if blocked else "pickled Python objects"
-                raise UserError(
-                    f"{field}: '{path.name}' holds {what}, not only tensors (weights_only=True refuses it); save "
-                    "model.state_dict() instead, or use source.pickle with trust: true for a file you made yourself"
-                ) from None
-            raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (unpickling failed: "
-                            f"{_short(e)}); save one with torch.save(model.state_dict(), path)") from None
-        except Exception as e:
-            raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({_short(e)}); save one "
-                            "with torch.save(model.state_dict(), path)") from None
+        state = _load_file(path, field)
     if src.state_dict_key:
         if not isinstance(state, dict) or src.state_dict_key not in state:
             keys = ", ".join(list(state)[:8]) if isinstance(state, dict) else type(state).__name__
@@ -321,6 +299,43 @@ def load_state_dict(src: Source, where: str) -> dict:
         p = src.strip_prefix
         state = {k[len(p):] if k.startswith(p) else k: v for k, v in state.items()}
     return state
+
+
+def _load_file(path: Path, field: str):
+    """One checkpoint file's contents: safetensors, or torch.save's zip with weights_only=True."""
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        except Exception as e:
+            raise UserError(f"{field}: '{path.name}' is not a readable safetensors file ({str(e)[:150]})")
+    import pickle
+
+    import torch
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):  # torch.save: a zip (or an old raw pickle)
+        raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (it starts with {head!r}, a torch.save "
+                        "file is a zip archive); save one with torch.save(model.state_dict(), path)")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            import re
+
+            blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+            what = f"a pickled {blocked.group(1)}" if blocked else "pickled Python objects"
+            raise UserError(
+                f"{field}: '{path.name}' holds {what}, not only tensors (weights_only=True refuses it); save "
+                "model.state_dict() instead, or use source.pickle with trust: true for a file you made yourself"
+            ) from None
+        raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (unpickling failed: "
+                        f"{_short(e)}); save one with torch.save(model.state_dict(), path)") from None
+    except Exception as e:
+        raise UserError(f"{field}: '{path.name}' is corrupt or not a torch checkpoint ({_short(e)}); save one "
+                        "with torch.save(model.state_dict(), path)") from None
 
 
 def apply_state_dict(module, state: dict, where: str) -> None:

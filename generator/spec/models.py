@@ -29,6 +29,27 @@ from .tune import TuneSettings
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def checkpoint_shards(index: Path) -> list[Path]:
+    """The shard files a sharded checkpoint's ``*.index.json`` names (its ``weight_map`` values, beside it), in
+    order of first use. ValueError says what is wrong with the index."""
+    try:
+        data = json.loads(Path(index).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"'{Path(index).name}' is not a readable JSON index ({type(e).__name__}: {str(e)[:100]})")
+    wmap = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wmap, dict) or not wmap or not all(isinstance(v, str) for v in wmap.values()):
+        raise ValueError(f"'{Path(index).name}' has no weight_map of tensor -> shard file; give the index that "
+                         "save_pretrained / save_torch_state_dict wrote")
+    shards = [Path(index).parent / name for name in dict.fromkeys(wmap.values())]
+    for shard in shards:
+        if shard.suffix not in (".safetensors", ".bin", ".pt", ".pth"):
+            raise ValueError(f"'{Path(index).name}' names shard '{shard.name}', not a .safetensors or torch file")
+        if not shard.is_file():
+            raise ValueError(f"'{Path(index).name}' names shard '{shard.name}', which is not beside it; copy every "
+                             "shard next to the index")
+    return shards
 TASKS = ("generic", "classification", "embedding")
 
 
@@ -76,7 +97,8 @@ class Source(Mapping):
                                    "from the spec's folder.", json_schema_extra={"pattern": FACTORY_RE.pattern})
     kwargs: dict = Field(default_factory=dict, description="Keyword arguments for the factory.")
     checkpoint: FilePath = Field(default=None, description="state_dict file for the factory (.pt .pth .bin .ckpt "
-                                                           ".safetensors).")
+                                                           ".safetensors), or a sharded checkpoint's *.index.json "
+                                                           "(its shards beside it).")
     state_dict_key: Optional[Str] = Field(default=None, description="Key of the state_dict inside the checkpoint "
                                                                     "(e.g. state_dict).")
     strip_prefix: Optional[Str] = Field(default=None, description="Prefix removed from every state_dict key "
@@ -134,9 +156,15 @@ class Source(Mapping):
             if self.checkpoint is not None and (root / self.checkpoint).is_dir():
                 hf = " (a Hugging Face folder: source.huggingface)" if (root / self.checkpoint / "config.json").is_file() else ""
                 raise fail(f"'{self.checkpoint}' is a folder; give the state_dict file in it{hf}", at="checkpoint")
-            if self.checkpoint is not None and self.checkpoint.suffix not in CHECKPOINT_SUFFIXES:
+            if self.checkpoint is not None and self.checkpoint.name.endswith(".index.json"):
+                try:  # a missing index is the build's "not found", like any checkpoint
+                    if (root / self.checkpoint).is_file():
+                        checkpoint_shards(root / self.checkpoint)
+                except ValueError as e:
+                    raise fail(str(e), at="checkpoint") from None
+            elif self.checkpoint is not None and self.checkpoint.suffix not in CHECKPOINT_SUFFIXES:
                 raise fail(f"'{self.checkpoint.name}' has an unknown suffix; use one of "
-                           f"{', '.join(CHECKPOINT_SUFFIXES)}", at="checkpoint")
+                           f"{', '.join(CHECKPOINT_SUFFIXES)}, or a sharded checkpoint's *.index.json", at="checkpoint")
         elif k == "pickle":
             if not self.pickle.trust:
                 raise fail("loading a full pickle runs arbitrary code; set trust: true only for files you made "
@@ -156,6 +184,11 @@ class Source(Mapping):
             from .hf_folder import source_files
 
             return source_files(self.path, self.trust)
+        if self.checkpoint is not None and self.checkpoint.name.endswith(".index.json") and self.checkpoint.is_file():
+            try:
+                return [self.checkpoint, *checkpoint_shards(self.checkpoint)]  # every shard keys the cache
+            except ValueError:
+                pass  # the load says what is wrong with it
         return [p for p in (self.checkpoint, self.path) if p is not None]
 
 
