@@ -199,6 +199,33 @@ def test_checkpoint_holding_a_pickled_module_is_refused_without_trust(workdir):
            "holds a pickled tinymodels.tiny.Linear, not only tensors (weights_only=True refuses it)")
 
 
+def test_a_lightning_checkpoint_with_python_objects_loads_only_with_source_trust(workdir):
+    """weights_only=True refuses a .ckpt whose hyper-parameters are Python objects; the one line names
+    source.trust, and with it the state_dict inside loads (the graph holds its weights)."""
+    import onnxruntime as ort
+    from tinymodels.tiny import HParams, linear
+
+    trained = linear()
+    with torch.no_grad():
+        trained.fc.weight.add_(1.0)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()},
+                "hyper_parameters": HParams(lr=0.1), "epoch": 3}, workdir / "last.ckpt")
+    source = {"factory": "tinymodels.tiny:linear", "checkpoint": "last.ckpt", "state_dict_key": "state_dict",
+              "strip_prefix": "model."}
+    msg = _fails(workdir, linear_model(source=source), "holds a pickled tinymodels.tiny.HParams, not only tensors")
+    assert "set source.trust: true for a file you made yourself" in msg
+    spec = load_spec(write_spec(workdir, {"models": [linear_model(source={**source, "trust": True})]}))
+    assert build(spec, workdir / "model_repository", workdir / "build").results[0].status == "built"
+    x = np.ones((1, 4), np.float32)
+    got = ort.InferenceSession(str(workdir / "model_repository" / "lin__onnx" / "1" / "model.onnx")).run(None, {"x": x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, trained(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(UserError) as e:  # trust is for a checkpoint: a factory without one has nothing to unpickle
+        load_spec(write_spec(workdir, {"models": [linear_model(source={"factory": "tinymodels.tiny:linear",
+                                                                       "trust": True})]}))
+    assert "source.trust: only used with huggingface (and trust with a factory's checkpoint)" in str(e.value)
+
+
 def test_trusted_pickle_loads(workdir):
     from tinymodels.tiny import linear
 

@@ -278,9 +278,9 @@ def load_state_dict(src: Source, where: str) -> dict:
             raise UserError(f"{field}: {e}") from None
         state = {}
         for shard in shards:
-            state.update(_load_file(shard, field))
+            state.update(_load_file(shard, field, src.trust))
     else:
-        state = _load_file(path, field)
+        state = _load_file(path, field, src.trust)
     if src.state_dict_key:
         if not isinstance(state, dict) or src.state_dict_key not in state:
             keys = ", ".join(list(state)[:8]) if isinstance(state, dict) else type(state).__name__
@@ -301,8 +301,9 @@ def load_state_dict(src: Source, where: str) -> dict:
     return state
 
 
-def _load_file(path: Path, field: str):
-    """One checkpoint file's contents: safetensors, or torch.save's zip with weights_only=True."""
+def _load_file(path: Path, field: str, trust: bool = False):
+    """One checkpoint file's contents: safetensors, or torch.save's zip with weights_only=True (``trust``: False,
+    unpickling whatever Python objects it holds: the spec's explicit ``source.trust``)."""
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -320,7 +321,7 @@ def _load_file(path: Path, field: str):
         raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (it starts with {head!r}, a torch.save "
                         "file is a zip archive); save one with torch.save(model.state_dict(), path)")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             import re
@@ -329,7 +330,8 @@ def _load_file(path: Path, field: str):
             what = f"a pickled {blocked.group(1)}" if blocked else "pickled Python objects"
             raise UserError(
                 f"{field}: '{path.name}' holds {what}, not only tensors (weights_only=True refuses it); save "
-                "model.state_dict() instead, or use source.pickle with trust: true for a file you made yourself"
+                "model.state_dict() instead, or set source.trust: true for a file you made yourself (it runs the "
+                "pickled code)"
             ) from None
         raise UserError(f"{field}: '{path.name}' is not a torch checkpoint (unpickling failed: "
                         f"{_short(e)}); save one with torch.save(model.state_dict(), path)") from None

@@ -116,7 +116,9 @@ class Source(Mapping):
     normalize: Optional[Bool] = Field(default=None, description="huggingface feature-extraction: L2-normalise the "
                                                                 "embeddings.")
     trust: Bool = Field(default=False, description="huggingface: allow pickled weights (pytorch_model.bin) of a "
-                                                   "folder you trust.")
+                                                   "folder you trust; factory: load the checkpoint with "
+                                                   "weights_only=False (a Lightning .ckpt whose hyper-parameters are "
+                                                   "Python objects: runs code, only for files you trust).")
     # what the source is, once read: factory | torchscript | exported_program | pickle | huggingface
     kind: str = internal("")
     path: Optional[Path] = internal(None)  # torchscript / exported_program / pickle file, huggingface folder
@@ -138,9 +140,9 @@ class Source(Mapping):
             src = read_source(raw, f"{_where(info)}.source", root)
             set_("kind", "huggingface"), set_("path", src.folder), set_("trust", src.trust)
             return self
-        hf_only = [k for k in _HF_ONLY if k in given]
+        hf_only = [k for k in _HF_ONLY if k in given and not (k == "trust" and self.checkpoint is not None)]
         if hf_only:
-            raise fail("only used with huggingface; remove it", at=hf_only[0])
+            raise fail("only used with huggingface (and trust with a factory's checkpoint); remove it", at=hf_only[0])
         kinds = [k for k in _KINDS if k in given]
         if len(kinds) != 1:
             got = " and ".join(kinds) if kinds else "none"

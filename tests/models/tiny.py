@@ -202,3 +202,10 @@ class GrayCNN(nn.Module):
 
 def gray_cnn():
     return GrayCNN().eval()
+
+
+class HParams:
+    """What a Lightning checkpoint's hyper_parameters hold: a Python object, which weights_only=True refuses."""
+
+    def __init__(self, lr: float):
+        self.lr = lr
