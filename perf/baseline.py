@@ -116,6 +116,7 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
+    from generator.formats.pbtxt import model_dims
     from generator.serve.runtimes import settings_from_parameters, threads_of, with_threads
 
     cfg_path = artifact.parent.parent / "config.pbtxt"
@@ -127,7 +128,7 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
         instances = sum(g.count for g in cfg.instance_group) or 1
         mbs = cfg.max_batch_size
         batch = [-1] if cfg.max_batch_size > 0 else []
-        dims = {i.name: batch + list(i.reshape.shape if i.HasField("reshape") else i.dims) for i in cfg.input}
+        dims = {i.name: batch + model_dims(i) for i in cfg.input}
     for k in ("ort_level", "ov_precision"):  # explicit job overrides (older callers)
         if job.get(k):
             params["ort_graph_optimization_level" if k == "ort_level" else "openvino_inference_precision"] = job[k]

@@ -89,7 +89,7 @@ class ModelBuild:
         self._module = self._plan = None
         self.weights = ""  # the loaded module's weights_fingerprint, recorded with the export
         self._onnx: Path | None = None
-        self.export_note = ""  # why the legacy exporter made the ONNX (dynamo fixed a dynamic dim), for gate failures
+        self.export_info: dict = {}  # what export_onnx recorded (exporter, a dim it fixed, a branch a trace froze)
         self._refs: dict[Point, dict] = {}
         self._calibration: list[dict] | None = None
         self.timings: dict[str, float] = {}
@@ -150,7 +150,7 @@ class ModelBuild:
         out = d / "model.onnx"
         stamp = d / STAMP
         if not self.force and out.is_file() and (st := read_json(stamp)).get("key") == self.key:
-            self._onnx, self.export_note = out, export_note(st.get("info", {}))
+            self._onnx, self.export_info = out, st.get("info", {})
             return out
         module = self.module()
         self.events.stage(self.model.name, "exporting ONNX")
@@ -164,14 +164,14 @@ class ModelBuild:
         write_json(tmp / STAMP, {"key": self.key, "info": info})
         shutil.rmtree(d, ignore_errors=True)
         tmp.rename(d)
-        self._onnx, self.export_note = out, export_note(info)
+        self._onnx, self.export_info = out, info
         return out
 
     def onnx_for(self, info: dict) -> Path:
         """``onnx()`` for one variant: a branch the trace froze goes into the variant's ``info`` (build summary)."""
         out = self.onnx()
-        if self.export_note.startswith("forward() branches"):
-            info["traced_branch"] = self.export_note
+        if export_note(self.export_info) == self.export_info.get("traced_branch"):  # not when a fixed dim explains more
+            info["traced_branch"] = self.export_info["traced_branch"]
         return out
 
     def calibration(self) -> list[dict]:
@@ -273,7 +273,7 @@ def build_variant(mb: ModelBuild, variant: Variant, vspec: VariantSpec, keep_fai
         result.verification = v.to_dict()
         if not v.passed:
             result.status = "failed"
-            result.reason = gate_reason(v, ctx.info.get("traced_branch") or mb.export_note)
+            result.reason = gate_reason(v, ctx.info.get("traced_branch") or export_note(mb.export_info))
             log(result.reason)
     except Skip as e:
         result.status, result.reason = "skipped", str(e)

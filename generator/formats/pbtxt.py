@@ -21,3 +21,9 @@ def parse_config(text: str, where: str):
             return None, f"{where}:{m.group(1)}:{m.group(2)}: {m.group(3).strip()} (Triton's model_config schema)"
         return None, f"{where}: {msg} (Triton's model_config schema)"
     return cfg, None
+
+
+def model_dims(tensor) -> list[int]:
+    """A config input's or output's dims as the model sees them (batch dim aside): its ``reshape`` shape where it
+    has one (a per-sample scalar: dims [1], reshape []), else its ``dims``."""
+    return list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from generator.formats.pbtxt import model_dims
 from generator.config.rules.framework import Target, _dtype_name, problem, rule, warning
 
 
@@ -63,7 +64,7 @@ def _match_io(t: Target, path: Path, sig: dict):
                 continue
             if batched:
                 dims = dims[1:]
-            cdims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)  # the model's dims
+            cdims = model_dims(tensor)
             if len(dims) != len(cdims):
                 scalar = not dims and cdims == [1]  # one value per sample: Triton wants dims [1] + an empty reshape
                 yield problem(f"{where}: {kind} '{tensor.name}' dims {cdims} but the {noun} has rank {len(dims)} {dims}"
