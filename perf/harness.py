@@ -63,14 +63,21 @@ class Target:
     params: dict = field(default_factory=dict)
     skipped: str = ""
     max_batch_size: int | None = None  # the served config's (a release workaround may serve a batched spec unbatched)
+    skipped_ops: int = 0  # per sample: the work the build removed as dead rows (manifest info.dead_rows)
 
     def info(self) -> dict:
         return {"model": self.model, "variant": self.variant, "gate": self.gate, "precision": self.precision,
                 "runtime": self.runtime, "artifact": str(self.artifact) if self.artifact else None,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "skipped_ops": self.skipped_ops}
 
 
 # ------------------------------------------------------------------------------------------- discovery
+
+
+def _dead_row_ops(manifest: dict) -> int:
+    """The MatMul/attention work per sample the build pruned as dead rows (generator/variants/ov_rows.py)."""
+    d = (manifest.get("info") or {}).get("dead_rows") or {}
+    return max(0, int(d.get("matmul_ops_before", 0)) - int(d.get("matmul_ops_after", 0)))
 
 
 def _config(model_dir: Path):
@@ -121,7 +128,8 @@ def discover(repo: Path, wanted: list[str] | None = None, real=None) -> list[Tar
         runtime, artifact = _runtime_and_artifact(d, cfg, params)
         out.append(Target(name=d.name, model=man.get("model", d.name), variant=man.get("variant", ""),
                           gate=man.get("gate", "unknown"), precision=man.get("precision", "fp32"),
-                          runtime=runtime, artifact=artifact, params=params, max_batch_size=cfg.max_batch_size))
+                          runtime=runtime, artifact=artifact, params=params, max_batch_size=cfg.max_batch_size,
+                          skipped_ops=_dead_row_ops(man)))
     if wanted:
         missing = [w for w in wanted if not any(w in (t.name, t.model) for t in out)]
         if missing:

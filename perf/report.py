@@ -27,8 +27,8 @@ CSV_FIELDS = (
     "model", "variant", "triton_name", "driver", "concurrency", "batch", "requests", "errors", "window_s",
     "throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms", "queue_ms", "compute_input_ms",
     "compute_infer_ms", "compute_output_ms", "avg_batch", "inproc_throughput", "serving_ratio",
-    "eager_throughput", "speedup_vs_eager", "achieved_gflops", "peak_gflops", "peak_fraction", "gate", "aborted",
-    "rounds", "throughput_low", "throughput_high", "p99_low", "p99_high", "remeasured", "unreliable",
+    "eager_throughput", "speedup_vs_eager", "achieved_gflops", "peak_gflops", "peak_fraction", "executed_fraction",
+    "gate", "aborted", "rounds", "throughput_low", "throughput_high", "p99_low", "p99_high", "remeasured", "unreliable",
 )
 ROUND_FIELDS = ("rounds", "throughput_rounds", "throughput_ci", "p50_ms_ci", "p95_ms_ci", "p99_ms_ci", "half_width",
                 "drift", "remeasured", "first_attempt", "unreliable")
@@ -78,6 +78,11 @@ def enrich(run: dict) -> list[dict]:
         row["peak_gflops"] = peak
         row["peak_precision"] = prec
         row["peak_fraction"] = row["achieved_gflops"] / peak if row["achieved_gflops"] and peak else None
+        # the model's FLOPs measure what a request is worth; a variant that skips dead rows executes fewer
+        skipped = info.get("skipped_ops") or 0
+        run_flops = flops - skipped if flops and 0 < skipped < flops else None
+        row["executed_gflops"] = tp * run_flops / 1e9 if run_flops and tp else None
+        row["executed_fraction"] = row["executed_gflops"] / peak if row["executed_gflops"] and peak else None
         rows.append(row)
     return rows
 
@@ -290,6 +295,10 @@ def explain(row: dict) -> str:
                      f"this machine's {row.get('peak_precision', 'fp32')} GEMM ceiling ({row['peak_gflops']:.0f} GFLOP/s)"
                      + (" -- above 100%: the probe ran under load and underestimates the ceiling; delete "
                         "machine_probe.json and re-run on a quiet machine." if row["peak_fraction"] > 1 else "."))
+        if row.get("executed_fraction"):
+            parts.append(f"That counts the model's FLOPs per request; this variant skips dead rows (work no output "
+                         f"reads) and executes {row['executed_gflops']:.1f} GFLOP/s, "
+                         f"{100 * row['executed_fraction']:.0f}% of the ceiling.")
     return " ".join(parts)
 
 
@@ -391,7 +400,8 @@ STEP_COLS = [
     ("throughput_ci", "infer/s 95%"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
     ("p99_ms_ci", "p99 95%"), ("rounds", "rounds"), ("reliable", "reliable"), ("queue_ms", "queue ms"), ("compute_infer_ms", "infer ms"),
     ("avg_batch", "avg batch"), ("inproc_throughput", "in-process/s"), ("serving_ratio", "served/in-proc"),
-    ("speedup_vs_eager", "x eager"), ("peak_fraction", "of peak"), ("errors", "errors"),
+    ("speedup_vs_eager", "x eager"), ("peak_fraction", "of peak"), ("executed_fraction", "executed of peak"),
+    ("errors", "errors"),
 ]
 
 

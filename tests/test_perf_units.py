@@ -201,6 +201,18 @@ def test_winner_is_the_fastest_gate_passed_error_free_step_within_budget():
     assert choose_winners(rows, 1.0)["m"]["row"] is None
 
 
+def test_a_variant_that_skips_dead_rows_is_credited_the_models_flops_and_shows_what_it_executed(tmp_path):
+    """Throughput x the model's FLOPs is what a request is worth; a variant that prunes dead rows (manifest
+    info.dead_rows) also reports the share of the ceiling it executes, which is lower."""
+    run = synthetic_run()
+    run["models"]["m__onnx"]["skipped_ops"] = int(0.1e9)  # 10% of the model's 1 GFLOP per inference
+    w = choose_winners(enrich(run), 50.0)["m"]["row"]
+    assert w["peak_fraction"] == pytest.approx(0.3) and w["executed_fraction"] == pytest.approx(0.27)
+    write_report(run, tmp_path / "r")
+    assert "executes 270.0 GFLOP/s, 27% of the ceiling" in (tmp_path / "r" / "report.md").read_text()
+    assert enrich(synthetic_run())[0]["executed_fraction"] is None  # nothing skipped: no second figure
+
+
 def test_report_files_plots_and_winner(tmp_path):
     out = write_report(synthetic_run(), tmp_path / "r")
     d = tmp_path / "r"

@@ -57,6 +57,7 @@ BAD = [
     (["openvino", "openvino-int8"], "performance_hint", "fast", "'FAST' is not one of LATENCY, THROUGHPUT"),
     (["openvino", "openvino-int8"], "num_streams", 0, "expected a positive integer or AUTO, got 0"),
     (["openvino", "openvino-int8"], "frontend", "tflite", "'tflite' is not one of auto, pytorch, onnx"),
+    (["openvino", "openvino-int8"], "dead_rows", "off", "expected true or false, got 'off'"),
     (["openvino-int8"], "preset", "fast", "'fast' is not one of performance, mixed"),
     (["openvino-int8"], "model_type", "cnn", "'cnn' is not one of transformer, generic"),
     (["openvino-int8"], "subset_size", 0, "must be >= 1, got 0"),

@@ -227,5 +227,5 @@ VARIANT = Variant(
     description="OpenVINO IR quantized to INT8 with NNCF post-training quantization",
     extra_parameters=lambda model, options: parameters(model, {k: v for k, v in options.items() if k in OPTIONS},
                                                        key="openvino-int8"),
-    revision=2,  # 2: batch layouts on a batching spec's IR; 1: frontend auto (from the PyTorch module)
+    revision=3,  # 3: dead rows pruned; 2: batch layouts on a batching spec's IR; 1: frontend auto (PyTorch module)
 )

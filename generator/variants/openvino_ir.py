@@ -26,6 +26,7 @@ The embedded runner and the verification here set the precision explicitly, exce
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..errors import VariantFailed
@@ -113,8 +114,57 @@ def _from_pytorch(ctx: BuildContext):
 
 
 def fp32_model(ctx: BuildContext):
-    """The fp32 ``ov.Model`` both OpenVINO variants start from, per ``options.frontend``, and the call that made
-    it (for reproduce.sh); the manifest records which frontend made it."""
+    """The fp32 ``ov.Model`` both OpenVINO variants start from, per ``options.frontend``, with its dead rows pruned
+    (``options.dead_rows``), and the call that made it (for reproduce.sh); the manifest records which frontend
+    made it and what the pruning removed."""
+    model, made_by = _converted(ctx)
+    if ctx.options.dead_rows:
+        model = _pruned(ctx, model)
+        if "dead_rows" in ctx.info:
+            ctx.reproduce.append("# options.dead_rows: the converted model then goes through "
+                                 "generator.variants.ov_rows.prune(model) (the ops only one row of reaches an output)")
+    return model, made_by
+
+
+def _pruned(ctx: BuildContext, model):
+    """``ov_rows.prune`` on a copy, kept when it removed work and answers as the original (f32, the example batch
+    and batch 1); else the original, with the reason in build.log."""
+    import numpy as np
+    import openvino as ov
+
+    from .ov_rows import prune
+
+    names = [t.name for t in ctx.model.inputs]
+    point = example_point(ctx.model)
+    points = [dataclasses.replace(point, batch=1)] if point.batch > 1 else []
+    feeds = [make_inputs(ctx.model, p, seed=5) for p in points + [point]]
+    copy = model.clone()
+    try:
+        got = prune(copy, [feeds[0][n].shape for n in names])  # the work counted per sample
+    except Exception as e:  # the pass is an optimisation: a graph it cannot rewrite keeps the original
+        ctx.log(f"dead rows: not pruned ({_first(e)})")
+        return model
+    saved = got["matmul_ops_before"] - got["matmul_ops_after"]
+    if not got["rewritten"] or saved <= 0:
+        return model
+    core = ov.Core()
+    a, b = (core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}) for m in (model, copy))
+    for p, f in zip(points + [point], feeds):
+        x_all, y_all = a({n: f[n] for n in names}), b({n: f[n] for n in names})
+        for t in ctx.model.outputs:
+            x, y = np.asarray(x_all[t.name]), np.asarray(y_all[t.name])
+            if x.shape != y.shape or not np.allclose(x, y, atol=1e-5, rtol=1e-4):
+                ctx.log(f"dead rows: not pruned (output '{t.name}' at {p.label} differs from the "
+                        "original's)")
+                return model
+    share = saved / got["matmul_ops_before"]
+    ctx.info["dead_rows"] = {**got, "matmul_saved": round(share, 4)}
+    ctx.log(f"dead rows: {got['rewritten']} ops compute only the row(s) the outputs read: MatMul and attention work "
+            f"-{share:.1%} ({saved / 1e9:.2f} of {got['matmul_ops_before'] / 1e9:.2f} GOP per sample)")
+    return copy
+
+
+def _converted(ctx: BuildContext):
     frontend = ctx.options.frontend
     if frontend != "onnx":
         try:
@@ -218,5 +268,5 @@ VARIANT = Variant(
     options=OpenvinoOptions,
     description="OpenVINO IR (fp32 weights; f32 or bf16 inference) for the openvino backend",
     extra_parameters=parameters,
-    revision=2,  # 2: batch layouts on a batching spec's IR; 1: frontend auto (from the PyTorch module)
+    revision=3,  # 3: dead rows pruned; 2: batch layouts on a batching spec's IR; 1: frontend auto (PyTorch module)
 )
