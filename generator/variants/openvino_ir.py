@@ -127,8 +127,8 @@ def fp32_model(ctx: BuildContext):
 
 
 def _pruned(ctx: BuildContext, model):
-    """``ov_rows.prune`` on a copy, kept when it removed work and answers as the original (f32, the example batch
-    and batch 1); else the original, with the reason in build.log."""
+    """``ov_rows.prune`` on a copy, kept when it removed work and answers as the original (f32: the example point,
+    batch 1, the named dims at their minimum); else the original, with the reason in build.log."""
     import numpy as np
     import openvino as ov
 
@@ -136,11 +136,16 @@ def _pruned(ctx: BuildContext, model):
 
     names = [t.name for t in ctx.model.inputs]
     point = example_point(ctx.model)
-    points = [dataclasses.replace(point, batch=1)] if point.batch > 1 else []
-    feeds = [make_inputs(ctx.model, p, seed=5) for p in points + [point]]
+    # the first point counts the work per sample (batch 1); the named dims at their minimum are checked too (a
+    # reshape that moved the row would show there)
+    points = [dataclasses.replace(point, batch=1), point] if point.batch > 1 else [point]
+    low = tuple(sorted((k, lo) for k, (lo, _, _) in ctx.model.dims.items()))
+    if low != point.dims:
+        points.append(dataclasses.replace(point, dims=low))
+    feeds = [make_inputs(ctx.model, p, seed=5) for p in points]
     copy = model.clone()
     try:
-        got = prune(copy, [feeds[0][n].shape for n in names])  # the work counted per sample
+        got = prune(copy, [feeds[0][n].shape for n in names])
     except Exception as e:  # the pass is an optimisation: a graph it cannot rewrite keeps the original
         ctx.log(f"dead rows: not pruned ({_first(e)})")
         return model
@@ -149,7 +154,7 @@ def _pruned(ctx: BuildContext, model):
         return model
     core = ov.Core()
     a, b = (core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}) for m in (model, copy))
-    for p, f in zip(points + [point], feeds):
+    for p, f in zip(points, feeds):
         x_all, y_all = a({n: f[n] for n in names}), b({n: f[n] for n in names})
         for t in ctx.model.outputs:
             x, y = np.asarray(x_all[t.name]), np.asarray(y_all[t.name])
@@ -159,8 +164,9 @@ def _pruned(ctx: BuildContext, model):
                 return model
     share = saved / got["matmul_ops_before"]
     ctx.info["dead_rows"] = {**got, "matmul_saved": round(share, 4)}
+    unit, scale = ("GOP", 1e9) if got["matmul_ops_before"] >= 1e8 else ("MOP", 1e6)
     ctx.log(f"dead rows: {got['rewritten']} ops compute only the row(s) the outputs read: MatMul and attention work "
-            f"-{share:.1%} ({saved / 1e9:.2f} of {got['matmul_ops_before'] / 1e9:.2f} GOP per sample)")
+            f"-{share:.1%} ({saved / scale:.2f} of {got['matmul_ops_before'] / scale:.2f} {unit} per sample)")
     return copy
 
 
