@@ -1,8 +1,8 @@
 """Dead rows (generator/variants/ov_rows.py): an OpenVINO model computes only the rows its outputs read.
 
-Each model goes through OpenVINO's PyTorch frontend as the build does; the pruned model must answer exactly as
-the unpruned one and as PyTorch (f32), and the MatMul work it removes is checked against a count made by hand
-from the architecture, not from the pass. Where an output needs every row (a second output, mean pooling,
+Each model goes through OpenVINO's PyTorch frontend as the build does; the pruned model must answer as the
+unpruned one (to f32 summation order: a one-row GEMM may take another kernel on another CPU) and as PyTorch,
+and the MatMul work it removes is checked against a count made by hand from the architecture, not from the pass. Where an output needs every row (a second output, mean pooling,
 causal attention), the pass must leave that work alone and still answer right."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _check(module, model, xs, atol=1e-4):
             want = module(torch.from_numpy(x))
         want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
         for got, before, w in zip(_run(model, x), _run(original, x), want):
-            np.testing.assert_allclose(got, before, atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(got, before, atol=1e-4, rtol=1e-4)  # one row: a GEMM of another shape
             np.testing.assert_allclose(got, w, atol=atol, rtol=1e-3)
     return info
 

@@ -158,7 +158,7 @@ def _pruned(ctx: BuildContext, model):
         x_all, y_all = a({n: f[n] for n in names}), b({n: f[n] for n in names})
         for t in ctx.model.outputs:
             x, y = np.asarray(x_all[t.name]), np.asarray(y_all[t.name])
-            if x.shape != y.shape or not np.allclose(x, y, atol=1e-5, rtol=1e-4):
+            if x.shape != y.shape or not np.allclose(x, y, atol=1e-4, rtol=1e-3):  # f32 sums in another order
                 ctx.log(f"dead rows: not pruned (output '{t.name}' at {p.label} differs from the "
                         "original's)")
                 return model
