@@ -102,15 +102,31 @@ def _from_pytorch(ctx: BuildContext):
     with torch.no_grad():
         want = adapter(*args)
     want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
-    got = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
-        {t.name: feeds[t.name] for t in model.inputs})
-    for t, w in zip(model.outputs, want):
-        g = np.asarray(got[t.name])
-        if g.shape != w.shape or not np.allclose(g, w, atol=1e-3, rtol=1e-3):
-            worst = float(np.max(np.abs(g - w))) if g.shape == w.shape else f"shape {g.shape} vs {w.shape}"
-            raise VariantFailed(f"openvino: the PyTorch frontend's model answers unlike PyTorch on output "
-                                f"'{t.name}' (max |Δ| {worst})")
+    got = _f32(converted)({t.name: feeds[t.name] for t in model.inputs})
+    bad = _mismatch(got, dict(zip((t.name for t in model.outputs), want)), atol=1e-3, rtol=1e-3)
+    if bad:
+        raise VariantFailed(f"openvino: the PyTorch frontend's model answers unlike PyTorch on {bad}")
     return converted
+
+
+def _f32(model):
+    """``model`` compiled for the CPU in f32 (what the checks before saving compare)."""
+    import openvino as ov
+
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def _mismatch(got, want: dict, atol: float, rtol: float) -> str | None:
+    """The first output of ``want`` (name -> array) that ``got`` (a compiled model's results) does not match:
+    "output 'name' (max |Δ| x)", else None."""
+    import numpy as np
+
+    for name, w in want.items():
+        g, w = np.asarray(got[name]), np.asarray(w)
+        if g.shape != w.shape or not np.allclose(g, w, atol=atol, rtol=rtol):
+            worst = float(np.max(np.abs(g - w))) if g.shape == w.shape else f"shape {g.shape} vs {w.shape}"
+            return f"output '{name}' (max |Δ| {worst})"
+    return None
 
 
 def fp32_model(ctx: BuildContext):
@@ -129,9 +145,6 @@ def fp32_model(ctx: BuildContext):
 def _pruned(ctx: BuildContext, model):
     """``ov_rows.prune`` on a copy, kept when it removed work and answers as the original (f32: the example point,
     batch 1, the named dims at their minimum); else the original, with the reason in build.log."""
-    import numpy as np
-    import openvino as ov
-
     from .ov_rows import prune
 
     names = [t.name for t in ctx.model.inputs]
@@ -152,16 +165,14 @@ def _pruned(ctx: BuildContext, model):
     saved = got["matmul_ops_before"] - got["matmul_ops_after"]
     if not got["rewritten"] or saved <= 0:
         return model
-    core = ov.Core()
-    a, b = (core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}) for m in (model, copy))
+    a, b = _f32(model), _f32(copy)
     for p, f in zip(points, feeds):
-        x_all, y_all = a({n: f[n] for n in names}), b({n: f[n] for n in names})
-        for t in ctx.model.outputs:
-            x, y = np.asarray(x_all[t.name]), np.asarray(y_all[t.name])
-            if x.shape != y.shape or not np.allclose(x, y, atol=1e-4, rtol=1e-3):  # f32 sums in another order
-                ctx.log(f"dead rows: not pruned (output '{t.name}' at {p.label} differs from the "
-                        "original's)")
-                return model
+        want = a({n: f[n] for n in names})
+        bad = _mismatch(b({n: f[n] for n in names}), {t.name: want[t.name] for t in ctx.model.outputs},
+                        atol=1e-4, rtol=1e-3)  # f32 sums in another order
+        if bad:
+            ctx.log(f"dead rows: not pruned ({bad} at {p.label} differs from the original's)")
+            return model
     share = saved / got["matmul_ops_before"]
     ctx.info["dead_rows"] = {**got, "matmul_saved": round(share, 4)}
     unit, scale = ("GOP", 1e9) if got["matmul_ops_before"] >= 1e8 else ("MOP", 1e6)

@@ -83,13 +83,10 @@ def _row_of_input(node, port: int, out_axis: int, out_rank: int, index: int):
     if a < 0:
         return FULL
     d = ps[a]
-    if d.is_static and d.get_length() == 1 and index not in (0, -1):
-        return FULL
     if d.is_static and d.get_length() == 1:
-        # a size-1 dim broadcasts: its first and last row are the row; keep it whole (nothing to save)
-        return FULL
+        return FULL  # it broadcasts along the axis: every row of the output reads its one row
     if d.is_dynamic and index not in (0, -1):
-        return FULL
+        return FULL  # it may broadcast at run time: only the first and the last row are that one row then
     return a
 
 
@@ -231,7 +228,7 @@ def _matmul_ops(model, shapes: list | None) -> int:
 def prune(model, shapes: list | None = None) -> dict:
     """Rewrites ``model`` (an ``ov.Model``) in place so that ops whose outputs are read one row at a time compute
     that row only. Returns {"rewritten": n, "selections": k, "matmul_ops_before": x, "matmul_ops_after": y}, the
-    MatMul work counted at the input ``shapes`` (one per input; default: dynamic dims as 1)."""
+    MatMul and attention work counted at the input ``shapes`` (one per input; default: dynamic dims as 1)."""
     from openvino import opset8 as ops
 
     before = _matmul_ops(model, shapes)
@@ -259,13 +256,15 @@ def prune(model, shapes: list | None = None) -> dict:
         for port, q in enumerate(per):
             src = node.input_value(port)
             want[_key(src)] = _merge(want.get(_key(src)), q)
-    rows = set(asks)  # every consumer of their output reads the same row: they compute only it
+    # the nodes in asks compute only the row: every consumer of their output reads that same row
     sliced: dict = {}
+
+    def computes_row(src, axis: int, index: int) -> bool:
+        return src.get_node().get_instance_id() in asks and want.get(_key(src)) == (axis, index)
 
     def row_source(src, axis: int, index: int):
         """The rows of ``src``: itself when its producer now computes rows, else a one-row Slice (shared)."""
-        pid = src.get_node().get_instance_id()
-        if pid in rows and want.get(_key(src)) == (axis, index):
+        if computes_row(src, axis, index):
             return src
         k = (_key(src), axis, index)
         if k not in sliced:
@@ -278,15 +277,13 @@ def prune(model, shapes: list | None = None) -> dict:
     for node in order:
         nid = node.get_instance_id()
         if nid in selectors:
-            axis, index = selectors[nid]
-            src = node.input_value(0)
-            if src.get_node().get_instance_id() in rows and want.get(_key(src)) == (axis, index):
+            if computes_row(node.input_value(0), *selectors[nid]):  # it now picks row 0 of a one-row tensor
                 idx = node.input_value(1)
                 zero = np.zeros(idx.get_partial_shape().to_shape(), idx.get_element_type().to_dtype())
                 node.input(1).replace_source_output(ops.constant(zero).output(0))
                 node.validate_and_infer_types()
             continue
-        if nid not in rows:
+        if nid not in asks:
             continue
         ins = [node.input_value(p) if q == FULL else row_source(node.input_value(p), *q)
                for p, q in enumerate(asks[nid])]
