@@ -129,7 +129,6 @@ class _Progress(_RichProgress):
                                  transient=True)
         self.tasks = {}
 
-
     def stage(self, model, text):
         if model not in self.tasks:
             self.tasks[model] = self.progress.add_task(text, model=model, total=None)
@@ -236,19 +235,19 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
               help="Also an open loop: Poisson request rates (requests/s) to sweep per variant, e.g. 5,10,20,40.")
 @click.option("--rates-beyond", type=click.IntRange(min=0), default=4, show_default=True,
               help="Open loop: while every given rate is held, up to this many more rates, 1.5x each.")
+@click.option("--headline-rounds", type=click.IntRange(min=0), default=None, help="Rounds of the best variant served, "
+              "in-process and eager side by side, for the headline ratios [default: max(--rounds, 5); 0: off].")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="A folder of JPEG/PNG files: also measure the image ensembles with them (one BYTES element each).")
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
-         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates, rates_beyond):
+         max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates, rates_beyond,
+         headline_rounds):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
-    \b
-    Drives the server with tritonclient (gRPC/HTTP, bounded windows) and/or perf_analyzer, reads the
-    server's statistics (queue vs compute, batches formed), times each variant in-process and PyTorch
-    eager for the speed-up and the serving overhead, and writes perf/results/<run>/report.md|html,
-    results.csv|json, plots and the exact commands.
+    Drives the server with tritonclient (gRPC/HTTP) and/or perf_analyzer, times each variant in-process and PyTorch
+    eager, and writes perf/results/<run>/report.md|html, results.csv|json, plots and the exact commands.
     """
     from perf.harness import run_perf
     from perf.inputs import RealInputs
@@ -260,7 +259,8 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
     run_dir = run_perf(url, repo, spec, [m for m in (models or "").split(",") if m] or None, levels, latency_budget_ms,
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
-                       real_inputs=RealInputs(images, sentences), request_rates=rates or None, rates_beyond=rates_beyond)
+                       real_inputs=RealInputs(images, sentences), request_rates=rates or None,
+                       rates_beyond=rates_beyond, headline_rounds=headline_rounds)
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)", markup=False)
 
 

@@ -18,7 +18,8 @@ The machine itself can change speed between two runs (another tenant on the host
 fixed GEMM probe, read before and after each run's sweep, measures that. When every probe read of one run is
 faster than every read of the other (``machine_drift``), a pair whose intervals do not overlap is compared once
 more with run B's interval scaled by the probe's ratio; a pair that overlaps then is a note that names the
-drift, not a disagreement. The headline ratios need no such step: both sides of each are measured in one run.
+drift, not a disagreement. The headline ratios need no such step: both sides of each are measured side by side in
+the same rounds (``perf.headline``), or at least in one run.
 """
 
 from __future__ import annotations

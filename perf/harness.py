@@ -169,6 +169,13 @@ def baseline_jobs(targets: list[Target], spec_path: Path, concurrency: list[int]
     return eager, inproc
 
 
+def _headline_jobs(targets: list[Target], spec_path: Path, concurrency: list[int], measurement_s: float) -> dict:
+    """The baseline jobs ``perf.headline`` repeats beside the served winner: ``("eager", model)`` and
+    ``("inprocess", triton name)``."""
+    eager, inproc = baseline_jobs(targets, spec_path, concurrency, min(measurement_s, 10.0), 50)
+    return {**{("eager", m): j for m, j in eager.items()}, **{("inprocess", n): j for n, j in inproc.items()}}
+
+
 def model_flops(targets: list[Target], spec) -> dict:
     """FLOPs per inference (batch 1, opt dims) per spec model, from an fp32 ONNX artifact when there is one."""
     out = {}
@@ -351,6 +358,7 @@ def run_perf(
     baseline_rounds: int | None = None,
     request_rates: list[float] | None = None,
     rates_beyond: int = 4,
+    headline_rounds: int | None = None,
     gemm_probe: bool = True,
     op_profile: bool = True,
     pa_measurement_ms: int | None = None,
@@ -365,7 +373,9 @@ def run_perf(
     embedded tritonserver. ``driver``: loadgen | perf_analyzer | both; ``protocol`` (load generator):
     grpc | http | both (``http_url`` is needed with ``url``). Each step's window ends at ``max_requests``
     requests or ``measurement_s`` seconds; served steps run in ``rounds`` interleaved rounds of
-    ``measurement_s / rounds`` each (``perf.sweep``), baselines in ``baseline_rounds`` (default: ``rounds``).
+    ``measurement_s / rounds`` each (``perf.sweep``), baselines in ``baseline_rounds`` (default: ``rounds``),
+    each best variant's headline ratios in ``headline_rounds`` paired rounds (``perf.headline``; default
+    ``max(rounds, 5)`` with 2 or more rounds, 0: the sweep's unpaired ratios).
     Raises ``UserError`` (after writing the partial report) when the
     server dies mid-sweep.
     """
@@ -374,6 +384,8 @@ def run_perf(
         raise UserError(f"--driver {driver}: not one of {', '.join(DRIVERS)}")
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol {protocol}: not one of {', '.join(PROTOCOLS)}")
+    if headline_rounds is None:
+        headline_rounds = max(int(rounds), 5) if int(rounds) >= 2 else 0
     if int(rounds) < 1:
         raise UserError(f"--rounds {rounds}: give 1 or more (3 or more for 95% intervals worth printing)")
     if not latency_budget_ms > 0:
@@ -441,7 +453,9 @@ def run_perf(
                                       max_requests, warmup_s, warmup_requests, request_timeout_s, pa_measurement_ms,
                                       run_dir, rounds=rounds, request_rates=request_rates,
                                       budget_ms=latency_budget_ms, real=(repo, real_inputs),
-                                      rates_beyond=rates_beyond)
+                                      rates_beyond=rates_beyond, headline_rounds=int(headline_rounds),
+                                      headline_jobs=_headline_jobs(active, spec_path, concurrency, measurement_s)
+                                      if baselines else {})
         with _quiet_check(run, "sweep"):
             sweep_mod.sweep(run, active, spec, opts, server, log)
     except ServerGone as e:
@@ -500,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--request-rates", default="", help="open loop: Poisson request rates to sweep, e.g. 5,10,20,40")
     p.add_argument("--rates-beyond", type=int, default=4,
                    help="open loop: while every rate is held, up to this many more rates (1.5x each)")
+    p.add_argument("--headline-rounds", type=int, default=None,
+                   help="paired rounds of the winner served / in-process / eager (default max(rounds, 5); 0: off)")
     a = p.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -512,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
                            protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
                            rounds=a.rounds, run_id=a.run_id,
                            request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None,
-                           rates_beyond=a.rates_beyond)
+                           rates_beyond=a.rates_beyond, headline_rounds=a.headline_rounds)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

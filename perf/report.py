@@ -9,9 +9,11 @@ latency is within the budget, among variants whose manifest says the accuracy ga
 errors. It is chosen on the primary driver's numbers (the first of loadgen-grpc, perf_analyzer,
 loadgen-http that has results), from the round medians (``perf.sweep``), never from a step marked
 unreliable. Its headline ratios (x PyTorch eager, served / in-process) are printed only with their 95%
-interval and never from a disturbed baseline: an unpaired (Welch) interval for a served step against a
-baseline measured in its own phase (``perf.stability.unpaired_ratio``), a paired one (round i with round i,
-``perf.stability.paired_ratio``) for the winner against its runner-up, which the same rounds interleaved.
+interval and never from a disturbed baseline: from the rounds that measured the winner served, in-process and
+eager side by side after the sweep (``perf.headline``, paired) when the run has them; else an unpaired (Welch)
+interval for a served step against a baseline measured in its own phase (``perf.stability.unpaired_ratio``). The
+winner against its runner-up is paired (round i with round i, ``perf.stability.paired_ratio``): the same rounds
+interleaved them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import csv
 import html
 import json
 from pathlib import Path
+
+from . import headline as headline_mod
 
 DRIVER_ORDER = ("loadgen-grpc", "perf_analyzer", "loadgen-http")
 CSV_FIELDS = (
@@ -154,14 +158,16 @@ def headline_ratio(r: dict) -> str:
     if x and "why" in x:
         parts.append(f"; no ratio to PyTorch eager fp32: {x['why']}")
     elif x:
-        src = "both sides' rounds, unpaired" if r.get("throughput_rounds") else "the baseline's rounds"
+        src = (f"{r['headline_rounds']} rounds side by side, paired" if r.get("headline_rounds") else
+               "both sides' rounds, unpaired" if r.get("throughput_rounds") else "the baseline's rounds")
         parts.append(f", {x['value']:.2f}x PyTorch eager fp32 at the same concurrency (95% interval "
                      f"{x['ci'][0]:.2f}-{x['ci'][1]:.2f}x from {src})")
     s = got.get("served_over_inprocess")
     if s and "why" in s:
         parts.append(f"; no served / in-process ratio: {s['why']}")
     elif s:
-        parts.append(f", served / in-process {s['value']:.2f}x (95% interval {s['ci'][0]:.2f}-{s['ci'][1]:.2f}x)")
+        parts.append(f", served / in-process {s['value']:.2f}x (95% interval {s['ci'][0]:.2f}-{s['ci'][1]:.2f}x"
+                     + (", paired)" if r.get("headline_rounds") else ")"))
     return "".join(parts)
 
 
@@ -474,6 +480,9 @@ def write_report(run: dict, out_dir: Path) -> dict:
         r["reliable"] = None if r.get("rounds") is None else not r.get("unreliable")
     budget = float(run.get("latency_budget_ms") or float("inf"))
     winners = choose_winners(rows, budget)
+    confirmed = run.get("headline") or {}
+    for m, w in winners.items():  # the headline ratios from the paired rounds beside the winner (perf.headline)
+        w["row"] = headline_mod.attach(w["row"], confirmed.get(m))
     run = {**run, "rows": rows, "winners": {m: _winner_record(w) for m, w in winners.items()}}
     (out_dir / "results.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as fh:
@@ -499,6 +508,10 @@ def write_report(run: dict, out_dir: Path) -> dict:
     body.append("<ul>" + "".join(f"<li>{html.escape(f[2:])}</li>" for f in facts) + "</ul>")
 
     _best_section(md, body, winners, budget)
+    for m, entry in sorted(confirmed.items()):
+        got = headline_mod.lines(entry)
+        md += [f"### {m}: the headline, side by side\n", *got]
+        body += [f"<h3>{html.escape(m)}: the headline, side by side</h3><pre>{html.escape(chr(10).join(got))}</pre>"]
     _opprofile_section(md, body, run.get("opprofile") or {})
     rate_lines = rate_summary(run)
     if rate_lines:
@@ -568,7 +581,9 @@ the intra-op threads of all served instances together (instances x threads each)
 can at best make of c outstanding batch-1 requests, so served / in-process is the share of the runtime's capacity the
 server delivers (transport, python-backend stub, queueing and smaller-than-c batches are the loss). PyTorch eager fp32
 of the original checkpoint is measured the same way. Speed-up vs eager compares served throughput with eager at
-batch c.
+batch c. The best variant's headline ratios come from rounds after the sweep that measure it served, in-process and
+eager one after another (order rotated), each ratio taken within a round: a phase in which the machine ran faster
+moves both sides of a ratio alike.
 
 Ceiling: a square GEMM probe (n=2048, all cores) per precision; achieved FLOP/s counts only MatMul/Gemm/Conv in the
 ONNX graph (2 FLOPs per multiply-add) at the spec's opt dims. Client and server share this machine's cores, so the

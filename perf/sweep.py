@@ -51,6 +51,8 @@ class SweepOptions:
     budget_ms: float = 1000.0
     real: tuple = (None, None)
     rates_beyond: int = 4  # open loop: rates past the given ones (1.5x each) while every rate is held
+    headline_rounds: int = 0  # >= 2: the winners' headline ratios in paired rounds (perf.headline)
+    headline_jobs: dict = field(default_factory=dict)  # their baseline jobs, ("inprocess" | "eager", name) -> job
 
     def window_s(self) -> float:
         return max(self.measurement_s / max(self.rounds, 1), min(self.measurement_s, MIN_ROUND_WINDOW_S))
@@ -121,13 +123,14 @@ class _Sweep:
         p.keys = [(t.name, drv, c) for drv in plan for c in o.concurrency]
         return p
 
-    def measure(self, p: _Prepared, drv: str, c: int, r: int, attempt: int) -> dict | None:
+    def measure(self, p: _Prepared, drv: str, c: int, r: int, attempt: int, label: str | None = None) -> dict | None:
+        """One step of one round; ``attempt`` 0 with a ``label``: a step measured for ``perf.headline``."""
         from tritonclient.utils import InferenceServerException
 
         o, t, window = self.o, p.t, self.o.window_s()
         record = r == 0 and attempt == 1  # the commands that reproduce a step: once, not once a round
         what = f"{t.name} {drv} concurrency {c}"
-        self.log(f"measuring {what} (round {r + 1}/{o.rounds}{', re-measure' if attempt > 1 else ''})")
+        self.log(f"measuring {what} ({label or f'round {r + 1}/{o.rounds}'}{', re-measure' if attempt > 1 else ''})")
         try:
             before = server_stats.snapshot(o.url, t.name)
         except InferenceServerException:
@@ -240,8 +243,9 @@ class _Sweep:
 
 
 def sweep(run: dict, targets: list, spec, opts: SweepOptions, server=None, log=print) -> None:
-    """Measure every target in ``opts.rounds`` interleaved rounds, re-measure the unreliable steps once, then
-    the open-loop rate sweeps (``opts.request_rates``). Raises ``perf.client.ServerGone`` when the server
+    """Measure every target in ``opts.rounds`` interleaved rounds, re-measure the unreliable steps once, confirm
+    each best variant's headline ratios in paired rounds (``perf.headline``, ``opts.headline_rounds``), then the
+    open-loop rate sweeps (``opts.request_rates``). Raises ``perf.client.ServerGone`` when the server
     died (``run["steps"]`` then holds what finished)."""
     s = _Sweep(run, spec, opts, server, log)
     preps = [s.prepare(t) for t in targets]
@@ -273,6 +277,12 @@ def sweep(run: dict, targets: list, spec, opts: SweepOptions, server=None, log=p
     if unsettled:
         run["notes"].append(f"{len(unsettled)} of {len(run['round_steps'])} round step(s) ended their warm-up at "
                             f"the {opts.warmup_s:g} s cap before the latency settled")
+    if opts.headline_rounds >= 2 and opts.headline_jobs:
+        from . import headline
+        from .report import choose_winners, enrich
+
+        winners = choose_winners(enrich(run), float(opts.budget_ms))
+        headline.confirm(run, winners, s, preps, opts.headline_jobs, opts.headline_rounds, log)
     if opts.request_rates:
         for p in preps:
             if p.t.skipped or s.load(p.t.name):

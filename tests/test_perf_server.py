@@ -102,7 +102,7 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
                                    extra_args=["--load-model", "lin__onnx"])
     run_dir = run_perf(server.urls.grpc, built["repo"], built["spec_path"], None, [1, 2], 100.0,
                        tmp_path / "results", "loadgen", 0.5, 200, warmup_s=0.2, gemm_probe=True,
-                       http_url=server.urls.http, protocol="both", rounds=2, log=lambda s: None)
+                       http_url=server.urls.http, protocol="both", rounds=2, headline_rounds=2, log=lambda s: None)
     res = json.loads((run_dir / "results.json").read_text())
     assert "not READY" in res["models"]["lin__torchscript"]["skipped"]
     steps = {(s["model"], s["driver"], s["concurrency"]) for s in res["steps"]}
@@ -122,6 +122,10 @@ def test_run_perf_against_a_url_skips_a_model_that_is_not_ready(built, triton_se
     # the budget is unreliable
     if any(not r.get("unreliable") for r in grpc):
         assert win["triton_name"] == "lin__onnx", win
+        # its headline from 2 paired rounds beside it after the sweep (perf.headline), at its own concurrency
+        got = res["headline"]["lin"]
+        assert got["concurrency"] == win["concurrency"] and len(got["rounds"]) == 2, got
+        assert win["headline"]["x_eager"].get("value") == got["x_eager"].get("value"), (win, got)
     else:
         assert win["triton_name"] is None and "unreliable" in win["why"], win
     # baselines ran in their own processes, same runtime and threads; eager from the spec's module
@@ -190,3 +194,48 @@ def test_a_spec_that_is_not_the_repositorys_and_a_budget_of_zero_are_one_line_er
                  log=lambda s: None)
     assert str(e.value).startswith("--latency-budget-ms 0: give the p99 budget in ms")
     assert not (tmp_path / "results").exists()
+
+
+def test_headline_measures_served_inprocess_and_eager_side_by_side(built, triton_server_factory, tmp_path):
+    """perf.headline: the winner served, the same runtime in-process and eager fp32, one after another in each
+    round against a real server; each ratio is the geometric mean of the rounds' own ratios (paired)."""
+    import math
+
+    from perf import headline, sweep
+    from perf.harness import _headline_jobs, discover
+    from perf.report import write_report
+
+    server = triton_server_factory(built["repo"], model_control_mode="explicit", expected_models=[])
+    target = discover(built["repo"], ["lin__onnx"])[0]
+    opts = sweep.SweepOptions(server.urls.grpc, server.urls.http, True, None, "loadgen", ["grpc"], [2], 0.5, 200,
+                              0.2, 2, 30.0, None, tmp_path, rounds=3, budget_ms=100.0)
+    run = {"steps": [], "notes": [], "commands": [], "models": {target.name: target.info()}, "meta": {}}
+    sw = sweep._Sweep(run, built["spec"], opts, None, lambda s: None)
+    jobs = _headline_jobs([target], built["spec_path"], [1, 2], 0.5)
+    entry = headline.measure(sw, sw.prepare(target), "loadgen-grpc", 2,
+                             {"inprocess": jobs[("inprocess", "lin__onnx")], "eager": jobs[("eager", "lin")]}, 3)
+    assert [r["round"] for r in entry["rounds"]] == [1, 2, 3] and not entry["errors"], entry
+    assert all(r[k] > 0 for r in entry["rounds"] for k in ("served", "inprocess", "eager")), entry
+    for name, side in (("x_eager", "eager"), ("served_over_inprocess", "inprocess")):
+        got = entry[name]
+        per_round = [r["served"] / r[side] for r in entry["rounds"]]
+        assert got["pairs"] == 3
+        assert got["value"] == pytest.approx(math.exp(sum(map(math.log, per_round)) / 3), rel=1e-9)
+        assert got["ci"][0] <= got["value"] <= got["ci"][1]
+    assert sw.client.ready_or_reason("lin__onnx")  # unloaded again (a reason why not READY): the next phase has the CPU
+    # the report's winner takes its headline from these rounds, not from the sweep's unpaired baselines
+    step = {"model": "lin__onnx", "driver": "loadgen-grpc", "concurrency": 2, "throughput": 100.0, "p99_ms": 5.0,
+            "p50_ms": 2.0, "errors": 0, "rounds": 3, "throughput_rounds": [99.0, 100.0, 101.0],
+            "throughput_ci": [97.0, 103.0]}
+    run.update(steps=[step], latency_budget_ms=100.0, headline={"lin": entry},
+               eager={"lin": {"rows": [{"concurrency": 2, "throughput": 1000.0, "throughput_rounds": [1e3, 1e3, 1e3],
+                                        "throughput_ci": [1e3, 1e3]}]}})
+    run["models"]["lin__onnx"]["gate"] = "passed"
+    write_report(run, tmp_path / "report")
+    res = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert res["winners"]["lin"]["headline"]["x_eager"]["value"] == pytest.approx(entry["x_eager"]["value"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "lin: the headline, side by side" in md and "3 rounds side by side, paired" in md
+    # a winner at another concurrency than the confirmed one keeps the sweep's ratio
+    assert headline.attach({"triton_name": "lin__onnx", "concurrency": 1, "speedup_vs_eager": 0.1}, entry) == \
+        {"triton_name": "lin__onnx", "concurrency": 1, "speedup_vs_eager": 0.1}
