@@ -8,7 +8,7 @@ SPEC   ?= examples/spec.yaml
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: setup repo test validate bench serve stop perf perf-twice tune tune-vs-ma plans clean help
+.PHONY: setup repo test validate bench serve stop perf perf-twice perf-avx2 tune tune-vs-ma plans clean help
 
 help:
 	@echo "make repo     build $(SPEC) into $(REPO)/ (creates the venv and example checkpoints)"
@@ -18,6 +18,7 @@ help:
 	@echo "make serve    serve the example repository with the embedded tritonserver; make stop"
 	@echo "make perf     build + serve + sweep (3 interleaved rounds) + report + stop"
 	@echo "make perf-twice  make perf twice, then compare the runs (perf.compare_runs)"
+	@echo "make perf-avx2   make perf as on an AVX2 CPU (perf.isa caps the ISA; ONNX Runtime variants skipped)"
 	@echo "make tune     search variant x Triton settings through the server, apply the winner"
 	@echo "make tune-vs-ma  tritongen tune vs Triton Model Analyzer, side by side"
 	@echo "make plans    TensorRT plans inside the NGC TensorRT container (Docker + GPU)"
@@ -65,6 +66,10 @@ RUN_ID ?=
 perf: examples/checkpoints/.done $(MINILM)
 	$(BIN)/tritongen build $(SPEC) -o $(EMBEDDED) --target embedded
 	$(BIN)/tritongen perf $(SPEC) --repo $(EMBEDDED) $(PERF_ARGS) $(if $(RUN_ID),--run-id $(RUN_ID))
+
+# `make perf` with the instruction set capped to AVX2 in every process it starts (README "As on an AVX2 CPU")
+perf-avx2:
+	$(MAKE) --no-print-directory perf PERF_ARGS="$(PERF_ARGS) --max-isa avx2"
 
 # `make perf` twice in a row, then do the two runs agree? (perf.compare_runs: exit 1 with the reason if not)
 perf-twice:

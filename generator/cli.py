@@ -151,10 +151,9 @@ class _Progress(_RichProgress):
 def validate(repository, triton_release, target_cc):
     """Check every config.pbtxt in REPOSITORY with Triton's schema and tritongen's semantic checks.
 
-    Works on any repository, hand-written ones too: parses each config with
-    tritonclient's model_config_pb2, then checks max_batch_size against dynamic
-    batching and warm-up, dims, and (for ONNX) names/dtypes/shapes against the
-    real graph, and ensemble wiring. Exit 1 when anything is wrong.
+    Works on any repository, hand-written ones too: parses each config with tritonclient's model_config_pb2,
+    then checks max_batch_size against dynamic batching and warm-up, dims, and (for ONNX) names/dtypes/shapes
+    against the real graph, and ensemble wiring. Exit 1 when anything is wrong.
     """
     from rich.table import Table
 
@@ -237,13 +236,15 @@ def bench(spec, repo, batches, threads, warmup, iters, only, out):
               help="Open loop: while every given rate is held, up to this many more rates, 1.5x each.")
 @click.option("--headline-rounds", type=click.IntRange(min=0), default=None, help="Rounds of the best variant served, "
               "in-process and eager side by side, for the headline ratios [default: max(--rounds, 5); 0: off].")
+@click.option("--max-isa", type=click.Choice(["avx2"]), default=None, help="Measure as on a CPU with at most this ISA "
+              "(oneDNN, OpenVINO, ATen, OpenBLAS capped; ONNX Runtime variants skipped: no cap reaches them).")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="A folder of JPEG/PNG files: also measure the image ensembles with them (one BYTES element each).")
 @click.option("--sentences", type=click.Path(path_type=Path), default=None,
               help="A text file, one sentence a line: also measure the text ensembles with them.")
 def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driver, protocol, measurement_s,
          max_requests, rounds, out, run_id, no_baselines, no_op_profile, images, sentences, request_rates, rates_beyond,
-         headline_rounds):
+         headline_rounds, max_isa):
     """Sweep concurrency through a real Triton, compare every variant, report with plots, name the best.
 
     Drives the server with tritonclient (gRPC/HTTP) and/or perf_analyzer, times each variant in-process and PyTorch
@@ -260,7 +261,7 @@ def perf(spec, repo, url, http_url, models, concurrency, latency_budget_ms, driv
                        out, driver, measurement_s, max_requests, protocol=protocol, http_url=http_url,
                        baselines=not no_baselines, op_profile=not no_op_profile, rounds=rounds, run_id=run_id,
                        real_inputs=RealInputs(images, sentences), request_rates=rates or None,
-                       rates_beyond=rates_beyond, headline_rounds=headline_rounds)
+                       rates_beyond=rates_beyond, headline_rounds=headline_rounds, max_isa=max_isa)
     _console().print(f"report: {run_dir / 'report.md'} (and report.html)", markup=False)
 
 
@@ -280,12 +281,10 @@ DEFAULT_PIDFILE = Path("build/tritonserver.json")
 def serve(repository, http_port, grpc_port, metrics_port, pidfile, foreground, timeout_s):
     """Serve REPOSITORY with the embedded tritonserver (CPU, python backend), bound to 127.0.0.1.
 
-    \b
-    Installs the server into .tools/ on first use, waits until every model is
-    READY and prints the endpoints. Build the repository with
-    `tritongen build SPEC --target embedded` (the NGC tritonserver loads the
-    default `--target triton` repository; see README "Serving it").
-    If a model fails to load, exits 1 naming the model with the server's own error.
+    Installs the server into .tools/ on first use, waits until every model is READY and prints the endpoints.
+    Build the repository with `tritongen build SPEC --target embedded` (the NGC tritonserver loads the default
+    `--target triton` repository; see README "Serving it"). If a model fails to load, exits 1 naming the model
+    with the server's own error.
     """
     from generator.serve.server import TritonServer, serve_background
 

@@ -69,6 +69,7 @@ def _child(job: dict) -> dict:
 
         if threads:
             torch.set_num_threads(threads)
+        reproduced = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}  # ATen's ISA (perf.isa caps it)
         module = load_module(model, spec.root)
 
         def run(feeds):
@@ -96,7 +97,9 @@ def _child(job: dict) -> dict:
     for row, c in zip(rows, job["batches"]):
         row["concurrency"] = c
     out = {"kind": kind, "threads": threads, "rows": rows}
-    if reproduced:
+    if reproduced and kind == "eager":
+        out.update(reproduced)
+    elif reproduced:
         out["twin_settings"] = reproduced
     return out
 

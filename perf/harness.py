@@ -39,7 +39,7 @@ from generator.errors import UserError
 
 from . import baseline as baseline_mod
 from . import inputs as real_inputs_mod
-from . import pa_driver, probe
+from . import isa, pa_driver, probe
 from . import sweep as sweep_mod
 from .client import ServerClient, ServerGone
 from .report import write_report
@@ -301,7 +301,9 @@ def _new_run(run_id, url, repo, spec_path, models, targets, concurrency, latency
                  "driver": driver, "protocol": protocol, "concurrency": ",".join(map(str, concurrency)),
                  "window": f"{measurement_s:g} s or {max_requests} requests, after {warmup_s:g} s / {warmup_requests} warm-up requests",
                  "machine": f"{probe.cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
-                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+                 "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                 **({"isa_cap": f"{isa.current()}: " + " ".join(f"{k}={v}" for k, v in isa.environment().items())
+                     + " for every process started (perf.isa); ONNX Runtime variants skipped"} if isa.current() else {})},
     }
 
 
@@ -359,6 +361,7 @@ def run_perf(
     request_rates: list[float] | None = None,
     rates_beyond: int = 4,
     headline_rounds: int | None = None,
+    max_isa: str | None = None,
     gemm_probe: bool = True,
     op_profile: bool = True,
     pa_measurement_ms: int | None = None,
@@ -376,9 +379,16 @@ def run_perf(
     ``measurement_s / rounds`` each (``perf.sweep``), baselines in ``baseline_rounds`` (default: ``rounds``),
     each best variant's headline ratios in ``headline_rounds`` paired rounds (``perf.headline``; default
     ``max(rounds, 5)`` with 2 or more rounds, 0: the sweep's unpaired ratios).
-    Raises ``UserError`` (after writing the partial report) when the
-    server dies mid-sweep.
+    ``max_isa`` (``perf.isa.CAPS``, e.g. "avx2"): every process started runs with that ISA cap (server,
+    baselines, probe); ONNX Runtime's variants are skipped then (no cap reaches MLAS). Raises ``UserError`` (after
+    writing the partial report) when the server dies mid-sweep.
     """
+    if max_isa is not None:
+        params = dict(locals())
+        if max_isa not in isa.CAPS:
+            raise UserError(f"--max-isa {max_isa}: not one of {', '.join(isa.CAPS)}")
+        with isa.capped(max_isa):
+            return run_perf(**{**params, "max_isa": None})
     t_start = time.time()
     if driver not in DRIVERS:
         raise UserError(f"--driver {driver}: not one of {', '.join(DRIVERS)}")
@@ -404,6 +414,7 @@ def run_perf(
     targets = discover(repo, models, real_inputs)
     missing = set()
     for t in targets:
+        t.skipped = t.skipped or isa.uncapped_reason(t.runtime)
         try:
             spec.model(t.model)
         except UserError:
@@ -431,7 +442,8 @@ def run_perf(
         run_baselines(run, active, spec_path, concurrency, min(measurement_s, 10.0), baseline_rounds or rounds, log)
     if gemm_probe:
         log("GEMM probe (cached per machine)")
-        run["probe"] = probe.machine_peak(Path(out_root).resolve() / "machine_probe.json")
+        cap = isa.current()
+        run["probe"] = probe.machine_peak(Path(out_root).resolve() / f"machine_probe{'-' + cap if cap else ''}.json")
         run["flops"] = model_flops(active, spec)
 
     # 3. the server
@@ -441,7 +453,7 @@ def run_perf(
         from generator.serve.server import TritonServer
 
         server = TritonServer(repo, model_control_mode="explicit", expected_models=[], install=install,
-                              log_path=run_dir / "tritonserver.log")
+                              log_path=run_dir / "tritonserver.log", env=isa.environment())
         log("starting tritonserver (explicit model control)")
         server.start()
         url, http_url = server.urls.grpc, server.urls.http
@@ -516,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="open loop: while every rate is held, up to this many more rates (1.5x each)")
     p.add_argument("--headline-rounds", type=int, default=None,
                    help="paired rounds of the winner served / in-process / eager (default max(rounds, 5); 0: off)")
+    p.add_argument("--max-isa", choices=sorted(isa.CAPS), default=None,
+                   help="measure as on a CPU with at most this ISA (perf.isa; ONNX Runtime variants skipped)")
     a = p.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -528,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
                            protocol=a.protocol, http_url=a.http_url, warmup_s=a.warmup_s, baselines=not a.no_baselines,
                            rounds=a.rounds, run_id=a.run_id,
                            request_rates=[float(r) for r in a.request_rates.split(",") if r.strip()] or None,
-                           rates_beyond=a.rates_beyond, headline_rounds=a.headline_rounds)
+                           rates_beyond=a.rates_beyond, headline_rounds=a.headline_rounds,
+                           max_isa=a.max_isa)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -179,17 +179,9 @@ def _best(fn, flops: float, reps: int = 8, budget_s: float = 2.0) -> float:
     return flops / best
 
 
-def _probe(n: int = 2048) -> dict:
-    """Runs in the subprocess: GFLOP/s (GOP/s for int8) per method."""
-    res: dict = {"n": n, "cpu": cpu_name(), "cores": os.cpu_count(), "methods": {}, "notes": [],
-                 "load_average": list(os.getloadavg())}
-    flops = 2.0 * n ** 3
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    m = res["methods"]
-    m["fp32/numpy"] = _best(lambda: a @ b, flops) / 1e9
-    # ORT first: torch's OpenMP threads keep spinning after use and slow ORT down
+def _ort_methods(m: dict, res: dict, rng, a, b, flops: float) -> None:
+    """ONNX Runtime's int8 MatMulInteger and fp32 MatMul into ``m`` (a failure is a note)."""
+    n = a.shape[0]
     try:
         import onnx
         import onnxruntime as ort
@@ -216,6 +208,23 @@ def _probe(n: int = 2048) -> dict:
         del onnx
     except Exception as e:
         res["notes"].append(f"ORT probe failed: {type(e).__name__}: {str(e)[:120]}")
+
+
+def _probe(n: int = 2048) -> dict:
+    """Runs in the subprocess: GFLOP/s (GOP/s for int8) per method."""
+    res: dict = {"n": n, "cpu": cpu_name(), "cores": os.cpu_count(), "methods": {}, "notes": [],
+                 "load_average": list(os.getloadavg())}
+    flops = 2.0 * n ** 3
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    m = res["methods"]
+    m["fp32/numpy"] = _best(lambda: a @ b, flops) / 1e9
+    cap = res["isa_cap"] = os.environ.get("ONEDNN_MAX_CPU_ISA")  # perf.isa: MLAS ignores it, bf16 needs AVX-512
+    if cap:
+        res["notes"].append(f"ISA capped to {cap}: ONNX Runtime's MatMul/MatMulInteger not probed (MLAS has no cap)")
+    else:  # ORT first: torch's OpenMP threads keep spinning after use and slow ORT down
+        _ort_methods(m, res, rng, a, b, flops)
     try:
         import torch
 
@@ -223,11 +232,11 @@ def _probe(n: int = 2048) -> dict:
         with torch.inference_mode():
             m["fp32/torch"] = _best(lambda: ta @ tb, flops) / 1e9
             flags = cpu_flags()
-            if "avx512_bf16" in flags or "amx_bf16" in flags:
+            if ("avx512_bf16" in flags or "amx_bf16" in flags) and not cap:
                 ba, bb = ta.bfloat16(), tb.bfloat16()
                 m["bf16/torch"] = _best(lambda: ba @ bb, flops) / 1e9
             else:
-                res["notes"].append("no avx512_bf16/amx_bf16: bf16 not probed")
+                res["notes"].append(f"{'ISA capped to ' + cap if cap else 'no avx512_bf16/amx_bf16'}: bf16 not probed")
             try:
                 ia = torch.randint(-127, 127, (n, n), dtype=torch.int8)
                 ib = torch.randint(-127, 127, (n, n), dtype=torch.int8)

@@ -239,3 +239,27 @@ def test_headline_measures_served_inprocess_and_eager_side_by_side(built, triton
     # a winner at another concurrency than the confirmed one keeps the sweep's ratio
     assert headline.attach({"triton_name": "lin__onnx", "concurrency": 1, "speedup_vs_eager": 0.1}, entry) == \
         {"triton_name": "lin__onnx", "concurrency": 1, "speedup_vs_eager": 0.1}
+
+
+def test_max_isa_caps_every_process_and_skips_the_runtime_no_cap_reaches(built, triton_install, tmp_path):
+    """--max-isa avx2 (perf.isa): the probe, the baselines and the server run with the cap (ATen reports AVX2 in the
+    eager baseline's own process, on an AVX-512 CPU too); ONNX Runtime's variants are skipped with the reason."""
+    import os
+
+    with pytest.raises(UserError, match="--max-isa sse: not one of avx2"):
+        run_perf(None, built["repo"], built["spec_path"], None, [1], 100.0, tmp_path / "bad", max_isa="sse")
+    run_dir = run_perf(None, built["repo"], built["spec_path"], None, [1], 1000.0, tmp_path / "results", "loadgen",
+                       0.5, 100, warmup_s=0.2, rounds=1, op_profile=False, max_isa="avx2", install=triton_install,
+                       log=lambda s: None)
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ  # restored after the run
+    res = json.loads((run_dir / "results.json").read_text())
+    assert "MLAS" in res["models"]["lin__onnx"]["skipped"]
+    assert {s["model"] for s in res["steps"]} == {"lin__torchscript"} and res["steps"][0]["throughput"] > 0
+    assert res["eager"]["lin"]["cpu_capability"] == "AVX2"
+    assert res["baselines"]["lin__torchscript"]["rows"][0]["throughput"] > 0
+    probe = res["probe"]
+    assert probe["isa_cap"] == "AVX2" and (tmp_path / "results" / "machine_probe-avx2.json").is_file()
+    assert not [m for m in probe["methods"] if "ort" in m or m.startswith("bf16")], probe["methods"]
+    assert probe["peak_gflops"]["fp32"] > 0
+    assert res["meta"]["isa_cap"].startswith("avx2: ONEDNN_MAX_CPU_ISA=AVX2")
+    assert "ONNX Runtime's MLAS" in (run_dir / "report.md").read_text()  # the skip and why, in the report
