@@ -261,5 +261,7 @@ def test_max_isa_caps_every_process_and_skips_the_runtime_no_cap_reaches(built, 
     assert probe["isa_cap"] == "AVX2" and (tmp_path / "results" / "machine_probe-avx2.json").is_file()
     assert not [m for m in probe["methods"] if "ort" in m or m.startswith("bf16")], probe["methods"]
     assert probe["peak_gflops"]["fp32"] > 0
+    # the work per inference still comes from the skipped variant's ONNX graph: shares of the capped ceiling
+    assert res["flops"]["lin"]["flops_per_inference"] == 2 * 4 * 3
     assert res["meta"]["isa_cap"].startswith("avx2: ONEDNN_MAX_CPU_ISA=AVX2")
     assert "ONNX Runtime's MLAS" in (run_dir / "report.md").read_text()  # the skip and why, in the report
