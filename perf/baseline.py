@@ -57,7 +57,7 @@ def _child(job: dict) -> dict:
     spec = load_spec(job["spec"])
     model = spec.model(job["model"])
     threads = int(job.get("threads") or 0)
-    reproduced = None
+    reproduced, extra = None, {}
     in_names = [t.name for t in model.inputs]
     out_names = [t.name for t in model.outputs]
     kind = job["kind"]
@@ -69,7 +69,7 @@ def _child(job: dict) -> dict:
 
         if threads:
             torch.set_num_threads(threads)
-        reproduced = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}  # ATen's ISA (perf.isa caps it)
+        extra["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # ATen's ISA (perf.isa caps it)
         module = load_module(model, spec.root)
 
         def run(feeds):
@@ -97,10 +97,9 @@ def _child(job: dict) -> dict:
     for row, c in zip(rows, job["batches"]):
         row["concurrency"] = c
     out = {"kind": kind, "threads": threads, "rows": rows}
-    if reproduced and kind == "eager":
-        out.update(reproduced)
-    elif reproduced:
+    if reproduced:
         out["twin_settings"] = reproduced
+    out.update(extra)
     return out
 
 

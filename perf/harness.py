@@ -444,9 +444,8 @@ def run_perf(
         log("GEMM probe (cached per machine)")
         cap = isa.current()
         run["probe"] = probe.machine_peak(Path(out_root).resolve() / f"machine_probe{'-' + cap if cap else ''}.json")
-        every = discover(repo, None, real_inputs) if models or len(active) < len(targets) else targets
         wanted = {t.model for t in active}  # FLOPs from any variant's ONNX graph, measured here or not
-        run["flops"] = model_flops([t for t in every if t.model in wanted], spec)
+        run["flops"] = model_flops([t for t in discover(repo, None, real_inputs) if t.model in wanted], spec)
 
     # 3. the server
     server = None
