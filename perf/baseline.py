@@ -30,14 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _measure(run, feeds_for, batches: list[int], measurement_s: float, max_iters: int, warmup: int = 1,
-             settle: bool = True) -> list[dict]:
+             settle: bool = True, min_calls: int = 2, settle_s: float = 5.0) -> list[dict]:
+    """Per batch: warm up until the latency settles (at most ``settle_s``, or the measurement window when longer),
+    then time calls for ``measurement_s`` and at least ``min_calls`` calls."""
     out = []
     for b in batches:
         feeds = feeds_for(b)
         # warm-up until the latency settles (median of the last 3 calls within 10% of the 3 before), not a count
-        warm = timer.settle(run, feeds, max_calls=max(warmup, 30), budget_s=max(measurement_s, 5.0)) if settle \
+        warm = timer.settle(run, feeds, max_calls=max(warmup, 30), budget_s=max(measurement_s, settle_s)) if settle \
             else timer.warm_up(run, feeds, warmup)
-        lat = timer.time_calls(run, feeds, max_iters, measurement_s, min_iters=2)
+        lat = timer.time_calls(run, feeds, max_iters, measurement_s, min_iters=max(2, min_calls))
         a = np.asarray(lat) * 1000
         out.append({"concurrency": b, "batch": b, "iters": len(lat), "warmup_calls": len(warm),
                     "settled": timer.settled(warm) if settle else None,
@@ -93,7 +95,8 @@ def _child(job: dict) -> dict:
         return make_inputs(model, spec_point(model, b), seed=7)
 
     batches = [b if model.max_batch_size <= 0 else min(b, model.max_batch_size) for b in job["batches"]]
-    rows = _measure(run, feeds_for, batches, job["measurement_s"], job["max_iters"])
+    rows = _measure(run, feeds_for, batches, job["measurement_s"], job["max_iters"], min_calls=int(job.get("min_calls", 2)),
+                    settle_s=float(job.get("settle_s", 5.0)))
     for row, c in zip(rows, job["batches"]):
         row["concurrency"] = c
     out = {"kind": kind, "threads": threads, "rows": rows}
@@ -161,7 +164,8 @@ def served_settings(kind: str, artifact: Path, threads: int, job: dict) -> dict:
 
 def run_baseline(job: dict, timeout_s: float = 600.0) -> dict:
     """Run one baseline in a fresh interpreter. ``job``: spec, model, kind (eager | onnxruntime |
-    torchscript | openvino), artifact, threads, batches, measurement_s, max_iters [, ort_level, ov_precision].
+    torchscript | openvino), artifact, threads, batches, measurement_s, max_iters [, min_calls (at least this many
+    timed calls, default 2), settle_s (the warm-up's budget, default 5 s), ort_level, ov_precision].
     Returns ``{"kind", "threads", "rows": [...]}`` or ``{"error": ...}``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -467,6 +467,7 @@ def run_perf(
                                       run_dir, rounds=rounds, request_rates=request_rates,
                                       budget_ms=latency_budget_ms, real=(repo, real_inputs),
                                       rates_beyond=rates_beyond, headline_rounds=int(headline_rounds),
+                                      headline_window_s=min(sweep_mod.SweepOptions.headline_window_s, measurement_s),
                                       headline_jobs=_headline_jobs(active, spec_path, concurrency, measurement_s)
                                       if baselines else {})
         with _quiet_check(run, "sweep"):

@@ -23,6 +23,11 @@ from . import baseline as baseline_mod
 from . import confirm as confirm_mod
 from . import stability
 
+# each side's window in a round: ``SweepOptions.headline_window_s`` (5 s) or the sweep's when longer, and a baseline
+# at least MIN_CALLS timed calls after a warm-up of up to SETTLE_S. Session 15's rounds took the sweep's 2 s window:
+# eager fp32 at batch 8 (2.1 s a call on 2 cores) was then 2 calls after a 3-call warm-up that could not settle, and
+# read 3.41-4.22 img/s across processes.
+MIN_CALLS, SETTLE_S = 5, 15.0
 SIDES = {"served": "served", "inprocess": "in-process", "eager": "PyTorch eager fp32"}
 RATIOS = {"x_eager": ("eager", "speedup_vs_eager"), "served_over_inprocess": ("inprocess", "serving_ratio")}
 
@@ -48,7 +53,7 @@ def measure(sw, p, driver: str, c: int, jobs: dict, rounds: int, log=print) -> d
     """``rounds`` rounds of the served step (``driver``, concurrency ``c``) and each baseline job of ``jobs``
     (``{"inprocess": job | None, "eager": job | None}``) at batch ``c``, the order rotated each round; every
     side's throughput per round and each ratio's paired geometric mean with its 95% interval."""
-    window = sw.o.window_s()
+    window = max(sw.o.window_s(), sw.o.headline_window_s)
     entry = {"triton_name": p.t.name, "variant": p.t.variant, "driver": driver, "concurrency": c,
              "window_s": window, "rounds": [], "errors": []}
     reason = sw.load(p.t.name)
@@ -63,14 +68,17 @@ def measure(sw, p, driver: str, c: int, jobs: dict, rounds: int, log=print) -> d
             got = {"round": r + 1}
             for side in order:
                 if side == "served":
-                    step = sw.measure(p, driver, c, r, 0, label=f"headline round {r + 1}/{rounds}")
+                    step = sw.measure(p, driver, c, r, 0, label=f"headline round {r + 1}/{rounds}", window=window)
                     got[side] = step["throughput"] if step and not step.get("errors") else None
                     continue
                 log(f"  {SIDES[side]} at batch {c} (headline round {r + 1}/{rounds})")
-                res = baseline_mod.run_baseline({**jobs[side], "batches": [c], "measurement_s": window})
+                res = baseline_mod.run_baseline({**jobs[side], "batches": [c], "measurement_s": window,
+                                                 "min_calls": MIN_CALLS, "settle_s": SETTLE_S})
+                row = (res.get("rows") or [{}])[0]
+                got.setdefault("calls", {})[side] = row.get("iters")
                 if "error" in res or not res.get("rows"):
                     entry["errors"].append(f"{SIDES[side]} round {r + 1}: {res.get('error', 'no result')}")
-                got[side] = (res.get("rows") or [{}])[0].get("throughput")
+                got[side] = row.get("throughput")
             entry["rounds"].append(got)
     finally:
         entry["quiet"] = {"before": before, "after": stability.quiet_check(probe_s=0.2)}
@@ -114,7 +122,8 @@ def lines(entry: dict) -> list[str]:
     """The rounds as a short markdown table and the two ratios, for the report."""
     head = [k for k in SIDES if any(r.get(k) for r in entry["rounds"])]
     out = [f"Side by side at concurrency {entry['concurrency']} ({entry['variant']}, {entry['driver']}; "
-           f"{entry['window_s']:g} s windows, the order rotated each round), throughput per round:\n",
+           f"{entry['window_s']:g} s windows, each baseline at least {MIN_CALLS} timed calls after its warm-up; the "
+           "order rotated each round), throughput per round:\n",
            "| round | " + " | ".join(SIDES[k] + "/s" for k in head) + " |",
            "|---" * (len(head) + 1) + "|"]
     for r in entry["rounds"]:

@@ -53,6 +53,7 @@ class SweepOptions:
     rates_beyond: int = 4  # open loop: rates past the given ones (1.5x each) while every rate is held
     headline_rounds: int = 0  # >= 2: the winners' headline ratios in paired rounds (perf.headline)
     headline_jobs: dict = field(default_factory=dict)  # their baseline jobs, ("inprocess" | "eager", name) -> job
+    headline_window_s: float = 5.0  # each side's window in a headline round (at least the sweep's)
 
     def window_s(self) -> float:
         return max(self.measurement_s / max(self.rounds, 1), min(self.measurement_s, MIN_ROUND_WINDOW_S))
@@ -123,11 +124,13 @@ class _Sweep:
         p.keys = [(t.name, drv, c) for drv in plan for c in o.concurrency]
         return p
 
-    def measure(self, p: _Prepared, drv: str, c: int, r: int, attempt: int, label: str | None = None) -> dict | None:
-        """One step of one round; ``attempt`` 0 with a ``label``: a step measured for ``perf.headline``."""
+    def measure(self, p: _Prepared, drv: str, c: int, r: int, attempt: int, label: str | None = None,
+                window: float | None = None) -> dict | None:
+        """One step of one round; ``attempt`` 0 with a ``label`` (and its own ``window``): a step measured for
+        ``perf.headline``."""
         from tritonclient.utils import InferenceServerException
 
-        o, t, window = self.o, p.t, self.o.window_s()
+        o, t, window = self.o, p.t, window or self.o.window_s()
         record = r == 0 and attempt == 1  # the commands that reproduce a step: once, not once a round
         what = f"{t.name} {drv} concurrency {c}"
         self.log(f"measuring {what} ({label or f'round {r + 1}/{o.rounds}'}{', re-measure' if attempt > 1 else ''})")

@@ -208,7 +208,7 @@ def test_headline_measures_served_inprocess_and_eager_side_by_side(built, triton
     server = triton_server_factory(built["repo"], model_control_mode="explicit", expected_models=[])
     target = discover(built["repo"], ["lin__onnx"])[0]
     opts = sweep.SweepOptions(server.urls.grpc, server.urls.http, True, None, "loadgen", ["grpc"], [2], 0.5, 200,
-                              0.2, 2, 30.0, None, tmp_path, rounds=3, budget_ms=100.0)
+                              0.2, 2, 30.0, None, tmp_path, rounds=3, budget_ms=100.0, headline_window_s=0.5)
     run = {"steps": [], "notes": [], "commands": [], "models": {target.name: target.info()}, "meta": {}}
     sw = sweep._Sweep(run, built["spec"], opts, None, lambda s: None)
     jobs = _headline_jobs([target], built["spec_path"], [1, 2], 0.5)
@@ -216,6 +216,9 @@ def test_headline_measures_served_inprocess_and_eager_side_by_side(built, triton
                              {"inprocess": jobs[("inprocess", "lin__onnx")], "eager": jobs[("eager", "lin")]}, 3)
     assert [r["round"] for r in entry["rounds"]] == [1, 2, 3] and not entry["errors"], entry
     assert all(r[k] > 0 for r in entry["rounds"] for k in ("served", "inprocess", "eager")), entry
+    # every baseline of a round timed at least MIN_CALLS calls, however short the window (session 15: eager fp32 at
+    # batch 8 was 2 calls a round and read 3.41-4.22 img/s from one process to the next)
+    assert all(r["calls"][k] >= headline.MIN_CALLS for r in entry["rounds"] for k in ("inprocess", "eager")), entry
     for name, side in (("x_eager", "eager"), ("served_over_inprocess", "inprocess")):
         got = entry[name]
         per_round = [r["served"] / r[side] for r in entry["rounds"]]
