@@ -113,9 +113,9 @@ def _usable(r: dict | None) -> str | None:
     return None
 
 
-def _sweep_probes(run: dict) -> list[float]:
+def _sweep_probes(run: dict, key: str = "probe_ms") -> list[float]:
     got = ((run.get("quiet") or {}).get("sweep") or {})
-    return [float(got[k]["probe_ms"]) for k in ("before", "after") if (got.get(k) or {}).get("probe_ms")]
+    return [float(got[k][key]) for k in ("before", "after") if (got.get(k) or {}).get(key)]
 
 
 def machine_drift(a: dict, b: dict) -> dict | None:
@@ -127,7 +127,8 @@ def machine_drift(a: dict, b: dict) -> dict | None:
     if not pa or not pb:
         return None
     factor = (sum(pa) / len(pa)) / (sum(pb) / len(pb))
-    return {"factor": factor, "a_ms": pa, "b_ms": pb, "separated": max(pb) < min(pa) or max(pa) < min(pb)}
+    return {"factor": factor, "a_ms": pa, "b_ms": pb, "separated": max(pb) < min(pa) or max(pa) < min(pb),
+            "a_memory_ms": _sweep_probes(a, "memory_ms"), "b_memory_ms": _sweep_probes(b, "memory_ms")}
 
 
 def compare_variant(a: dict, b: dict, name: str, ra: dict | None, rb: dict | None, drift: dict | None = None) -> dict:
@@ -213,9 +214,15 @@ def _drift_words(drift: dict | None) -> str:
         return "no probe reads"
     f = drift["factor"]
     fmt = ", ".join
-    return (f"the fixed probe ran {f:.2f}x {'faster' if f >= 1 else 'slower'} in run B: "
-            f"A {fmt(f'{x:.4f}' for x in drift['a_ms'])} ms, B {fmt(f'{x:.4f}' for x in drift['b_ms'])} ms"
-            + ("" if drift["separated"] else "; within the probe's own noise, not used"))
+    words = (f"the fixed probe ran {f:.2f}x {'faster' if f >= 1 else 'slower'} in run B: "
+             f"A {fmt(f'{x:.4f}' for x in drift['a_ms'])} ms, B {fmt(f'{x:.4f}' for x in drift['b_ms'])} ms"
+             + ("" if drift["separated"] else "; within the probe's own noise, not used"))
+    ma, mb = drift.get("a_memory_ms"), drift.get("b_memory_ms")
+    if ma and mb:  # recorded beside it, not used: perf.stability.memory_probe_ms
+        g = (sum(ma) / len(ma)) / (sum(mb) / len(mb))
+        words += (f"; the memory probe (a 64 MiB copy) ran {g:.2f}x {'faster' if g >= 1 else 'slower'} in run B: "
+                  f"A {fmt(f'{x:.2f}' for x in ma)} ms, B {fmt(f'{x:.2f}' for x in mb)} ms (shown, not used)")
+    return words
 
 
 def tie(wa: dict, wb: dict) -> bool:

@@ -1,6 +1,6 @@
 """Numbers that survive a second run: repeated rounds, a quiet check, a plausibility check.
 
-    quiet_check(probe_s=0.3) -> {"load1", "probe_ms", "cores"}   # load average and a short fixed probe
+    quiet_check(probe_s=0.3) -> {"load1", "probe_ms", "cores", "memory_ms"}  # load average, short fixed probes
     drift(before, after) -> float                               # probe_ms after / before (1.0: unchanged)
     interval(values) -> (median, low, high)                      # the 95% interval of repeated measurements
     combine_rounds([baseline result per round]) -> one result    # per concurrency: median, 95% interval, spread
@@ -55,7 +55,33 @@ def quiet_check(probe_s: float = 0.3) -> dict:
             t = time.perf_counter()
             a @ a
             times.append(time.perf_counter() - t)
-    return {"load1": os.getloadavg()[0], "probe_ms": statistics.median(times) * 1e3, "cores": os.cpu_count()}
+    return {"load1": os.getloadavg()[0], "probe_ms": statistics.median(times) * 1e3, "cores": os.cpu_count(),
+            "memory_ms": memory_probe_ms()}
+
+
+_MEMORY: dict = {}
+
+
+def memory_probe_ms(mib: int = 64, reads: int = 3) -> float:
+    """The median time (ms) of copying a fixed ``mib`` MiB buffer (beyond a shared last-level cache): what the small
+    GEMM above, which stays in cache, cannot see -- the memory traffic of the host's other tenants. Recorded with every
+    quiet check (results.json) and shown on ``perf.compare_runs``'s machine line, not yet used to correct anything: session 16 saw
+    eager fp32 swing +-13% within one process over 40 s and one run's sweep 3-8% faster than the other's at c=8
+    while the GEMM probe read the same."""
+    import numpy as np
+
+    if _MEMORY.get("mib") != mib:  # allocated and touched once per process (0.3 s), not timed
+        src = np.ones(mib * 2**18, dtype=np.float32)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)
+        _MEMORY.update(mib=mib, src=src, dst=dst)
+    src, dst = _MEMORY["src"], _MEMORY["dst"]
+    times = []
+    for _ in range(reads):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
 
 
 def drift(before: dict | None, after: dict | None) -> float:

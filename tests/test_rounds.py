@@ -391,6 +391,17 @@ def test_compare_runs_scales_by_the_machines_own_drift_only_when_the_probe_measu
     assert compare_runs.main([a, b]) == 0
     out = capsys.readouterr().out
     assert "overlap after the machine's drift" in out and "machine: the fixed probe ran 1.11x faster in run B" in out
+    # the memory probe's reads beside it are shown on the machine line and change no verdict (session 16: recorded,
+    # not yet used; perf.stability.memory_probe_ms)
+    mem = {"sweep": {k: {**v, "memory_ms": m} for (k, v), m in zip(run_b["quiet"]["sweep"].items(), (6.0, 6.2))}}
+    b5 = _write(tmp_path, "b5", {**run_b, "quiet": mem})
+    qa = {"sweep": {k: {**v, "memory_ms": m} for (k, v), m in zip(run_a["quiet"]["sweep"].items(), (6.6, 6.8))}}
+    a5 = _write(tmp_path, "a5", {**run_a, "quiet": qa})
+    res5 = compare_runs.compare(compare_runs.load(a5), compare_runs.load(b5))
+    assert res5["problems"] == [] and res5["drift"]["factor"] == pytest.approx(res["drift"]["factor"])
+    assert compare_runs.main([a5, b5]) == 0
+    assert "the memory probe (a 64 MiB copy) ran 1.10x faster in run B: A 6.60, 6.80 ms, B 6.00, 6.20 ms (shown, not " \
+           "used)" in capsys.readouterr().out
     # probe reads that interleave are the probe's own noise: no scaling, the runs disagree
     b2 = _write(tmp_path, "b2", {**run_b, "quiet": _quiet(0.1100, 0.1050)})
     res = compare_runs.compare(compare_runs.load(a), compare_runs.load(b2))

@@ -44,6 +44,8 @@ def test_eager_that_speeds_up_5x_with_batch_is_implausible():
 def test_quiet_check_reads_load_and_times_a_fixed_probe():
     q = stability.quiet_check(probe_s=0.05)
     assert q["load1"] >= 0 and q["probe_ms"] > 0 and q["cores"] >= 1
+    # and the memory probe (a 64 MiB copy, beyond the cache): 64 MiB read + written in under 10 s on any machine
+    assert 0 < q["memory_ms"] < 10_000
     assert stability.drift(q, q) == 1.0 and stability.drift(None, q) == 1.0
 
 
