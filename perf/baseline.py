@@ -95,8 +95,8 @@ def _child(job: dict) -> dict:
         return make_inputs(model, spec_point(model, b), seed=7)
 
     batches = [b if model.max_batch_size <= 0 else min(b, model.max_batch_size) for b in job["batches"]]
-    rows = _measure(run, feeds_for, batches, job["measurement_s"], job["max_iters"], min_calls=int(job.get("min_calls", 2)),
-                    settle_s=float(job.get("settle_s", 5.0)))
+    rows = _measure(run, feeds_for, batches, job["measurement_s"], job["max_iters"],
+                    min_calls=int(job.get("min_calls", 2)), settle_s=float(job.get("settle_s", 5.0)))
     for row, c in zip(rows, job["batches"]):
         row["concurrency"] = c
     out = {"kind": kind, "threads": threads, "rows": rows}

@@ -64,10 +64,10 @@ _MEMORY: dict = {}
 
 def memory_probe_ms(mib: int = 64, reads: int = 3) -> float:
     """The median time (ms) of copying a fixed ``mib`` MiB buffer (beyond a shared last-level cache): what the small
-    GEMM above, which stays in cache, cannot see -- the memory traffic of the host's other tenants. Recorded with every
-    quiet check (results.json) and shown on ``perf.compare_runs``'s machine line, not yet used to correct anything: session 16 saw
-    eager fp32 swing +-13% within one process over 40 s and one run's sweep 3-8% faster than the other's at c=8
-    while the GEMM probe read the same."""
+    GEMM above, which stays in cache, cannot see -- the memory traffic of the host's other tenants. Recorded with
+    every quiet check (results.json) and shown on ``perf.compare_runs``' machine line; not yet used to correct
+    anything. Session 16 saw eager fp32 swing +-13% within one process over 40 s, and one run's sweep 3-8% faster
+    than the other's at c=8, while the GEMM probe read the same."""
     import numpy as np
 
     if _MEMORY.get("mib") != mib:  # allocated and touched once per process (0.3 s), not timed
